@@ -1,0 +1,61 @@
+"""The budget a run may spend, and the signal that it is spent.
+
+Budgets are counted by the harness, never by the optimizer: loss evaluations (one per parameter
+vector), gradient evaluations (one per vector), optimizer steps (one per ``report``) and
+wall-clock seconds spent outside ``evaluate``. ``None`` means "no limit on this counter".
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from zgbench.errors import UsageError
+
+
+class BudgetExhausted(Exception):
+    """Raised by the metered problem when a budget is spent; the harness ends the run normally."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits for one run. At least one of ``evals``, ``grads`` or ``steps`` must bound it."""
+
+    evals: int | None = None
+    grads: int | None = None
+    steps: int | None = None
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if value is not None and value <= 0:
+                raise UsageError(f"budget {name} must be positive, got {value}.")
+
+    def override(self, **limits: Any) -> Budget:
+        """A copy with the given limits replaced; ``None`` values leave a limit as it is."""
+        return replace(self, **{k: v for k, v in limits.items() if v is not None})
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "budget") -> Budget:
+        known = {"evals", "grads", "steps", "seconds"}
+        extra = set(data) - known
+        if extra:
+            raise UsageError(
+                f"unknown key(s) {sorted(extra)} in {where}; known: {sorted(known)}."
+            )
+        return cls(**data)
+
+    def fraction(self, evals: int, grads: int, steps: int, seconds: float) -> float:
+        """How much of the budget is spent: the largest used share over the bounded counters."""
+        used = [0.0]
+        for limit, value in ((self.evals, evals), (self.grads, grads), (self.steps, steps),
+                             (self.seconds, seconds)):
+            if limit:
+                used.append(value / limit)
+        return max(used)
+
+    def is_bounded(self) -> bool:
+        return any(v is not None for v in (self.evals, self.grads, self.steps, self.seconds))

@@ -1,0 +1,72 @@
+"""The outer loop shared by gradient-estimating optimizers: estimate, step, report.
+
+:class:`GradientEstimator` is the base class of ``fd``, ``rge``, ``cge`` and of estimators
+that plugins add (smoothing, zerograds, a third party's new estimator): a subclass implements
+:meth:`~GradientEstimator.estimate_gradient` and gets the budget-aware loop, the outer step and
+the gradient diagnostics for free.
+The outer step is a real ``torch.optim`` optimizer on a leaf tensor whose ``.grad`` we set to
+the estimate, so SGD with momentum, weight decay, Adam and the cosine schedule are the
+library's, not hand-written.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from zgbench.contracts import Optimizer
+from zgbench.params import Param
+from zgbench.problem import Problem
+
+
+class GradientEstimator(Optimizer):
+    """Base: estimate ∇ℓ(θ) from the metered problem, take one torch.optim step, repeat."""
+
+    step = Param("sgd", "outer step", choices=("sgd", "adam"))
+    lr = Param(0.1, "learning rate of the outer step")
+    momentum = Param(0.9, "SGD momentum")
+    weight_decay = Param(5e-4, "weight decay of the outer step")
+    schedule = Param("cosine", "learning-rate schedule over the planned steps",
+                     choices=("cosine", "constant"))
+
+    def evals_per_step(self, dim: int) -> int:
+        """Loss evaluations one gradient estimate costs (used to plan the schedule)."""
+        raise NotImplementedError
+
+    def prepare(self, problem: Problem) -> None:
+        """Set up per-run state (random generators, caches) before the first estimate."""
+
+    def estimate_gradient(self, problem: Problem, theta: torch.Tensor, key: int) -> torch.Tensor:
+        """An estimate of ∇ℓ(θ) ``[dim]`` from loss values at ``key``. Call
+        :meth:`prepare` once before the first estimate."""
+        raise NotImplementedError
+
+    def planned_steps(self, problem: Problem) -> int:
+        """Steps the budget allows: the schedule's horizon."""
+        limits = []
+        if problem.budget.evals is not None:
+            limits.append(problem.budget.evals // max(self.evals_per_step(problem.dim), 1))
+        if problem.budget.steps is not None:
+            limits.append(problem.budget.steps)
+        return max(min(limits) if limits else 1000, 1)
+
+    def make_step(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+        if self.step == "adam":
+            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
+                               weight_decay=self.weight_decay)
+
+    def run(self, problem: Problem) -> None:
+        self.prepare(problem)
+        theta = torch.nn.Parameter(problem.initial())
+        opt = self.make_step([theta])
+        schedule = None
+        if self.schedule == "cosine":
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, self.planned_steps(problem))
+        while True:
+            key = problem.new_key()
+            theta.grad = self.estimate_gradient(problem, theta.detach(), key)
+            opt.step()
+            if schedule is not None:
+                schedule.step()
+            problem.report(theta.detach())
+

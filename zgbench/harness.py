@@ -1,0 +1,226 @@
+"""The harness: plan the cross product, run each pair under a metered budget, store records.
+
+One run is the unit of work: ``execute(run)`` builds the task and optimizer from their specs,
+hands the optimizer a :class:`~zgbench.problem.Problem`, and returns a record whatever
+happens (ok, failed with its traceback, or n/a for incompatible pairs). :func:`run_all`
+drives an executor over the plan, skips finished runs, writes each record atomically and
+calls the ``zgbench_run_finished`` hook.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import zgbench
+from zgbench.budget import Budget, BudgetExhausted
+from zgbench.plugins import Registry
+from zgbench.problem import Problem
+from zgbench.record import SCHEMA, environment, now, run_id
+from zgbench.seeding import derive_seed
+from zgbench.specs import Spec
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that identifies one run; picklable, so executors can ship it."""
+
+    task: Spec
+    optimizer: Spec
+    repetition: int
+    budget: Budget
+    device: str = "cpu"
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "task": self.task.canonical,
+            "optimizer": self.optimizer.canonical,
+            "seed": self.repetition,
+            "budget": self.budget.as_dict(),
+            "device": self.device,
+            "zgbench": zgbench.__version__,
+        }
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self.identity())
+
+    def seeds(self) -> dict[str, int]:
+        """Task seeds depend on (task, repetition) only: every optimizer faces the same instance."""
+        t, o, r = self.task.canonical, self.optimizer.canonical, self.repetition
+        return {
+            "task": derive_seed("task", t, r),
+            "eval_key": derive_seed("eval", t, r),
+            "optimizer": derive_seed("optimizer", t, o, r),
+            "problem": derive_seed("keys", t, o, r),
+        }
+
+    def describe(self) -> str:
+        return f"{self.task.label} × {self.optimizer.label} (seed {self.repetition})"
+
+
+def plan(
+    tasks: Sequence[tuple[Spec, Budget]],
+    optimizers: Sequence[Spec],
+    seeds: int,
+    device: str = "cpu",
+) -> list[RunSpec]:
+    """The cross product tasks × optimizers × repetitions, in a stable order."""
+    return [
+        RunSpec(task, optimizer, r, budget, device)
+        for task, budget in tasks
+        for optimizer in optimizers
+        for r in range(seeds)
+    ]
+
+
+def execute(run: RunSpec, registry: Registry, results: Path | None = None,
+            on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+    """Run one pair and return its record; never raises for a failure of the run itself."""
+    task_entry = registry.task(run.task.name)
+    opt_entry = registry.optimizer(run.optimizer.name)
+    record = _skeleton(run, task_entry, opt_entry)
+    missing = opt_entry.cls.requires - task_entry.cls.provides
+    if missing:
+        record.update(status="n/a", error=f"task does not provide {sorted(missing)}")
+        return _close(record)
+    problem: Problem | None = None
+    seeds = record["seeds"]
+    try:
+        task = task_entry.cls(device=run.device, seed=seeds["task"], **run.task.kwargs)
+        optimizer = opt_entry.cls(seed=seeds["optimizer"], **run.optimizer.kwargs)
+        problem = Problem(task, run.budget, seed=seeds["problem"], eval_key=seeds["eval_key"],
+                          on_progress=on_progress)
+        torch.manual_seed(seeds["optimizer"] % 2**63)  # for optimizers using the global RNG
+        problem.start()
+        try:
+            optimizer.run(problem)
+        except BudgetExhausted:
+            pass
+        problem.finish()
+        record["status"] = "ok"
+        if results is not None:
+            record["artifacts"] = _artifacts(task, problem, results, record["run_id"])
+    except Exception:
+        record.update(status="failed", error=traceback.format_exc())
+        _salvage(problem)
+    if problem is not None:
+        record["trajectory"] = problem.trajectory
+        record["final"] = problem.trajectory[-1] if problem.trajectory else None
+    return _close(record)
+
+
+def _skeleton(run: RunSpec, task_entry, opt_entry) -> dict[str, Any]:
+    tcls, ocls = task_entry.cls, opt_entry.cls
+    identity = run.identity()
+    return {
+        "schema": SCHEMA,
+        "run_id": run_id(identity),
+        "identity": identity,
+        "task": {**run.task.as_dict(), "plugin": task_entry.plugin,
+                 "plugin_version": task_entry.version, "primary_metric": tcls.primary_metric,
+                 "metrics": dict(tcls.metrics), "provides": sorted(tcls.provides)},
+        "optimizer": {**run.optimizer.as_dict(), "plugin": opt_entry.plugin,
+                      "plugin_version": opt_entry.version, "requires": sorted(ocls.requires)},
+        "seeds": run.seeds(),
+        "status": None,
+        "error": None,
+        "environment": environment(torch.device(run.device)),
+        "started": now(),
+        "_t0": time.perf_counter(),
+        "trajectory": [],
+        "final": None,
+        "artifacts": [],
+    }
+
+
+def _close(record: dict[str, Any]) -> dict[str, Any]:
+    record["finished"] = now()
+    record["duration"] = time.perf_counter() - record.pop("_t0")
+    return record
+
+
+def _salvage(problem: Problem | None) -> None:
+    """After a failure, try to checkpoint where the run got to (best effort)."""
+    if problem is None or not problem.trajectory:
+        return
+    try:
+        problem.finish()
+    except Exception:
+        pass
+
+
+def _artifacts(task, problem: Problem, results: Path, rid: str) -> list[str]:
+    folder = results / "artifacts" / rid
+    paths = task.artifacts(problem.recommendation(), str(folder))
+    return [str(Path(p).resolve().relative_to(results.resolve())) for p in paths]
+
+
+@dataclass
+class Summary:
+    """Counts for the closing line of ``zgbench run``."""
+
+    total: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    na: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        text = (f"{self.total} runs: {self.done} done, {self.skipped} skipped "
+                f"(already finished), {self.failed} failed")
+        return text + (f", {self.na} n/a (incompatible)" if self.na else "")
+
+
+def run_all(runs: Iterable[RunSpec], registry: Registry, results: Path, executor,
+            reporter=None) -> Summary:
+    """Run every planned run not already finished in ``results``; store each record."""
+    from zgbench.store import ResultStore
+
+    store = ResultStore(results)
+    runs = list(runs)
+    summary = Summary(total=len(runs))
+    todo = []
+    for run in runs:
+        if store.finished(run.run_id):
+            summary.skipped += 1
+        else:
+            todo.append(run)
+    if reporter:
+        reporter.begin(len(runs), summary.skipped)
+    for run, record in executor.map(todo, registry, results, reporter):
+        store.put(record)
+        _count(summary, run, record)
+        _notify(registry, record)
+        if reporter:
+            reporter.advance(run, record)
+    if reporter:
+        reporter.end()
+    return summary
+
+
+def _count(summary: Summary, run: RunSpec, record: dict[str, Any]) -> None:
+    status = record["status"]
+    if status == "ok":
+        summary.done += 1
+    elif status == "n/a":
+        summary.na += 1
+    else:
+        summary.failed += 1
+        last = (record.get("error") or "").strip().splitlines()[-1:] or ["unknown error"]
+        summary.failures.append(f"{run.describe()}: {last[0]}")
+
+
+def _notify(registry: Registry, record: dict[str, Any]) -> None:
+    try:
+        registry.manager.hook.zgbench_run_finished(record=record)
+    except Exception as exc:  # a logging plugin must never fail the benchmark
+        warnings.warn(f"zgbench_run_finished hook failed: {type(exc).__name__}: {exc}")

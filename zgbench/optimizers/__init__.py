@@ -1,0 +1,1 @@
+"""Built-in optimizer plugins: each module here is one plugin, named after the module."""

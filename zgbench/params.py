@@ -1,0 +1,118 @@
+"""Declared hyper-parameters: typed, defaulted, documented.
+
+A task or optimizer declares its parameters as class attributes::
+
+    class Sphere(Task):
+        dim = Param(8, "number of coordinates")
+
+so that specs like ``sphere[dim=16]`` can be validated and coerced before anything runs, and
+``zgbench list`` can show every knob with its default. Values arrive as strings from the
+command line and as TOML values from suite files; both go through :meth:`Param.coerce`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from zgbench.errors import UsageError, unknown
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+@dataclass
+class Param:
+    """One hyper-parameter: a default, a one-line help text, a type and optional choices.
+
+    The type is taken from the default unless given (needed when the default is ``None``).
+    """
+
+    default: Any
+    help: str = ""
+    type: type | None = None
+    choices: Sequence[Any] | None = None
+    name: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        if self.type is None:
+            if self.default is None:
+                raise TypeError("Param(None, ...) needs an explicit type=")
+            self.type = type(self.default)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def coerce(self, value: Any, owner: str) -> Any:
+        """Convert ``value`` to this parameter's type or raise a :class:`UsageError`."""
+        if value is None and self.default is None:
+            return None
+        try:
+            out = _convert(value, self.type)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(
+                f"bad value {value!r} for parameter {self.name!r} of {owner}: "
+                f"expected {self.type.__name__} ({exc})."
+            ) from None
+        if self.choices is not None and out not in self.choices:
+            allowed = ", ".join(map(str, self.choices))
+            raise UsageError(
+                f"bad value {value!r} for parameter {self.name!r} of {owner}: choose one of {allowed}."
+            )
+        return out
+
+    def describe(self) -> str:
+        """``name=default`` with choices, as ``zgbench list`` shows it."""
+        text = f"{self.name}={self.default}"
+        if self.choices is not None:
+            text += " {" + "|".join(map(str, self.choices)) + "}"
+        return text
+
+
+def _convert(value: Any, kind: type) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ValueError("use true or false")
+    if kind is int:
+        if isinstance(value, bool):
+            raise ValueError("a boolean is not an integer")
+        number = float(value) if isinstance(value, str) else value
+        if float(number) != int(number):
+            raise ValueError("not a whole number")
+        return int(number)
+    if kind is float:
+        if isinstance(value, bool):
+            raise ValueError("a boolean is not a number")
+        return float(value)
+    if kind is str:
+        return str(value)
+    return kind(value)
+
+
+def declared(cls: type) -> dict[str, Param]:
+    """All parameters a class declares, its bases' first, in declaration order."""
+    params: dict[str, Param] = {}
+    for klass in reversed(cls.__mro__):
+        for name, value in vars(klass).items():
+            if isinstance(value, Param):
+                params[name] = value
+    return params
+
+
+def resolve(cls: type, given: Mapping[str, Any], owner: str) -> dict[str, Any]:
+    """Validate and coerce ``given`` against ``cls``'s declared parameters; fill defaults."""
+    params = declared(cls)
+    for key in given:
+        if key not in params:
+            raise unknown(f"parameter of {owner}", key, params)
+    return {
+        name: param.coerce(given[name], owner) if name in given else param.default
+        for name, param in params.items()
+    }
