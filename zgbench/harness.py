@@ -67,15 +67,15 @@ class RunSpec:
 
 
 def plan(
-    tasks: Sequence[tuple[Spec, Budget]],
-    optimizers: Sequence[Spec],
+    entries: Sequence[tuple[Spec, Budget, Sequence[Spec]]],
     seeds: int,
     device: str = "cpu",
 ) -> list[RunSpec]:
-    """The cross product tasks × optimizers × repetitions, in a stable order."""
+    """The cross product: for each (task, budget, optimizers) entry, every optimizer and
+    repetition, in a stable order."""
     return [
         RunSpec(task, optimizer, r, budget, device)
-        for task, budget in tasks
+        for task, budget, optimizers in entries
         for optimizer in optimizers
         for r in range(seeds)
     ]

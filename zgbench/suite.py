@@ -1,0 +1,130 @@
+"""Suite files: named task instances with budgets, the optimizers to run, seeds and device.
+
+A suite is a TOML file under ``tasks/`` (or shipped by a plugin through the
+``zgbench_suite_dirs`` hook)::
+
+    [suite]
+    description = "CPU, minutes"
+    seeds = 3
+    device = "cpu"
+    optimizers = ["random-search", "cge", "rge"]    # specs, as on the command line
+
+    [[tasks]]
+    spec = "sphere[dim=8]"
+    budget = { evals = 2000, grads = 200 }          # optional: the task's default otherwise
+
+    [[tasks]]
+    spec = "classify[model=cnn]"
+    optimizers = ["cge", "adam"]                     # optional: this task's own optimizer list
+
+A task table may also give ``name`` and ``params = {...}`` instead of ``spec``.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zgbench.budget import Budget
+from zgbench.errors import UsageError
+from zgbench.plugins import Registry
+from zgbench.specs import Spec, resolve_optimizer, resolve_task
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass
+class SuiteTask:
+    spec: Spec
+    budget: Budget
+    optimizers: list[Spec] | None = None
+
+
+@dataclass
+class Suite:
+    name: str
+    tasks: list[SuiteTask]
+    optimizers: list[Spec] = field(default_factory=list)
+    seeds: int = 3
+    device: str = "cpu"
+    description: str = ""
+
+
+def find(name_or_path: str, registry: Registry) -> Path:
+    """A suite file by path, or by name in ``tasks/`` of a checkout, the installed package,
+    or a plugin's suite folders."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" and path.exists():
+        return path
+    if path.suffix == ".toml":
+        raise UsageError(f"suite file {name_or_path!r} does not exist.")
+    candidates = [d / f"{name_or_path}.toml" for d in search_dirs(registry)]
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    known = sorted({p.stem for d in search_dirs(registry) for p in d.glob("*.toml")})
+    from zgbench.errors import unknown
+
+    raise unknown("suite", name_or_path, known)
+
+
+def search_dirs(registry: Registry) -> list[Path]:
+    package = Path(__file__).resolve().parent
+    dirs = [Path.cwd() / "tasks", package / "suites", package.parent / "tasks"]
+    return [d for d in dirs + registry.suite_dirs() if d.is_dir()]
+
+
+def load(name_or_path: str, registry: Registry) -> Suite:
+    path = find(name_or_path, registry)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"suite {path}: not valid TOML ({exc}).") from None
+    return parse(data, registry, name=path.stem, where=str(path))
+
+
+def parse(data: dict[str, Any], registry: Registry, name: str, where: str) -> Suite:
+    head = data.get("suite", {})
+    unknown_keys = set(head) - {"description", "seeds", "device", "optimizers"}
+    if unknown_keys:
+        raise UsageError(f"{where}: unknown key(s) {sorted(unknown_keys)} in [suite].")
+    optimizers = [_optimizer(registry, o, where) for o in head.get("optimizers", [])]
+    tasks = [_task(registry, t, where, i) for i, t in enumerate(data.get("tasks", []))]
+    if not tasks:
+        raise UsageError(f"{where}: no [[tasks]] entries.")
+    return Suite(name=name, tasks=tasks, optimizers=optimizers, seeds=int(head.get("seeds", 3)),
+                 device=str(head.get("device", "cpu")),
+                 description=str(head.get("description", "")))
+
+
+def _optimizer(registry: Registry, item: Any, where: str) -> Spec:
+    if isinstance(item, str):
+        return resolve_optimizer(registry, item)
+    if isinstance(item, dict) and "name" in item:
+        return resolve_optimizer(registry, item["name"], item.get("params", {}))
+    raise UsageError(f"{where}: an optimizer must be a spec string or {{name=..., params=...}}.")
+
+
+def _task(registry: Registry, item: dict[str, Any], where: str, index: int) -> SuiteTask:
+    here = f"{where}, [[tasks]] #{index + 1}"
+    allowed = {"spec", "name", "params", "budget", "optimizers"}
+    if set(item) - allowed:
+        raise UsageError(f"{here}: unknown key(s) {sorted(set(item) - allowed)}; "
+                         f"known: {sorted(allowed)}.")
+    if "spec" in item:
+        spec = resolve_task(registry, item["spec"], item.get("params"))
+    elif "name" in item:
+        spec = resolve_task(registry, item["name"], item.get("params", {}))
+    else:
+        raise UsageError(f"{here}: give spec = \"name[key=value]\" or name = \"...\".")
+    default = registry.task(spec.name).cls.default_budget
+    budget = default.override(**Budget.from_dict(item.get("budget", {}), here).as_dict())
+    optimizers = None
+    if "optimizers" in item:
+        optimizers = [_optimizer(registry, o, here) for o in item["optimizers"]]
+    return SuiteTask(spec, budget, optimizers)
