@@ -1,0 +1,99 @@
+"""The ``zgbench`` command line.
+
+Each subcommand is a module in :mod:`zgbench.commands` with ``HELP`` (one line),
+``add_arguments(parser)`` and ``main(args) -> int``; this module finds them, adds the options
+every command shares (``-p no:NAME``), and turns :class:`~zgbench.errors.UsageError` into a
+message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+
+import zgbench
+from zgbench import commands, plugins
+from zgbench.errors import UsageError
+from zgbench.plugins import Registry
+
+console = Console(stderr=True)
+
+DESCRIPTION = """\
+zgbench: benchmark optimizers on non-differentiable pipelines.
+
+Tasks (renderers, simulators, networks, synthetic functions) and optimizers (zeroth-order
+estimators, surrogate gradients, CMA-ES, ...) are plugins; `zgbench run` runs their cross
+product under a metered budget and writes one record per run; `zgbench leaderboard` ranks them.
+
+  zgbench list                                   every task and optimizer, with parameters
+  zgbench run                                    the quick suite (CPU, minutes)
+  zgbench run --tasks "sphere[dim=8]",step --optimizers random-search,cge --seeds 3
+  zgbench leaderboard results/ -o leaderboards/  CSVs and convergence plots
+"""
+
+
+def add_plugin_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-p", dest="plugin_options", action="append", default=[], metavar="no:NAME",
+        help="disable the plugin NAME (repeatable), as in pytest: -p no:estimators")
+
+
+def load_registry(args: argparse.Namespace) -> Registry:
+    """The registry with the plugins blocked by ``-p no:NAME``; warns about broken plugins."""
+    blocked = []
+    for option in getattr(args, "plugin_options", []):
+        if not option.startswith("no:") or len(option) <= 3:
+            raise UsageError(f"-p {option}: only -p no:NAME (disable a plugin) is supported.")
+        blocked.append(option[3:])
+    registry = plugins.load(blocked=blocked)
+    for error in registry.errors:
+        console.print(f"[yellow]warning:[/yellow] {error}", highlight=False)
+    return registry
+
+
+def _command_modules():
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
+        if not info.name.startswith("_"):
+            yield info.name.replace("_", "-"), importlib.import_module(
+                f"{commands.__name__}.{info.name}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zgbench", description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"zgbench {zgbench.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in _command_modules():
+        doc = (module.__doc__ or "").strip()
+        sp = sub.add_parser(name, help=module.HELP, description=doc,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_plugin_options(sp)
+        module.add_arguments(sp)
+        sp.set_defaults(handler=module.main)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except UsageError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted: finished runs are stored; run the same command to resume.")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
