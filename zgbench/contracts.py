@@ -49,6 +49,15 @@ class Component:
             setattr(self, key, value)
 
     @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """Validate a full set of coerced parameter values before anything runs.
+
+        Override to check what a type cannot express (ranges, combinations, names looked up
+        in a library); raise :class:`~zgbench.errors.UsageError` with the fix. Called when a
+        spec is resolved, so bad input exits with status 2 instead of failing a run.
+        """
+
+    @classmethod
     def declared_params(cls) -> dict[str, Param]:
         return declared(cls)
 

@@ -106,6 +106,7 @@ def build(entry: Entry, params: dict[str, Any]) -> Spec:
     """Validate ``params`` for ``entry``'s class and return the resolved :class:`Spec`."""
     cls = entry.cls
     values = resolve(cls, params, f"{cls.kind} {cls.name!r}")
+    cls.check_params(values)
     defaults = {name: p.default for name, p in cls.declared_params().items()}
     return Spec(
         kind=cls.kind,

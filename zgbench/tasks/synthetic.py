@@ -17,6 +17,7 @@ import torch
 
 from zgbench.budget import Budget
 from zgbench.contracts import Task
+from zgbench.errors import UsageError
 from zgbench.hookspecs import hookimpl
 from zgbench.params import Param
 
@@ -31,11 +32,15 @@ class Synthetic(Task):
     #: value of f at the optimum (0 for every function here)
     optimum_value = 0.0
 
-    def setup(self) -> None:
-        if self.dim < 1:
-            from zgbench.errors import UsageError
+    #: smallest dimension the function is defined for
+    min_dim = 1
 
-            raise UsageError(f"{self.name}: dim must be at least 1, got {self.dim}.")
+    @classmethod
+    def check_params(cls, params):
+        if params["dim"] < cls.min_dim:
+            raise UsageError(f"{cls.name} needs dim >= {cls.min_dim}, got {params['dim']}.")
+
+    def setup(self) -> None:
         gen = self.generator()
         self.x_star = (torch.rand(self.dim, generator=gen, device=self.device) * 2 - 1)
         self.theta0 = torch.rand(self.dim, generator=gen, device=self.device) * 6 - 3
@@ -81,13 +86,7 @@ class Rosenbrock(Synthetic):
     name = "rosenbrock"
     provides = frozenset({"grad"})
     dim = Param(2, "number of coordinates (at least 2)")
-
-    def setup(self) -> None:
-        super().setup()
-        if self.dim < 2:
-            from zgbench.errors import UsageError
-
-            raise UsageError(f"rosenbrock needs dim >= 2, got {self.dim}.")
+    min_dim = 2
 
     def f(self, z):
         y = z + 1.0  # the classic function has its optimum at (1, ..., 1)
