@@ -22,10 +22,14 @@ class ContractError(Exception):
     """A plugin broke a contract (wrong shape, wrong type): a bug in that plugin."""
 
 
-def unknown(kind: str, name: str, known: Iterable[str]) -> UsageError:
-    """An error for an unknown ``name`` that lists what is known and suggests close matches."""
+def unknown(kind: str, name: str, known: Iterable[str], of: str = "") -> UsageError:
+    """An error for an unknown ``name`` that lists what is known and suggests close matches.
+
+    ``of`` names the owner, e.g. ``"of task 'sphere'"``.
+    """
     known = sorted(known)
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     listing = ", ".join(known) if known else "(none)"
-    return UsageError(f"unknown {kind} {name!r}.{hint} Known: {listing}.")
+    owner = f" {of}" if of else ""
+    return UsageError(f"unknown {kind} {name!r}{owner}.{hint} Known: {listing}.")

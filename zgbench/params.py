@@ -111,7 +111,7 @@ def resolve(cls: type, given: Mapping[str, Any], owner: str) -> dict[str, Any]:
     params = declared(cls)
     for key in given:
         if key not in params:
-            raise unknown(f"parameter of {owner}", key, params)
+            raise unknown("parameter", key, params, of=f"of {owner}")
     return {
         name: param.coerce(given[name], owner) if name in given else param.default
         for name, param in params.items()

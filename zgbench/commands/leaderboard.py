@@ -1,0 +1,48 @@
+"""Write leaderboards from a results folder: per task a ranked CSV and a convergence plot
+(PNG), plus overall.csv and machine.json (the machines and versions behind the numbers).
+
+Ranking: median over seeds of the task's primary metric; failed runs count as the worst
+value, n/a pairs are not ranked, ties share the better rank. See zgbench/leaderboard.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from zgbench import leaderboard
+
+HELP = "write per-task ranked CSVs, convergence plots and overall.csv from a results folder"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", help="results folder written by zgbench run")
+    parser.add_argument("-o", "--out", help="output folder (default: RESULTS/leaderboard)")
+
+
+def main(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else Path(args.results) / "leaderboard"
+    written = leaderboard.write(args.results, out)
+    console = Console()
+    console.print(overall_rich(written["overall"]))
+    console.print(f"{written['records']} records, {len(written['tasks'])} tasks -> {out}")
+    return 0
+
+
+def overall_rich(frame) -> Table:
+    table = Table(title="Overall (mean rank over tasks; lower is better)", title_justify="left")
+    for column in frame.columns:
+        table.add_column(str(column))
+    for _, row in frame.iterrows():
+        table.add_row(*[_fmt(v) for v in row])
+    return table
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.3g}"
+    return str(value)

@@ -1,0 +1,201 @@
+"""Leaderboards from a results folder: a ranked CSV and a convergence plot per task, and an
+overall table.
+
+Per task, optimizers are ranked by the median over seeds of the task's primary metric at the
+end of the run. Explicit rules for the awkward cases:
+
+- a failed run (or an ok run whose metric is not finite) counts as the worst possible value
+  (+inf for "min" metrics, -inf for "max"), so failing on hard seeds never helps a median;
+- an incompatible pair (status ``n/a``) is not ranked on that task and is counted as n/a;
+- ties share the better rank (competition ranking: 1, 2, 2, 4).
+
+The overall table gives each optimizer its mean rank over the tasks it was ranked on, its wins
+(tasks ranked first, ties included) and its n/a and failed counts. Everything is written
+atomically; plots are median lines with an interquartile band over seeds, against oracle calls
+(loss evaluations + gradient evaluations).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from zgbench.store import ResultStore, atomic_write, atomic_write_text
+
+COLUMNS = ["rank", "optimizer", "median", "q25", "q75", "runs_ok", "runs_failed", "evals",
+           "grads", "seconds", "metric", "direction"]
+
+
+def runs_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One row per run: identity, status and the final primary metric (worst if missing)."""
+    rows = []
+    for r in records:
+        task, direction = r["task"], r["task"]["metrics"][r["task"]["primary_metric"]]
+        final = r.get("final") or {}
+        value = (final.get("metrics") or {}).get(task["primary_metric"])
+        if r["status"] != "ok" or value is None or not math.isfinite(value):
+            value = math.inf if direction == "min" else -math.inf
+        rows.append({
+            "task": task["label"], "task_id": task["canonical"], "optimizer": r["optimizer"]["label"],
+            "seed": r["identity"]["seed"], "status": r["status"], "metric": task["primary_metric"],
+            "direction": direction, "value": value, "evals": final.get("evals", 0),
+            "grads": final.get("grads", 0), "seconds": final.get("seconds", 0.0),
+        })
+    return pd.DataFrame(rows)
+
+
+def task_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The ranked table of one task (rows of :func:`runs_frame` for that task)."""
+    direction = runs["direction"].iloc[0]
+    rows = []
+    for optimizer, group in runs.groupby("optimizer", sort=True):
+        ran = group[group["status"] != "n/a"]
+        if ran.empty:
+            rows.append({"optimizer": optimizer, "status": "n/a", "runs_ok": 0, "runs_failed": 0})
+            continue
+        values = ran["value"].to_numpy(dtype=float)
+        rows.append({
+            "optimizer": optimizer, "status": "ok" if (ran["status"] == "ok").any() else "failed",
+            "median": _quantile(values, 0.5), "q25": _quantile(values, 0.25),
+            "q75": _quantile(values, 0.75), "runs_ok": int((ran["status"] == "ok").sum()),
+            "runs_failed": int((ran["status"] == "failed").sum()),
+            "evals": float(ran["evals"].median()), "grads": float(ran["grads"].median()),
+            "seconds": float(ran["seconds"].median()),
+        })
+    table = pd.DataFrame(rows)
+    table["metric"] = runs["metric"].iloc[0]
+    table["direction"] = direction
+    ranked = table["status"] != "n/a"
+    key = table.loc[ranked, "median"] * (1 if direction == "min" else -1)
+    table.loc[ranked, "rank"] = key.rank(method="min")
+    table = table.sort_values(["rank", "optimizer"], na_position="last")
+    return table[[c for c in COLUMNS + ["status"] if c in table.columns]].reset_index(drop=True)
+
+
+def _quantile(values: np.ndarray, q: float) -> float:
+    """Quantile that tolerates infinities (np.quantile interpolation would make NaN of inf-inf)."""
+    return float(np.quantile(values, q, method="inverted_cdf"))
+
+
+def overall_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Mean rank across tasks, wins, and n/a / failed counts per optimizer."""
+    rows: dict[str, dict[str, Any]] = {}
+    for table in tables.values():
+        for _, row in table.iterrows():
+            entry = rows.setdefault(row["optimizer"], {"optimizer": row["optimizer"], "ranks": [],
+                                                        "wins": 0, "n/a": 0, "failed_tasks": 0})
+            if row["status"] == "n/a":
+                entry["n/a"] += 1
+                continue
+            entry["ranks"].append(row["rank"])
+            entry["wins"] += int(row["rank"] == 1)
+            entry["failed_tasks"] += int(row["status"] == "failed")
+    out = pd.DataFrame([
+        {"optimizer": e["optimizer"],
+         "mean_rank": float(np.mean(e["ranks"])) if e["ranks"] else math.nan,
+         "tasks_ranked": len(e["ranks"]), "wins": e["wins"], "n/a": e["n/a"],
+         "failed_tasks": e["failed_tasks"]}
+        for e in rows.values()
+    ])
+    if out.empty:
+        return out
+    out = out.sort_values(["mean_rank", "optimizer"], na_position="last").reset_index(drop=True)
+    out.insert(0, "position", range(1, len(out) + 1))
+    return out
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a task label."""
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_")
+
+
+def curves(records: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
+    """Per optimizer, median and quartiles of the primary metric over seeds on a common grid
+    of oracle calls (each seed's trajectory held constant between checkpoints)."""
+    by_opt: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for r in records:
+        if r["status"] != "ok" or not r.get("trajectory"):
+            continue
+        metric = r["task"]["primary_metric"]
+        xs = np.array([p["evals"] + p["grads"] for p in r["trajectory"]], dtype=float)
+        ys = np.array([_num(p["metrics"].get(metric)) for p in r["trajectory"]], dtype=float)
+        by_opt.setdefault(r["optimizer"]["label"], []).append((xs, ys))
+    out = {}
+    for optimizer, series in by_opt.items():
+        grid = np.unique(np.concatenate([xs for xs, _ in series]))
+        stacked = np.stack([ys[np.clip(np.searchsorted(xs, grid, side="right") - 1, 0, None)]
+                            for xs, ys in series])
+        out[optimizer] = pd.DataFrame({
+            "calls": grid, "median": np.nanmedian(stacked, 0),
+            "q25": np.nanquantile(stacked, 0.25, axis=0), "q75": np.nanquantile(stacked, 0.75, axis=0)})
+    return out
+
+
+def _num(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def plot_task(label: str, metric: str, direction: str, data: dict[str, pd.DataFrame], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    positive = True
+    for optimizer, frame in sorted(data.items()):
+        x = np.maximum(frame["calls"].to_numpy(), 1)
+        (line,) = ax.step(x, frame["median"], where="post", label=optimizer)
+        ax.fill_between(x, frame["q25"], frame["q75"], step="post", alpha=0.2, color=line.get_color())
+        positive &= bool(np.nanmin(frame["q25"].to_numpy(dtype=float), initial=1.0) > 0)
+    ax.set_xscale("log")
+    if positive and direction == "min":
+        ax.set_yscale("log")
+    ax.set_xlabel("oracle calls (loss + gradient evaluations)")
+    ax.set_ylabel(f"{metric} ({'lower' if direction == 'min' else 'higher'} is better)")
+    ax.set_title(f"{label}: median and interquartile range over seeds")
+    ax.grid(True, which="both", alpha=0.3)
+    if data:
+        ax.legend(fontsize=8)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()), binary=True)
+
+
+def write(results: str | Path, out: str | Path) -> dict[str, Any]:
+    """Write every task's CSV and PNG, ``overall.csv`` and ``machine.json`` under ``out``."""
+    records = list(ResultStore(results))
+    out = Path(out)
+    if not records:
+        from zgbench.errors import UsageError
+
+        raise UsageError(f"no run records under {Path(results) / 'runs'}: run `zgbench run --out "
+                         f"{results}` first.")
+    runs = runs_frame(records)
+    tables: dict[str, pd.DataFrame] = {}
+    for task_id, group in runs.groupby("task_id", sort=True):
+        label = group["task"].iloc[0]
+        tables[label] = table = task_table(group)
+        atomic_write_text(out / f"{slug(label)}.csv", table.to_csv(index=False))
+        task_records = [r for r in records if r["task"]["canonical"] == task_id]
+        plot_task(label, group["metric"].iloc[0], group["direction"].iloc[0],
+                  curves(task_records), out / f"{slug(label)}.png")
+    overall = overall_table(tables)
+    atomic_write_text(out / "overall.csv", overall.to_csv(index=False))
+    atomic_write_text(out / "machine.json", json.dumps(_machines(records), indent=1))
+    return {"tasks": tables, "overall": overall, "records": len(records)}
+
+
+def _machines(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The distinct machines and versions the records came from."""
+    seen = {json.dumps(r["environment"], sort_keys=True) for r in records}
+    return [json.loads(s) for s in sorted(seen)]

@@ -1,0 +1,50 @@
+"""Progress display for ``zgbench run``: runs done/total with ETA, and the current run's budget.
+
+The harness talks to a reporter through five calls (``begin``, ``start_run``,
+``run_progress``, ``advance``, ``end``); :class:`RichReporter` draws them with rich.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+
+class RichReporter:
+    """Two bars: the cross product (runs) and the budget spent by the current run."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=self.console, transient=False)
+        self._runs = None
+        self._budget = None
+
+    def begin(self, total: int, skipped: int) -> None:
+        self.progress.start()
+        self._runs = self.progress.add_task("runs", total=total, completed=skipped)
+        self._budget = self.progress.add_task("budget", total=1000, visible=False)
+
+    def start_run(self, run: Any) -> None:
+        self.progress.update(self._runs, description=f"runs · {run.describe()}")
+        self.progress.reset(self._budget, total=1000, visible=True, description="  budget")
+
+    def run_progress(self, fraction: float) -> None:
+        self.progress.update(self._budget, completed=int(1000 * fraction))
+
+    def advance(self, run: Any, record: dict[str, Any]) -> None:
+        if record["status"] == "failed":
+            last = (record.get("error") or "").strip().splitlines()[-1:] or ["?"]
+            self.progress.console.print(f"[red]failed[/red] {run.describe()}: {last[0]}",
+                                        highlight=False)
+        self.progress.advance(self._runs)
+
+    def end(self) -> None:
+        self.progress.update(self._budget, visible=False)
+        self.progress.update(self._runs, description="runs")
+        self.progress.stop()
