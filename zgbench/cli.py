@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 
 import zgbench
 from zgbench import commands, plugins
@@ -52,7 +53,7 @@ def load_registry(args: argparse.Namespace) -> Registry:
         blocked.append(option[3:])
     registry = plugins.load(blocked=blocked)
     for error in registry.errors:
-        console.print(f"[yellow]warning:[/yellow] {error}", highlight=False)
+        console.print(f"[yellow]warning:[/yellow] {escape(str(error))}", highlight=False)
     return registry
 
 
@@ -88,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except UsageError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         return 2
     except KeyboardInterrupt:
         console.print("interrupted: finished runs are stored; run the same command to resume.")

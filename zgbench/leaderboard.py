@@ -81,8 +81,11 @@ def task_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _quantile(values: np.ndarray, q: float) -> float:
-    """Quantile that tolerates infinities (np.quantile interpolation would make NaN of inf-inf)."""
-    return float(np.quantile(values, q, method="inverted_cdf"))
+    """Linear-interpolated quantile; where interpolation meets two infinities (inf - inf is
+    NaN) the nearest order statistic is used instead."""
+    with np.errstate(invalid="ignore"):
+        value = float(np.quantile(values, q))
+    return float(np.quantile(values, q, method="nearest")) if math.isnan(value) else value
 
 
 def overall_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
@@ -31,7 +32,7 @@ class RichReporter:
         self._budget = self.progress.add_task("budget", total=1000, visible=False)
 
     def start_run(self, run: Any) -> None:
-        self.progress.update(self._runs, description=f"runs · {run.describe()}")
+        self.progress.update(self._runs, description=f"runs · {escape(run.describe())}")
         self.progress.reset(self._budget, total=1000, visible=True, description="  budget")
 
     def run_progress(self, fraction: float) -> None:
@@ -40,7 +41,7 @@ class RichReporter:
     def advance(self, run: Any, record: dict[str, Any]) -> None:
         if record["status"] == "failed":
             last = (record.get("error") or "").strip().splitlines()[-1:] or ["?"]
-            self.progress.console.print(f"[red]failed[/red] {run.describe()}: {last[0]}",
+            self.progress.console.print(f"[red]failed[/red] {escape(run.describe())}: {escape(last[0])}",
                                         highlight=False)
         self.progress.advance(self._runs)
 

@@ -84,6 +84,8 @@ def split_list(text: str) -> list[str]:
 
 def parse(text: str) -> tuple[str, dict[str, str]]:
     """``"sphere[dim=8]"`` -> ``("sphere", {"dim": "8"})``. Values stay strings here."""
+    if text.count("[") != text.count("]"):
+        raise UsageError(f"unbalanced brackets in {text!r}: write name[key=value,...].")
     match = _SPEC.match(text)
     if not match:
         raise UsageError(

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from zgbench import leaderboard
@@ -29,7 +30,7 @@ def main(args: argparse.Namespace) -> int:
     written = leaderboard.write(args.results, out)
     console = Console()
     console.print(overall_rich(written["overall"]))
-    console.print(f"{written['records']} records, {len(written['tasks'])} tasks -> {out}")
+    console.print(f"{written['records']} records, {len(written['tasks'])} tasks -> {out}", markup=False)
     return 0
 
 
@@ -38,7 +39,7 @@ def overall_rich(frame) -> Table:
     for column in frame.columns:
         table.add_column(str(column))
     for _, row in frame.iterrows():
-        table.add_row(*[_fmt(v) for v in row])
+        table.add_row(*[escape(_fmt(v)) for v in row])
     return table
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from zgbench.cli import load_registry
@@ -39,8 +40,9 @@ def _table(title: str, entries, capability_attr: str) -> Table:
         cls = entry.cls
         params = ", ".join(p.describe() for p in cls.declared_params().values())
         missing = cls.missing_dependency()
-        description = cls.description() + (f" [yellow](needs: pip install 'zgbench[{cls.extra}]')[/yellow]"
+        description = escape(cls.description()) + (f" [yellow](needs: pip install 'zgbench[{cls.extra}]')[/yellow]"
                                            if missing else "")
         caps = ", ".join(sorted(getattr(cls, capability_attr))) or "-"
-        table.add_row(name, f"{entry.plugin} {entry.version}", caps, params or "-", description)
+        table.add_row(name, f"{entry.plugin} {entry.version}", caps, escape(params or "-"),
+                      description)
     return table

@@ -43,5 +43,6 @@ def main(args: argparse.Namespace) -> int:
             seed = RunSpec(spec, spec, r, cls.default_budget, device).seeds()["task"]
             start = time.perf_counter()
             cls(device=device, seed=seed, **spec.kwargs)
-            console.print(f"{spec.label} seed {r}: ready in {time.perf_counter() - start:.1f} s")
+            console.print(f"{spec.label} seed {r}: ready in {time.perf_counter() - start:.1f} s",
+                          markup=False)
     return 0

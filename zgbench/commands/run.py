@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 
 from zgbench import harness, leaderboard, specs
 from zgbench import suite as suites
@@ -58,11 +59,12 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     summary = harness.run_all(runs, registry, out, InProcessExecutor(), RichReporter(console))
     for failure in summary.failures:
-        console.print(f"[red]failed:[/red] {failure}", highlight=False)
-    console.print(summary.line(), highlight=False)
+        console.print(f"[red]failed:[/red] {escape(failure)}", highlight=False)
+    console.print(summary.line(), highlight=False, markup=False)
     if not args.no_leaderboard and runs:
         written = leaderboard.write(out, out / "leaderboard")
-        console.print(f"leaderboard: {out / 'leaderboard'} ({len(written['tasks'])} tasks)")
+        console.print(f"leaderboard: {out / 'leaderboard'} ({len(written['tasks'])} tasks)",
+                      markup=False)
     return 1 if args.strict and summary.failed else 0
 
 

@@ -1,0 +1,117 @@
+"""The command line end to end, on small budgets; bad input exits with status 2."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from zgbench.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def zgbench(*args, env=None, cwd=None):
+    return subprocess.run([sys.executable, "-m", "zgbench", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=600)
+
+
+def test_list_shows_everything(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("sphere", "step", "cliff", "random-search", "cge", "rge", "fd", "adam"):
+        assert name in out
+    assert "synthetic" in out and "dim=8" in out
+
+
+def test_run_then_leaderboard(tmp_path, capsys):
+    args = ["run", "--tasks", "sphere[dim=4],step[dim=3]", "--optimizers",
+            "random-search,rge[q=4],adam", "--seeds", "2", "--evals", "200", "--grads", "20",
+            "--out", str(tmp_path / "res")]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "12 runs: 10 done, 0 skipped (already finished), 0 failed, 2 n/a" in err
+    assert main(args) == 0
+    assert "12 runs: 0 done, 12 skipped (already finished), 0 failed" in capsys.readouterr().err
+    assert main(["leaderboard", str(tmp_path / "res"), "-o", str(tmp_path / "lb")]) == 0
+    table = pd.read_csv(tmp_path / "lb" / "sphere_dim=4.csv")
+    assert set(table["optimizer"]) == {"random-search", "rge[q=4]", "adam"}
+    assert (tmp_path / "lb" / "step_dim=3.png").stat().st_size > 1000
+    assert (tmp_path / "res" / "leaderboard" / "overall.csv").exists()
+
+
+def test_suite_file(tmp_path, capsys):
+    suite = tmp_path / "mini.toml"
+    suite.write_text(
+        '[suite]\nseeds = 1\noptimizers = ["random-search"]\n'
+        '[[tasks]]\nspec = "sphere[dim=2]"\nbudget = { evals = 50 }\n'
+        '[[tasks]]\nname = "rastrigin"\nparams = { dim = 2 }\nbudget = { evals = 60 }\n'
+        'optimizers = ["rge", "cge"]\n')
+    assert main(["run", "--suite", str(suite), "--out", str(tmp_path / "r")]) == 0
+    assert "3 runs: 3 done" in capsys.readouterr().err
+    records = [json.loads(p.read_text()) for p in (tmp_path / "r" / "runs").glob("*.json")]
+    assert sorted(r["final"]["evals"] for r in records) == [50, 60, 60]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--tasks", "sphre", "--optimizers", "cge"], "Did you mean 'sphere'"),
+    (["run", "--tasks", "sphere[dim=x]", "--optimizers", "cge"], "bad value 'x'"),
+    (["run", "--tasks", "sphere", "--optimizers", "cgee"], "unknown optimizer 'cgee'"),
+    (["run", "--tasks", "sphere"], "give both --tasks and --optimizers"),
+    (["run", "--tasks", "sphere", "--optimizers", "cge", "--device", "cuda"], "CUDA is not available"),
+    (["run", "--suite", "nonexistent"], "unknown suite 'nonexistent'"),
+    (["run", "--tasks", "sphere", "--optimizers", "cge", "--evals", "0"], "must be positive"),
+    (["list", "-p", "synthetic"], "only -p no:NAME"),
+    (["leaderboard", "/nonexistent-results"], "no run records"),
+])
+def test_bad_input_exits_2(args, message, capsys):
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_disable_plugin(capsys):
+    assert main(["list", "tasks", "-p", "no:synthetic"]) == 0
+    assert "sphere" not in capsys.readouterr().out
+
+
+def test_missing_extra_message(monkeypatch, tmp_path, capsys):
+    from zgbench.optimizers.baselines import RandomSearch
+
+    monkeypatch.setattr(RandomSearch, "needs", ("a_module_that_is_not_installed",))
+    monkeypatch.setattr(RandomSearch, "extra", "dfo")
+    code = main(["run", "--tasks", "sphere", "--optimizers", "random-search", "--out",
+                 str(tmp_path)])
+    assert code == 2
+    assert ("optimizer 'random-search' needs the extra dfo" in capsys.readouterr().err)
+
+
+def test_subprocess_exit_status_and_help():
+    result = zgbench("run", "--tasks", "nope", "--optimizers", "cge")
+    assert result.returncode == 2 and "unknown task 'nope'" in result.stderr
+    assert "cross product" in zgbench("run", "--help").stdout
+
+
+def test_example_plugin_installed_from_plugins(tmp_path):
+    """pip-install plugins/zgbench-example into a folder; its entry point makes it appear."""
+    target = tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
+         str(ROOT / "plugins" / "zgbench-example")], capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr
+    env = dict(os.environ, PYTHONPATH=str(target))
+    listing = zgbench("list", env=env)
+    assert listing.returncode == 0
+    assert "example-regression" in listing.stdout and "spsa" in listing.stdout
+    out = tmp_path / "res"
+    run = zgbench("run", "--tasks", "example-regression,sphere[dim=4]", "--optimizers",
+                  "spsa,random-search", "--seeds", "1", "--evals", "300", "--out", str(out),
+                  env=env)
+    assert run.returncode == 0, run.stderr
+    assert "4 runs: 4 done" in run.stderr
+    records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert {r["optimizer"]["plugin"] for r in records} == {"example", "baselines"}
+    blocked = zgbench("list", "-p", "no:example", env=env)
+    assert "spsa" not in blocked.stdout

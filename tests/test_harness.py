@@ -1,0 +1,121 @@
+"""The harness: resume, failure isolation, capability filtering, determinism, seeding."""
+
+import types
+
+import pytest
+import torch
+
+from zgbench import Optimizer, Param, hookimpl, plugins, specs
+from zgbench.budget import Budget
+from zgbench.executors import InProcessExecutor
+from zgbench.harness import plan, run_all
+from zgbench.store import ResultStore
+from zgbench.tasks.synthetic import Sphere
+
+
+class Raiser(Optimizer):
+    """Raises after a few evaluations."""
+    name = "raiser"
+
+    def run(self, problem):
+        problem.loss(problem.initial()[None])
+        raise RuntimeError("optimizer exploded")
+
+
+class NaNSphere(Sphere):
+    """Sphere that returns NaN for every other candidate."""
+    name = "nan-sphere"
+
+    def loss(self, thetas, key):
+        values = super().loss(thetas, key)
+        values[::2] = float("nan")
+        return values
+
+
+events = []
+
+
+def _test_plugin():
+    module = types.ModuleType("testplug")
+    module.zgbench_tasks = hookimpl(lambda: [NaNSphere])
+    module.zgbench_optimizers = hookimpl(lambda: [Raiser])
+    module.zgbench_run_finished = hookimpl(lambda record: events.append(record["run_id"]))
+    return module
+
+
+@pytest.fixture(scope="module")
+def reg():
+    return plugins.load(extra_plugins=[_test_plugin()])
+
+
+def _plan(reg, tasks, optimizers, seeds=2, evals=300):
+    entries = [(specs.resolve_task(reg, t), Budget(evals=evals, grads=50),
+                [specs.resolve_optimizer(reg, o) for o in optimizers]) for t in tasks]
+    return plan(entries, seeds)
+
+
+def test_cross_product_isolation_and_resume(reg, tmp_path):
+    runs = _plan(reg, ["sphere[dim=3]", "nan-sphere[dim=3]", "step[dim=3]"],
+                 ["random-search", "raiser", "adam", "rge"])
+    events.clear()
+    summary = run_all(runs, reg, tmp_path, InProcessExecutor())
+    # 3 tasks x 4 optimizers x 2 seeds; adam is n/a on nan-sphere? no: nan-sphere provides grad
+    assert summary.total == 24
+    assert summary.failed == 6  # raiser on every task and seed
+    assert summary.na == 2  # adam on step
+    assert summary.done == 16
+    assert len(events) == 24
+    records = {r["run_id"]: r for r in ResultStore(tmp_path)}
+    failed = [r for r in records.values() if r["status"] == "failed"]
+    assert all("optimizer exploded" in r["error"] and "Traceback" in r["error"] for r in failed)
+    assert all(r["trajectory"] for r in failed)  # salvaged up to the failure
+    nan_runs = [r for r in records.values()
+                if r["task"]["name"] == "nan-sphere" and r["optimizer"]["name"] == "rge"]
+    assert all(r["status"] == "ok" for r in nan_runs)
+    assert not list(tmp_path.rglob("*.tmp"))  # atomic writes leave nothing behind
+
+    again = run_all(runs, reg, tmp_path, InProcessExecutor())
+    assert again.skipped == 18 and again.failed == 6 and again.done == 0
+    assert "24 runs: 0 done, 18 skipped (already finished), 6 failed" in again.line()
+
+
+def _numbers(record):
+    return [{k: v for k, v in p.items() if "seconds" not in k} for p in record["trajectory"]]
+
+
+def test_same_seed_same_numbers(reg, tmp_path):
+    runs = _plan(reg, ["rastrigin[dim=4]"], ["random-search", "rge", "cge"], seeds=2)
+    run_all(runs, reg, tmp_path / "a", InProcessExecutor())
+    run_all(runs, reg, tmp_path / "b", InProcessExecutor())
+    a = {r["run_id"]: _numbers(r) for r in ResultStore(tmp_path / "a")}
+    b = {r["run_id"]: _numbers(r) for r in ResultStore(tmp_path / "b")}
+    assert a == b
+    seeds = {}
+    for r in ResultStore(tmp_path / "a"):
+        seeds.setdefault(r["identity"]["seed"], set()).add(r["seeds"]["task"])
+    assert all(len(v) == 1 for v in seeds.values())  # every optimizer faces the same instance
+    assert seeds[0] != seeds[1]
+
+
+def test_adding_an_optimizer_changes_no_other_run(reg, tmp_path):
+    small = _plan(reg, ["sphere[dim=3]"], ["rge"], seeds=1)
+    large = _plan(reg, ["sphere[dim=3]", "step[dim=2]"], ["random-search", "rge"], seeds=1)
+    run_all(small, reg, tmp_path / "small", InProcessExecutor())
+    run_all(large, reg, tmp_path / "large", InProcessExecutor())
+    small_rec = {r["run_id"]: _numbers(r) for r in ResultStore(tmp_path / "small")}
+    large_rec = {r["run_id"]: _numbers(r) for r in ResultStore(tmp_path / "large")}
+    for rid, numbers in small_rec.items():
+        assert large_rec[rid] == numbers
+
+
+def test_record_identity_and_metadata(reg, tmp_path):
+    runs = _plan(reg, ["sphere[dim=3]"], ["cge[lr=0.05]"], seeds=1)
+    run_all(runs, reg, tmp_path, InProcessExecutor())
+    (record,) = list(ResultStore(tmp_path))
+    assert record["schema"] == 1
+    assert record["identity"]["task"] == "sphere[dim=3]"
+    assert record["optimizer"]["label"] == "cge[lr=0.05]"
+    assert record["optimizer"]["plugin"] == "estimators"
+    assert record["environment"]["torch"] == torch.__version__
+    assert record["final"]["evals"] == 300
+    assert record["final"]["metrics"]["gap"] < record["trajectory"][0]["metrics"]["gap"]

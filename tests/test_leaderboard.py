@@ -1,0 +1,79 @@
+"""Leaderboard ranking on constructed records: medians, failures, n/a, ties, overall."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from zgbench import leaderboard
+from zgbench.store import ResultStore
+
+
+def _record(task, optimizer, seed, value, status="ok", direction="min", evals=100):
+    point = {"evals": evals, "grads": 0, "steps": 10, "seconds": 1.0, "task_seconds": 0.5,
+             "optimizer_seconds": 0.5, "best_loss": value, "current_loss": value,
+             "metrics": {"score": value}}
+    start = dict(point, evals=0, metrics={"score": 10.0 if direction == "min" else 0.0})
+    return {
+        "schema": 1, "run_id": f"{task}-{optimizer}-{seed}",
+        "identity": {"task": task, "optimizer": optimizer, "seed": seed},
+        "task": {"name": task, "label": task, "canonical": task, "primary_metric": "score",
+                 "metrics": {"score": direction}},
+        "optimizer": {"name": optimizer, "label": optimizer},
+        "status": status, "error": None if status == "ok" else "boom",
+        "environment": {"hostname": "h", "torch": "t"},
+        "trajectory": [start, point] if status == "ok" else [],
+        "final": point if status == "ok" else None,
+    }
+
+
+def _records():
+    rs = []
+    for seed, (a, b, c) in enumerate([(1.0, 2.0, 2.0), (3.0, 2.0, 2.0), (2.0, 2.0, 2.0)]):
+        rs += [_record("t1", "a", seed, a), _record("t1", "b", seed, b), _record("t1", "c", seed, c)]
+    # t2 ("max" metric): a fails twice, b is best, c is n/a
+    rs += [_record("t2", "a", 0, 0.9, direction="max"),
+           _record("t2", "a", 1, None, status="failed", direction="max"),
+           _record("t2", "a", 2, None, status="failed", direction="max")]
+    rs += [_record("t2", "b", s, 0.5 + s / 10, direction="max") for s in range(3)]
+    rs += [_record("t2", "c", s, None, status="n/a", direction="max") for s in range(3)]
+    return rs
+
+
+def test_task_tables():
+    runs = leaderboard.runs_frame(_records())
+    t1 = leaderboard.task_table(runs[runs.task == "t1"]).set_index("optimizer")
+    assert t1.loc["a", "median"] == 2.0 and t1.loc["a", "q25"] == 1.5 and t1.loc["a", "q75"] == 2.5
+    # all three medians are 2.0: a tie shares the best rank
+    assert list(t1["rank"]) == [1.0, 1.0, 1.0]
+    t2 = leaderboard.task_table(runs[runs.task == "t2"]).set_index("optimizer")
+    assert t2.loc["b", "rank"] == 1 and t2.loc["b", "median"] == pytest.approx(0.6)
+    assert t2.loc["a", "rank"] == 2 and t2.loc["a", "median"] == -math.inf  # failures are worst
+    assert t2.loc["a", "runs_failed"] == 2 and t2.loc["a", "runs_ok"] == 1
+    assert t2.loc["c", "status"] == "n/a" and pd.isna(t2.loc["c", "rank"])
+
+
+def test_overall_and_files(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    for record in _records():
+        store.put(record)
+    written = leaderboard.write(tmp_path / "results", tmp_path / "lb")
+    overall = written["overall"].set_index("optimizer")
+    assert overall.loc["b", "mean_rank"] == 1.0 and overall.loc["b", "wins"] == 2
+    assert overall.loc["a", "mean_rank"] == 1.5 and overall.loc["a", "wins"] == 1
+    assert overall.loc["c", "n/a"] == 1 and overall.loc["c", "tasks_ranked"] == 1
+    assert written["overall"]["optimizer"].iloc[0] == "b"
+    names = {p.name for p in (tmp_path / "lb").iterdir()}
+    assert {"t1.csv", "t2.csv", "t1.png", "t2.png", "overall.csv", "machine.json"} <= names
+    assert json.loads((tmp_path / "lb" / "machine.json").read_text()) == [{"hostname": "h", "torch": "t"}]
+    csv = pd.read_csv(tmp_path / "lb" / "t1.csv")
+    assert list(csv.columns[:3]) == ["rank", "optimizer", "median"]
+
+
+def test_curves_hold_values_between_checkpoints():
+    r1 = _record("t", "a", 0, 1.0)
+    r2 = _record("t", "a", 1, 3.0, evals=50)
+    data = leaderboard.curves([r1, r2])["a"]
+    assert list(data["calls"]) == [0, 50, 100]
+    assert list(data["median"]) == [10.0, 6.5, 2.0]

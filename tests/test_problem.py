@@ -1,0 +1,102 @@
+"""The metered problem: budgets are enforced exactly, batches are cut, NaN is ignored."""
+
+import math
+
+import pytest
+import torch
+
+from zgbench.budget import Budget, BudgetExhausted
+from zgbench.errors import ContractError, UsageError
+from zgbench.testing import make_problem
+
+
+def test_batch_crossing_the_budget_is_cut():
+    problem = make_problem("sphere[dim=3]", budget=Budget(evals=10))
+    problem.loss(torch.zeros(6, 3))
+    with pytest.raises(BudgetExhausted):
+        problem.loss(torch.zeros(6, 3))
+    assert problem.evals == 10
+    with pytest.raises(BudgetExhausted):
+        problem.loss(torch.zeros(1, 3))
+    assert problem.evals == 10
+
+
+def test_cut_batch_still_counts_for_best():
+    problem = make_problem("sphere[dim=2]", budget=Budget(evals=3))
+    x_star = problem._task.x_star
+    batch = torch.stack([x_star + 5, x_star + 4, x_star, x_star + 1])  # optimum is the 3rd row
+    with pytest.raises(BudgetExhausted):
+        problem.loss(batch)
+    assert problem.best_loss == pytest.approx(0.0, abs=1e-10)
+
+
+def test_grad_and_step_budgets():
+    problem = make_problem("sphere[dim=2]", budget=Budget(evals=100, grads=3, steps=2))
+    values, grads = problem.grad(torch.zeros(2, 2))
+    assert values.shape == (2,) and grads.shape == (2, 2)
+    with pytest.raises(BudgetExhausted):
+        problem.grad(torch.zeros(2, 2))
+    assert problem.grads == 3
+    problem.report(torch.zeros(2))
+    with pytest.raises(BudgetExhausted):
+        problem.report(torch.zeros(2))
+    assert problem.steps == 2
+
+
+def test_seconds_budget():
+    problem = make_problem("sphere[dim=2]", budget=Budget(seconds=0.05))
+    with pytest.raises(BudgetExhausted):
+        while True:
+            problem.loss(torch.zeros(4, 2))
+    assert problem.seconds >= 0.05
+
+
+def test_grad_requires_capability():
+    problem = make_problem("step[dim=2]")
+    with pytest.raises(ContractError, match="does not provide 'grad'"):
+        problem.grad(torch.zeros(1, 2))
+
+
+def test_shape_errors():
+    problem = make_problem("sphere[dim=3]")
+    with pytest.raises(ContractError, match=r"shape \[B, 3\]"):
+        problem.loss(torch.zeros(3))
+    with pytest.raises(ContractError, match="empty batch"):
+        problem.loss(torch.zeros(0, 3))
+
+
+def test_nan_is_ignored_for_best_and_recommendation():
+    problem = make_problem("sphere[dim=2]")
+    x_star = problem._task.x_star
+    problem.loss(torch.stack([x_star + 1, x_star + 2]))
+    # a task returning NaN for a candidate: simulate by a NaN parameter vector
+    problem.loss(torch.stack([torch.full((2,), math.nan), x_star + 3]))
+    assert problem.best_loss == pytest.approx(2.0, rel=1e-5)
+    assert torch.allclose(problem.recommendation(), x_star + 1)
+
+
+def test_report_overrides_best_as_recommendation():
+    problem = make_problem("sphere[dim=2]")
+    problem.loss(torch.zeros(1, 2))
+    problem.report(torch.ones(2))
+    assert torch.equal(problem.recommendation(), torch.ones(2))
+
+
+def test_checkpoints_are_log_spaced_and_time_is_split():
+    problem = make_problem("sphere[dim=2]", budget=Budget(evals=1000))
+    with pytest.raises(BudgetExhausted):
+        while True:
+            problem.loss(torch.zeros(1, 2))
+    problem.finish()
+    evals = [p["evals"] for p in problem.trajectory]
+    assert evals[0] == 0 and evals[-1] == 1000
+    assert evals == sorted(evals) and 15 <= len(evals) <= 40
+    assert all(p["task_seconds"] <= p["seconds"] + 1e-9 for p in problem.trajectory)
+    assert all(p["optimizer_seconds"] >= 0 for p in problem.trajectory)
+
+
+def test_budget_validation():
+    with pytest.raises(UsageError, match="must be positive"):
+        Budget(evals=0)
+    with pytest.raises(UsageError, match="unknown key"):
+        Budget.from_dict({"evalz": 3})
