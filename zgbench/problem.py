@@ -206,15 +206,19 @@ class Problem:
         return out
 
     def _observe(self, thetas: torch.Tensor, values: torch.Tensor) -> None:
-        # Tensor ops only (no .item()): no host sync on CUDA in the hot path.
-        clean = values.detach().to(self._best.dtype).nan_to_num(nan=math.inf)
+        clean = values.detach().nan_to_num(nan=math.inf)
         value, index = clean.min(0)
-        better = value < self._best
-        candidate = thetas[index]
+        if not self._cuda:  # on the CPU a scalar read is free: skip work when nothing improved
+            if float(value) < float(self._best):
+                self._best = value.to(self._best.dtype)
+                self._best_theta = thetas[index].clone()
+            return
+        # on CUDA, tensor ops only (no .item()): no host sync in the hot path
+        better = value.to(self._best.dtype) < self._best
         if self._best_theta is None:
-            self._best_theta = candidate.clone()
-        self._best_theta = torch.where(better, candidate, self._best_theta)
-        self._best = torch.minimum(self._best, value)
+            self._best_theta = thetas[index].clone()
+        self._best_theta = torch.where(better, thetas[index], self._best_theta)
+        self._best = torch.minimum(self._best, value.to(self._best.dtype))
 
     def _after_call(self, cut: bool) -> None:
         fraction = self.budget.fraction(self.evals, self.grads, self.steps, self.seconds)
