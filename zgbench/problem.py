@@ -80,16 +80,19 @@ class Problem:
         """Loss of each row of ``thetas`` ``[B, dim]`` -> ``[B]``; counts ``B`` evaluations."""
         thetas = self._check(thetas)
         n = self._allowed(thetas.shape[0], self.budget.evals, self.evals)
+        cut = n < thetas.shape[0]
+        if cut:
+            thetas = thetas[:n]
         key = self.new_key() if key is None else key
         with torch.no_grad():  # a black box: no autograd graph, whatever the task does
-            values = self._timed(self._task.loss, thetas[:n], key)
+            values = self._timed(self._task.loss, thetas, key)
         if not isinstance(values, torch.Tensor) or values.shape != (n,):
             raise ContractError(
                 f"task {self._task.name!r}.loss returned shape "
                 f"{getattr(values, 'shape', type(values))} for {n} vectors; expected ({n},)")
         self.evals += n
-        self._observe(thetas[:n], values)
-        self._after_call(cut=n < thetas.shape[0])
+        self._observe(thetas, values)
+        self._after_call(cut=cut)
         return values
 
     def grad(self, thetas: torch.Tensor, key: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,19 +209,24 @@ class Problem:
         return out
 
     def _observe(self, thetas: torch.Tensor, values: torch.Tensor) -> None:
-        clean = values.detach().nan_to_num(nan=math.inf)
-        value, index = clean.min(0)
+        values = values.detach()
         if not self._cuda:  # on the CPU a scalar read is free: skip work when nothing improved
-            if float(value) < float(self._best):
-                self._best = value.to(self._best.dtype)
+            low = float(values.min())
+            if low != low:  # NaN propagates through min: ignore NaN candidates
+                values = values.nan_to_num(nan=math.inf)
+                low = float(values.min())
+            if low < float(self._best):
+                index = int(values.argmin())
+                self._best = values[index].to(self._best.dtype)
                 self._best_theta = thetas[index].clone()
             return
         # on CUDA, tensor ops only (no .item()): no host sync in the hot path
-        better = value.to(self._best.dtype) < self._best
+        value, index = values.nan_to_num(nan=math.inf).min(0)
+        value = value.to(self._best.dtype)
         if self._best_theta is None:
             self._best_theta = thetas[index].clone()
-        self._best_theta = torch.where(better, thetas[index], self._best_theta)
-        self._best = torch.minimum(self._best, value.to(self._best.dtype))
+        self._best_theta = torch.where(value < self._best, thetas[index], self._best_theta)
+        self._best = torch.minimum(self._best, value)
 
     def _after_call(self, cut: bool) -> None:
         fraction = self.budget.fraction(self.evals, self.grads, self.steps, self.seconds)
