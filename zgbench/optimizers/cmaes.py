@@ -1,0 +1,144 @@
+"""CMA-ES through pycma's ask/tell: ``cma-es``, full or diagonal covariance, IPOP restarts.
+
+Papers: Hansen & Ostermeier (2001), "Completely Derandomized Self-Adaptation in Evolution
+Strategies", Evolutionary Computation 9(2); sep-CMA (diagonal covariance): Ros & Hansen
+(2008), "A Simple Modification in CMA-ES Achieving Linear Time and Space Complexity", PPSN X;
+IPOP restarts: Auger & Hansen (2005), "A Restart CMA Evolution Strategy With Increasing
+Population Size", CEC 2005. The algorithm is pycma's (``cma``); this module only adapts it.
+
+One generation is one batched ``loss`` call of ``popsize`` vectors under one key, so the
+ranking inside a generation uses common random numbers on noisy tasks. A generation the
+budget cuts short is lost (pycma cannot be told fewer than μ solutions): the metered problem
+evaluates what the budget pays for and raises ``BudgetExhausted``, which ends the run.
+
+Default covariance (``diagonal=auto``): full below d = 1000, sep-CMA from d = 1000 on. Full
+CMA keeps d×d matrices (C and its eigenvectors: 2 × 8 d² bytes, 1.6 GB at d = 10⁴, 6.4 GB at
+2·10⁴) and does an O(d² μ) rank-μ update every generation plus an O(d³) eigendecomposition
+every few; it also needs ~d²/μ_eff generations to learn C, far beyond the budgets of tasks
+with tens of thousands of parameters. sep-CMA is O(d) in memory and time per candidate, and
+its learning rates are (d + 2)/3 times larger (Ros & Hansen), so it adapts within such budgets. ``tests/benchmarks/test_bench_dfo.py`` measures the
+overhead per candidate of both.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from zgbench.contracts import Optimizer
+from zgbench.errors import UsageError
+from zgbench.hookspecs import hookimpl
+from zgbench.params import Param
+from zgbench.problem import Problem
+
+#: From this dimension on, ``diagonal=auto`` uses sep-CMA.
+AUTO_DIAGONAL_DIM = 1000
+
+
+class WorstForNaN:
+    """Replace NaN and +inf losses by a finite value worse than every finite loss seen so far.
+
+    Rank-based searchers then rank a failed candidate last, which is the usual reading of a
+    failed simulation or render. (pycma would set NaN to the batch median, ranking failures as
+    average; Nevergrad clips NaN to 5e20 with a warning per candidate, a constant far off the
+    loss's scale for its model-based optimizers.)
+    """
+
+    def __init__(self) -> None:
+        self.worst = -math.inf
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        top = float(values.max())  # NaN if any is NaN: one reduction on the common path
+        if math.isfinite(top):
+            self.worst = max(self.worst, top)
+            return values
+        bad = np.isnan(values) | np.isposinf(values)
+        if not bad.all():
+            self.worst = max(self.worst, float(values[~bad].max()))
+        base = self.worst if math.isfinite(self.worst) else 0.0
+        return np.where(bad, base + 1.0 + abs(base), values)
+
+
+def evals_spent(problem: Problem) -> bool:
+    """Whether the evaluation budget is used up exactly (a cut batch raises by itself). Checked
+    before asking a library for candidates: asking costs (a full-covariance generation's
+    sampling and eigendecomposition are seconds at d = 10⁴) and their loss call would only
+    raise ``BudgetExhausted``."""
+    return problem.budget.evals is not None and problem.evals >= problem.budget.evals
+
+
+def to_numpy(values: torch.Tensor) -> np.ndarray:
+    """Loss values as float64 numpy, what pycma and Nevergrad take."""
+    return values.detach().to("cpu", torch.float64).numpy()
+
+
+class CMAES(Optimizer):
+    """CMA-ES (pycma ask/tell): one generation per batched loss call; sep-CMA for large d; IPOP."""
+
+    name = "cma-es"
+    needs = ("cma",)
+    extra = "dfo"
+    sigma0 = Param(0.3, "initial step size σ₀ (random-search's σ, so both start on one scale)")
+    popsize = Param(0, "candidates per generation; 0 = pycma's default 4 + ⌊3 ln d⌋")
+    diagonal = Param("auto", f"sep-CMA (diagonal covariance): true, false, or auto (true for "
+                     f"d >= {AUTO_DIAGONAL_DIM})", choices=("auto", "true", "false"))
+    restarts = Param(9, "IPOP restarts, each doubling the population; 0 = off")
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        if not params["sigma0"] > 0:
+            raise UsageError(f"cma-es needs sigma0 > 0, got {params['sigma0']}.")
+        if params["popsize"] == 1 or params["popsize"] < 0:
+            raise UsageError(f"cma-es needs popsize >= 2 (or 0 for pycma's default), "
+                             f"got {params['popsize']}.")
+        if params["restarts"] < 0:
+            raise UsageError(f"cma-es needs restarts >= 0 (0 = off), got {params['restarts']}.")
+
+    def use_diagonal(self, dim: int) -> bool:
+        if self.diagonal == "auto":
+            return dim >= AUTO_DIAGONAL_DIM
+        return self.diagonal == "true"
+
+    def options(self, dim: int, popsize: int | None, rng: np.random.RandomState) -> dict[str, Any]:
+        """pycma options: silent, no log files, our generator (pycma's ``seed`` would reseed
+        numpy's global generator, which other code shares)."""
+        opts: dict[str, Any] = {"verbose": -9, "verb_log": 0, "verb_disp": 0, "seed": np.nan,
+                                "randn": rng.randn, "CMA_diagonal": self.use_diagonal(dim)}
+        if popsize:
+            opts["popsize"] = popsize
+        return opts
+
+    def run(self, problem: Problem) -> None:
+        import cma
+
+        x0 = to_numpy(problem.initial())
+        rng = np.random.RandomState(self.seed % 2**32)
+        nan = WorstForNaN()
+        popsize = self.popsize or None
+        best_before = math.inf  # best loss of the finished restarts
+        recommendation = x0
+        # The IPOP loop is written here rather than taken from cma.fmin so that one generation
+        # stays one batched, metered loss call and the recommendation is reported each time.
+        for _ in range(self.restarts + 1):
+            if evals_spent(problem):
+                return
+            es = cma.CMAEvolutionStrategy(x0, self.sigma0, self.options(problem.dim, popsize, rng))
+            while not es.stop() and not evals_spent(problem):
+                candidates = es.ask()
+                values = problem.loss(torch.from_numpy(np.asarray(candidates)), problem.new_key())
+                es.tell(candidates, nan(to_numpy(values)).tolist())
+                if es.best.f <= best_before:  # this restart holds the best point: its mean
+                    # es.mean is es.result.xfavorite here (no bounds or scaling), without
+                    # building the whole result tuple every generation
+                    recommendation = es.mean.copy()
+                problem.report(torch.from_numpy(recommendation))
+            best_before = min(best_before, es.best.f)
+            popsize = 2 * es.popsize
+
+
+@hookimpl
+def zgbench_optimizers():
+    return [CMAES]
