@@ -1,0 +1,102 @@
+"""zgbench gradcheck: references, statistics, equal evaluation counts, skips, CLI output."""
+
+import csv
+import math
+
+import pytest
+import torch
+
+from zgbench import gradcheck, specs
+from zgbench.cli import main
+from zgbench.tasks.synthetic import Sphere
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These runs are many tiny tensor ops: intra-op threads gain nothing, and on a loaded
+    machine OpenMP's waiting for a second core makes each small op cost a scheduler slice."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_statistics_of_known_estimates():
+    ref = torch.tensor([3.0, 4.0])
+    estimates = torch.tensor([[3.0, 4.0], [3.0, 4.0]]) * 2  # twice the gradient, no noise
+    stats = gradcheck.statistics(estimates, ref)
+    assert stats["cosine"] == pytest.approx(1.0) and stats["variance"] == 0
+    assert stats["bias"] == pytest.approx(5.0) and stats["scale"] == pytest.approx(2.0)
+    noisy = torch.tensor([[4.0, 4.0], [2.0, 4.0]])  # unbiased, variance 2 in x
+    stats = gradcheck.statistics(noisy, ref)
+    assert stats["bias"] == 0 and stats["variance"] == pytest.approx(2.0)
+    assert stats["rel_std"] == pytest.approx(math.sqrt(2) / 5)
+
+
+def test_smoothed_reference_of_a_sphere_is_its_gradient():
+    """Smoothing a quadratic does not change its gradient: the reference must find 2z."""
+    task = Sphere(dim=4, seed=0)
+    theta = task.initial()
+    ref = gradcheck.smoothed_gradient(task, theta, 0, sigma=0.3, pairs=20_000,
+                                      generator=torch.Generator().manual_seed(0))
+    exact = 2 * (theta - task.x_star)
+    assert torch.allclose(ref.grad, exact, rtol=0.05, atol=0.05)
+    assert ref.rel_stderr < 0.02 and ref.label.startswith("smoothed(sigma=0.3")
+
+
+def test_equal_evaluations_and_skips(registry):
+    tasks = [specs.resolve_task(registry, "sphere[dim=4]")]
+    opts = [specs.resolve_optimizer(registry, o)
+            for o in ("cge", "rge[q=4]", "smoothing", "zerograds[batch=5]", "random-search")]
+    settings = gradcheck.Settings(evals=(3, 100), samples=4, points=2)
+    rows = gradcheck.run(registry, tasks, opts, settings)
+    skipped = [r for r in rows if r.status == "skipped"]
+    assert [r.optimizer for r in skipped] == ["random-search"]
+    ok = {(r.optimizer, r.point, r.evals_target): r for r in rows if r.status == "ok"}
+    assert len(ok) == 4 * 2 * 2
+    assert all(r.reference == "autodiff" for r in ok.values())
+    assert ok[("cge", 0, 100)].evals == 100 and ok[("cge", 0, 3)].evals == 5  # d + 1 = 5 > 3
+    assert ok[("smoothing", 0, 3)].evals == 2 and ok[("zerograds[batch=5]", 0, 3)].evals == 10
+    assert ok[("cge", 1, 100)].cosine == pytest.approx(1.0, abs=1e-4)
+    assert ok[("rge[q=4]", 0, 100)].evals == 100
+    assert ok[("smoothing", 0, 100)].evals == 100
+    assert ok[("zerograds[batch=5]", 0, 100)].evals == 100
+    # more evaluations, less spread, for the random estimators
+    for name in ("rge[q=4]", "smoothing"):
+        assert ok[(name, 0, 100)].rel_std < ok[(name, 0, 3)].rel_std
+
+
+def test_deterministic(registry):
+    tasks = [specs.resolve_task(registry, "step[dim=3]")]
+    opts = [specs.resolve_optimizer(registry, "smoothing")]
+    settings = gradcheck.Settings(evals=(20,), samples=3, points=1, reference_samples=500)
+    a = gradcheck.run(registry, tasks, opts, settings)
+    b = gradcheck.run(registry, tasks, opts, settings)
+    strip = lambda rows: [{k: v for k, v in vars(r).items() if k != "seconds"} for r in rows]
+    assert strip(a) == strip(b)
+
+
+def test_cli_writes_csv_and_plot(tmp_path):
+    code = main(["gradcheck", "--tasks", "step[dim=4],sphere[dim=3]", "--optimizers",
+                 "fd,smoothing,zerograds[batch=2],random-search", "--evals", "8,40",
+                 "--samples", "3", "--points", "2", "--reference-samples", "2000",
+                 "-o", str(tmp_path)])
+    assert code == 0
+    with open(tmp_path / "gradcheck.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    step = [r for r in rows if r["task"].startswith("step") and r["status"] == "ok"]
+    assert {r["reference"] for r in step} == {"smoothed(sigma=0.25,pairs=2000)"}
+    fd_on_step = [float(r["cosine"]) for r in step if r["optimizer"] == "fd"]
+    smooth_on_step = [float(r["cosine"]) for r in step if r["optimizer"] == "smoothing"]
+    assert all(c == 0 for c in fd_on_step)  # a plateau: central differences see nothing
+    assert sum(smooth_on_step) / len(smooth_on_step) > 0.3
+    assert sum(r["status"] == "skipped" for r in rows) == 2  # random-search on both tasks
+    assert (tmp_path / "gradcheck.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("argv", [
+    ["--evals", "0"], ["--evals", "ten"], ["--samples", "1"], ["--optimizers", "nope"],
+    ["--device", "tpu"],
+])
+def test_bad_input_exits_2(tmp_path, argv):
+    assert main(["gradcheck", "--tasks", "sphere[dim=2]", *argv, "-o", str(tmp_path)]) == 2

@@ -1,0 +1,359 @@
+"""Gradient diagnostics: how good is each optimizer's gradient, at equal evaluation counts?
+
+The seed papers argue about exactly this: coordinate against random estimates (DeepZero),
+smoothing against surrogates (PRDPT, ZeroGrads), bias against variance. For every task, point
+and evaluation allowance E, each estimator produces ``samples`` independent estimates ĝ_i of
+the gradient, each spending about E loss evaluations, and is compared with a reference g:
+
+- reference: the task's autodiff gradient where it provides ``grad`` (``autodiff``); otherwise
+  the Gaussian-smoothed gradient ∇(ℓ * N(0, σ²I))(θ) estimated with many antithetic Gaussian
+  samples, ĝ = mean (ℓ(θ + σu) − ℓ(θ − σu)) / (2σ) · u (``smoothed``; its own relative
+  standard error is reported as ``reference_rel_stderr``);
+- ``cosine``: mean and spread of cos(ĝ_i, g); ``cosine_of_mean``: cos(mean ĝ, g);
+- ``bias`` = ‖mean ĝ − g‖ (``bias_floor`` = sqrt(variance / samples) is the noise in it: a bias
+  near the floor is no detectable bias); ``variance`` = Σ_j Var(ĝ_ij) (trace of the
+  covariance); ``scale`` = mean ĝ · g / ‖g‖² (1 = calibrated magnitude); ``rel_bias`` and
+  ``rel_std`` divide by ‖g‖.
+
+Points: θ₀ and ``points − 1`` perturbed points θ₀ + radius·z, z ~ N(0, I) from ``seed``. Every
+call at one point uses one loss key (common random numbers): the comparison is of the
+estimators, not of the task's own noise.
+
+**Equal evaluations.** An estimator exposes ``estimate_gradient(problem, theta, key)``
+(:class:`~zgbench.estimator.GradientEstimator` subclasses do; optimizers without it are listed
+as skipped). One estimate at allowance E is the mean of ⌊E / c⌋ calls (at least one), c being
+the evaluations one call costs, measured on the first call (a deterministic estimator such as
+``fd`` or ``cge`` on a deterministic loss gains nothing from repeats, but spends the same
+allowance as the others). An estimator may instead define
+``estimate_gradient_with_evals(problem, theta, key, evals)`` to spend E its own way:
+``zerograds`` fits a fresh surrogate, θ held fixed, on ⌊E / 2B⌋ batches around the point and
+returns the surrogate's gradient. That is its cold-start quality after E evaluations; during a
+run the surrogate also carries what it learned at earlier points. The ``evals`` column is what
+each estimate really spent (the budget of one call can exceed E: ``cge`` always costs d + 1).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zgbench.budget import Budget
+from zgbench.errors import UsageError
+from zgbench.plugins import Registry
+from zgbench.problem import Problem
+from zgbench.seeding import derive_seed
+from zgbench.specs import Spec
+
+#: Loss vectors per call when estimating the smoothed reference.
+REFERENCE_CHUNK = 4096
+
+
+@dataclass
+class Settings:
+    """What ``zgbench gradcheck`` measures; the defaults are its command-line defaults."""
+
+    evals: Sequence[int] = (100,)
+    samples: int = 20
+    points: int = 3
+    radius: float = 0.5
+    sigma: float = 0.25
+    reference_samples: int = 20_000
+    seed: int = 0
+    device: str = "cpu"
+
+    def check(self) -> None:
+        if not self.evals or any(e < 1 for e in self.evals):
+            raise UsageError(f"--evals must be positive integers, got {list(self.evals)}.")
+        if self.samples < 2:
+            raise UsageError(f"--samples must be at least 2 (a variance needs two), got {self.samples}.")
+        if self.points < 1:
+            raise UsageError(f"--points must be at least 1, got {self.points}.")
+        if self.radius < 0 or self.sigma <= 0 or self.reference_samples < 1:
+            raise UsageError("--radius must be >= 0, --sigma > 0 and --reference-samples >= 1.")
+
+
+@dataclass
+class Row:
+    """One line of the CSV: an estimator at one point and evaluation allowance, or a skip."""
+
+    task: str
+    optimizer: str
+    status: str  # "ok" or "skipped"
+    reason: str = ""
+    point: int | None = None
+    evals_target: int | None = None
+    evals: float | None = None
+    samples: int | None = None
+    reference: str = ""
+    reference_norm: float | None = None
+    reference_rel_stderr: float | None = None
+    cosine: float | None = None
+    cosine_std: float | None = None
+    cosine_of_mean: float | None = None
+    bias: float | None = None
+    bias_floor: float | None = None
+    variance: float | None = None
+    scale: float | None = None
+    rel_bias: float | None = None
+    rel_std: float | None = None
+    seconds: float | None = None
+
+
+@dataclass
+class Reference:
+    grad: torch.Tensor
+    label: str
+    rel_stderr: float = 0.0
+
+
+@dataclass
+class Point:
+    index: int
+    theta: torch.Tensor
+    key: int
+    reference: Reference = field(repr=False)
+
+
+# ------------------------------------------------------------------------------- reference
+def reference_gradient(task, theta: torch.Tensor, key: int, settings: Settings,
+                       generator: torch.Generator) -> Reference:
+    """The autodiff gradient if the task has one, else a many-sample smoothed gradient."""
+    with torch.no_grad():
+        if "grad" in task.provides:
+            _, grad = task.grad(theta[None], key)
+            return Reference(grad[0].detach(), "autodiff")
+        return smoothed_gradient(task, theta, key, settings.sigma, settings.reference_samples,
+                                 generator)
+
+
+@torch.no_grad()
+def smoothed_gradient(task, theta: torch.Tensor, key: int, sigma: float, pairs: int,
+                      generator: torch.Generator) -> Reference:
+    """∇(ℓ * N(0, σ²I))(θ) from ``pairs`` antithetic Gaussian pairs, with its standard error."""
+    total = torch.zeros_like(theta, dtype=torch.float64)
+    square = torch.zeros_like(total)
+    done = 0
+    while done < pairs:
+        n = min(REFERENCE_CHUNK // 2, pairs - done)
+        u = torch.randn(n, theta.numel(), generator=generator, device=theta.device,
+                        dtype=theta.dtype)
+        values = task.loss(torch.cat([theta + sigma * u, theta - sigma * u]), key)
+        each = ((values[:n] - values[n:]) / (2 * sigma))[:, None].double() * u.double()
+        total += each.sum(0)
+        square += (each * each).sum(0)
+        done += n
+    mean = total / pairs
+    variance = (square / pairs - mean * mean).clamp_min(0).sum() * pairs / max(pairs - 1, 1)
+    norm = float(torch.linalg.vector_norm(mean))
+    stderr = math.sqrt(float(variance) / pairs)
+    return Reference(mean.to(theta.dtype), f"smoothed(sigma={sigma:g},pairs={pairs})",
+                     stderr / norm if norm > 0 else math.inf)
+
+
+# ------------------------------------------------------------------------------ estimators
+def has_estimator(cls: type) -> bool:
+    """Whether an optimizer class implements ``estimate_gradient``."""
+    from zgbench.estimator import GradientEstimator
+
+    method = getattr(cls, "estimate_gradient", None)
+    return callable(method) and method is not GradientEstimator.estimate_gradient
+
+
+def estimate(estimator, problem: Problem, theta: torch.Tensor, key: int, evals: int
+             ) -> tuple[torch.Tensor, int]:
+    """One estimate spending about ``evals`` evaluations; returns it and what it spent."""
+    start = problem.evals
+    special = getattr(estimator, "estimate_gradient_with_evals", None)
+    if callable(special):
+        grad = special(problem, theta, key, evals)
+        return grad.detach(), problem.evals - start
+    total = estimator.estimate_gradient(problem, theta, key).detach().clone()
+    repeats = max(evals // max(problem.evals - start, 1), 1)
+    for _ in range(repeats - 1):
+        total += estimator.estimate_gradient(problem, theta, key).detach()
+    return total / repeats, problem.evals - start
+
+
+def statistics(estimates: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
+    """Cosine, bias, variance and scale of ``estimates [N, d]`` against ``reference [d]``."""
+    est, ref = estimates.double(), reference.double()
+    norm = float(torch.linalg.vector_norm(ref))
+    mean = est.mean(0)
+    variance = float(est.var(0, unbiased=True).sum())
+    bias = float(torch.linalg.vector_norm(mean - ref))
+    cos = torch.nn.functional.cosine_similarity(est, ref[None].expand_as(est), dim=1)
+    nan = float("nan")
+    return {
+        "cosine": float(cos.mean()),
+        "cosine_std": float(cos.std(unbiased=True)),
+        "cosine_of_mean": float(torch.nn.functional.cosine_similarity(mean, ref, dim=0)),
+        "bias": bias,
+        "bias_floor": math.sqrt(variance / est.shape[0]),
+        "variance": variance,
+        "scale": float(mean @ ref) / norm**2 if norm > 0 else nan,
+        "rel_bias": bias / norm if norm > 0 else nan,
+        "rel_std": math.sqrt(variance) / norm if norm > 0 else nan,
+    }
+
+
+# ----------------------------------------------------------------------------------- driver
+def run(registry: Registry, tasks: Sequence[Spec], optimizers: Sequence[Spec],
+        settings: Settings) -> list[Row]:
+    """Every (task, optimizer, point, evals) row, with skips for optimizers without
+    ``estimate_gradient`` or whose requirements the task does not meet."""
+    settings.check()
+    rows: list[Row] = []
+    for task_spec in tasks:
+        task_cls = registry.task(task_spec.name).cls
+        task_cls.check_available()
+        task = task_cls(device=settings.device, seed=derive_seed("gradcheck-task", task_spec.canonical,
+                                                                  settings.seed), **task_spec.kwargs)
+        points = make_points(task, task_spec, settings)
+        for opt_spec in optimizers:
+            reason = skip_reason(registry.optimizer(opt_spec.name).cls, task_cls)
+            if reason:
+                rows.append(Row(task_spec.label, opt_spec.label, "skipped", reason))
+                continue
+            for point in points:
+                rows.extend(measure(registry, task, task_spec, opt_spec, point, settings))
+    return rows
+
+
+def skip_reason(opt_cls: type, task_cls: type) -> str:
+    if not has_estimator(opt_cls):
+        return "no estimate_gradient (not a gradient estimator)"
+    missing = opt_cls.requires - task_cls.provides
+    if missing:
+        return f"task does not provide {sorted(missing)}"
+    return opt_cls.missing_dependency() or ""
+
+
+def make_points(task, task_spec: Spec, settings: Settings) -> list[Point]:
+    gen = torch.Generator(device=task.device)
+    gen.manual_seed(derive_seed("gradcheck-points", task_spec.canonical, settings.seed))
+    theta0 = task.initial().detach()
+    points = []
+    for index in range(settings.points):
+        theta = theta0 if index == 0 else theta0 + settings.radius * torch.randn(
+            theta0.shape, generator=gen, device=theta0.device, dtype=theta0.dtype)
+        key = derive_seed("gradcheck-key", task_spec.canonical, settings.seed, index)
+        points.append(Point(index, theta, key,
+                            reference_gradient(task, theta, key, settings, gen)))
+    return points
+
+
+def measure(registry: Registry, task, task_spec: Spec, opt_spec: Spec, point: Point,
+            settings: Settings) -> list[Row]:
+    """Rows for one estimator at one point, one per evaluation allowance."""
+    ref = point.reference
+    rows = []
+    for evals in settings.evals:
+        seed = derive_seed("gradcheck", task_spec.canonical, opt_spec.canonical, point.index,
+                           evals, settings.seed)
+        estimator = registry.optimizer(opt_spec.name).cls(seed=seed, **opt_spec.kwargs)
+        # no checkpoints: the task's held-out evaluate plays no part here
+        problem = Problem(task, Budget(evals=10**15, grads=10**15), seed=seed, checkpoints=())
+        if hasattr(estimator, "prepare"):
+            estimator.prepare(problem)
+        grads, spent = [], []
+        start = time.perf_counter()
+        for _ in range(settings.samples):
+            grad, used = estimate(estimator, problem, point.theta, point.key, evals)
+            grads.append(grad.reshape(-1))
+            spent.append(used)
+        seconds = (time.perf_counter() - start) / settings.samples
+        stats = statistics(torch.stack(grads), ref.grad)
+        rows.append(Row(
+            task_spec.label, opt_spec.label, "ok", point=point.index, evals_target=evals,
+            evals=sum(spent) / len(spent), samples=settings.samples, reference=ref.label,
+            reference_norm=float(torch.linalg.vector_norm(ref.grad)),
+            reference_rel_stderr=ref.rel_stderr, seconds=seconds, **stats))
+    return rows
+
+
+# ---------------------------------------------------------------------------------- output
+def write_csv(rows: Sequence[Row], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = list(Row.__dataclass_fields__)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=names)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(v) for k, v in asdict(row).items()})
+    return path
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else value
+
+
+def summary(rows: Sequence[Row]) -> list[dict[str, Any]]:
+    """Per (task, optimizer, evals): the means over points of the main columns."""
+    groups: dict[tuple[str, str, int], list[Row]] = {}
+    for row in rows:
+        if row.status == "ok":
+            groups.setdefault((row.task, row.optimizer, row.evals_target), []).append(row)
+    out = []
+    for (task, opt, target), items in groups.items():
+        entry: dict[str, Any] = {"task": task, "optimizer": opt, "evals_target": target,
+                                 "points": len(items)}
+        for column in ("evals", "cosine", "rel_bias", "rel_std"):
+            values = [getattr(r, column) for r in items]
+            entry[column] = sum(values) / len(values)
+            entry[column + "_spread"] = (max(values) - min(values)) / 2
+        out.append(entry)
+    return out
+
+
+def plot(rows: Sequence[Row], path: Path) -> Path:
+    """One row of panels per task: cosine, relative bias and relative spread against the
+    evaluation allowance per estimate, one line per estimator (means over points, bars their
+    half-range)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = summary(rows)
+    tasks = sorted({e["task"] for e in table})
+    if not tasks:
+        raise UsageError("nothing to plot: every optimizer was skipped (see the CSV).")
+    columns = (("cosine", "cosine similarity to reference", "linear"),
+               ("rel_bias", "‖mean ĝ − g‖ / ‖g‖", "log"),
+               ("rel_std", "sqrt(variance) / ‖g‖", "log"))
+    fig, axes = plt.subplots(len(tasks), 3, figsize=(14, 3.6 * len(tasks)), squeeze=False)
+    for r, task in enumerate(tasks):
+        entries = [e for e in table if e["task"] == task]
+        for c, (column, label, yscale) in enumerate(columns):
+            ax = axes[r][c]
+            for opt in sorted({e["optimizer"] for e in entries}):
+                line = sorted((e for e in entries if e["optimizer"] == opt),
+                              key=lambda e: e["evals_target"])
+                ax.errorbar([e["evals_target"] for e in line], [e[column] for e in line],
+                            yerr=[e[column + "_spread"] for e in line], marker="o",
+                            capsize=3, label=opt)
+            ax.set_xscale("log")
+            ticks = sorted({e["evals_target"] for e in entries})
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.minorticks_off()
+            if yscale == "log" and all(e[column] > 0 for e in entries):
+                ax.set_yscale("log")
+            ax.set_xlabel("evaluation allowance per estimate (spent: see CSV)")
+            ax.set_ylabel(label)
+            ax.set_title(task if c == 0 else "")
+            ax.grid(alpha=0.3)
+        axes[r][0].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
