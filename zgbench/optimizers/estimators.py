@@ -16,12 +16,18 @@ Deep Model Training"):
 
 All perturbations of one estimate are evaluated under one key (common random numbers), in
 batched ``loss`` calls of at most ``batch`` vectors each (DeepZero's forward parallelism).
+``cge[reuse=true]`` adds DeepZero's feature reuse on tasks that provide ``layers``: the
+inputs of every layer are recorded at θ and a perturbation of layer l restarts the forward
+pass there (same numbers to rounding, fewer layer evaluations).
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
+from zgbench.errors import UsageError
 from zgbench.hookspecs import hookimpl
 from zgbench.estimator import GradientEstimator
 from zgbench.params import Param
@@ -29,14 +35,33 @@ from zgbench.problem import Problem
 
 
 class CoordinateEstimator(GradientEstimator):
-    """Base of coordinate-wise finite differences (forward or central)."""
+    """Base of coordinate-wise finite differences (forward or central).
+
+    Perturbed vectors go to the task in calls of at most ``batch`` vectors (forward
+    parallelism). With ``reuse`` (DeepZero's feature reuse) the task's ``layers`` capability
+    records every layer's input at θ once per estimate, and the perturbations of a layer's
+    coordinates restart the forward pass at that layer; every perturbed vector is still
+    charged as one evaluation.
+    """
 
     mu = Param(5e-3, "perturbation size μ")
     scheme = Param("forward", "difference scheme", choices=("forward", "central"))
     batch = Param(1024, "most parameter vectors per loss call")
+    reuse = Param(False, "feature reuse through the task's layers (restart at perturbed layer)")
 
     def evals_per_step(self, dim: int) -> int:
-        return 2 * dim if self.scheme == "central" else dim + 1
+        if self.scheme == "central":
+            return 2 * dim + (1 if self.reuse else 0)  # with reuse: one trace at θ
+        return dim + 1
+
+    def prepare(self, problem: Problem) -> None:
+        if self.reuse:
+            if "layers" not in problem.provides:
+                raise UsageError(
+                    f"{self.name}[reuse=true] needs a task that provides 'layers' (this one "
+                    f"provides {sorted(problem.provides) or 'nothing beyond loss'}): "
+                    "use reuse=false.")
+            self._layer_slices = problem.call("layers")
 
     def estimate_gradient(self, problem: Problem, theta: torch.Tensor, key: int) -> torch.Tensor:
         return self.coordinate_gradient(problem, theta, key, torch.arange(theta.numel(),
@@ -46,19 +71,37 @@ class CoordinateEstimator(GradientEstimator):
                             coords: torch.Tensor) -> torch.Tensor:
         """The estimate on the coordinates ``coords`` only (zero elsewhere)."""
         grad = torch.zeros_like(theta)
-        base = None if self.scheme == "central" else problem.loss(theta[None], key)[0]
-        for chunk in coords.split(self.batch if self.scheme == "forward" else max(self.batch // 2, 1)):
+        if not self.reuse:
+            base = None if self.scheme == "central" else problem.loss(theta[None], key)[0]
+            self._differences(grad, theta, coords, base, lambda rows: problem.loss(rows, key))
+            return grad
+        base, trace = problem.call("layers", theta[None], key, evals=1)
+        for index, (_, lo, hi) in enumerate(self._layer_slices):
+            part = coords[(coords >= lo) & (coords < hi)]
+            if part.numel():
+                self._differences(grad, theta, part, base[0], functools.partial(
+                    self._restart, problem, key, index, trace))
+        return grad
+
+    @staticmethod
+    def _restart(problem: Problem, key: int, index: int, trace, rows: torch.Tensor):
+        return problem.call("layers", rows, key, start=index, inputs=trace, evals=rows.shape[0])
+
+    def _differences(self, grad: torch.Tensor, theta: torch.Tensor, coords: torch.Tensor,
+                     base: torch.Tensor | None, evaluate) -> None:
+        """Fill ``grad[coords]`` with differences of ``evaluate`` (rows -> losses) around θ."""
+        forward = self.scheme == "forward"
+        for chunk in coords.split(self.batch if forward else max(self.batch // 2, 1)):
             rows = torch.arange(chunk.numel(), device=theta.device)
             plus = theta.repeat(chunk.numel(), 1)
             plus[rows, chunk] += self.mu
-            if self.scheme == "forward":
-                grad[chunk] = (problem.loss(plus, key) - base) / self.mu
+            if forward:
+                grad[chunk] = (evaluate(plus) - base) / self.mu
             else:
                 minus = theta.repeat(chunk.numel(), 1)
                 minus[rows, chunk] -= self.mu
-                values = problem.loss(torch.cat([plus, minus]), key)
+                values = evaluate(torch.cat([plus, minus]))
                 grad[chunk] = (values[: chunk.numel()] - values[chunk.numel():]) / (2 * self.mu)
-        return grad
 
 
 class CGE(CoordinateEstimator):

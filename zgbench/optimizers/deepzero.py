@@ -1,0 +1,174 @@
+"""``sparse-cge`` (DeepZero) and ``mezo`` (MeZO): zeroth-order training of networks.
+
+``sparse-cge`` follows Chen et al., "DeepZero: Scaling up Zeroth-Order Optimization for Deep
+Model Training", ICLR 2024. Once, before training, ZO-GraSP scores every coordinate from two
+random-direction estimates: g0 = RGE(θ), g1 = RGE(θ + μ g0) (same directions, same
+minibatch), Hg = (g1 − g0)/μ, score = −θ ⊙ Hg. As in GraSP (Wang et al. 2020) the highest
+scores are pruned, the lowest ``1 − sparsity`` share kept; only the resulting share of kept
+coordinates per layer (the task's ``layers``) is retained. During training a random
+coordinate mask with those layer-wise ratios is drawn ``masks`` times over the planned run
+(DeepZero: every 5 of 50 epochs, i.e. 10 masks) and CGE runs on the unmasked coordinates
+only: the mask sparsifies the gradient estimate, never the weights. The outer step is the
+published recipe (SGD, lr 0.1, momentum 0.9, weight decay 5e-4, cosine), inherited from
+:class:`~zgbench.estimator.GradientEstimator`. Deviation: GraSP and DeepZero score on a
+few samples per class; a black-box loss picks its own minibatch, so the scores use one
+minibatch (one key).
+
+``mezo`` follows Malladi et al., "Fine-Tuning Language Models with Just Forward Passes",
+NeurIPS 2023: a two-point SPSA estimate g = (ℓ(θ + εz) − ℓ(θ − εz)) / (2ε) along
+z ~ N(0, I), and the step θ ← θ − lr·g·z. z is never stored: it is redrawn from a seeded
+generator, in chunks, to perturb θ in place, to restore it and to step, so the memory is
+that of inference (θ plus one chunk of z).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from zgbench.contracts import Optimizer
+from zgbench.errors import UsageError
+from zgbench.hookspecs import hookimpl
+from zgbench.optimizers.estimators import CGE
+from zgbench.params import Param
+from zgbench.problem import Problem
+
+
+class SparseCGE(CGE):
+    """Sparse CGE (DeepZero): CGE on random masks with ZO-GraSP layer-wise ratios."""
+
+    name = "sparse-cge"
+    requires = frozenset({"layers"})
+    sparsity = Param(0.9, "share of coordinates left out of each gradient estimate")
+    masks = Param(10, "random masks drawn over the planned run (DeepZero: every 5 of 50 epochs)")
+    grasp_q = Param(192, "random directions of each ZO-GraSP gradient estimate")
+
+    @classmethod
+    def check_params(cls, params) -> None:
+        if not 0.0 <= params["sparsity"] < 1.0:
+            raise UsageError(f"sparse-cge: sparsity must lie in [0, 1), got {params['sparsity']}.")
+        if params["masks"] < 1 or params["grasp_q"] < 1:
+            raise UsageError("sparse-cge: masks and grasp_q must be at least 1.")
+
+    def evals_per_step(self, dim: int) -> int:
+        return max(int(round((1.0 - self.sparsity) * dim)), 1) + 1
+
+    def planned_steps(self, problem: Problem) -> int:
+        """The schedule's horizon, after the two ZO-GraSP estimates are paid for."""
+        steps = super().planned_steps(problem)
+        if problem.budget.evals is not None:
+            spare = problem.budget.evals - 2 * (self.grasp_q + 1)
+            steps = min(steps, max(spare // self.evals_per_step(problem.dim), 1))
+        return steps
+
+    def prepare(self, problem: Problem) -> None:
+        super().prepare(problem)
+        self._slices = problem.call("layers")
+        self._gen = self.generator(problem.device)
+        self._keep = self.layer_counts(problem, problem.initial())
+        self._every = max(self.planned_steps(problem) // self.masks, 1)
+        self._steps = 0
+
+    def layer_counts(self, problem: Problem, theta: torch.Tensor) -> list[int]:
+        """ZO-GraSP: how many coordinates of each layer to keep."""
+        score = -theta * self.hessian_gradient(problem, theta, problem.new_key())
+        keep = max(int(round((1.0 - self.sparsity) * theta.numel())), 1)
+        kept = torch.zeros(theta.numel(), dtype=torch.bool, device=theta.device)
+        kept[torch.topk(score, keep, largest=False).indices] = True  # GraSP prunes the top
+        return [int(kept[lo:hi].sum()) for _, lo, hi in self._slices]
+
+    def hessian_gradient(self, problem: Problem, theta: torch.Tensor, key: int) -> torch.Tensor:
+        """Hg ≈ (RGE(θ + μ g0) − g0) / μ, g0 = RGE(θ), on the same directions and key."""
+        seed = int(torch.randint(2**62, (1,), generator=self._gen, device=self._gen.device))
+        g0 = self._rge(problem, theta, key, seed)
+        g1 = self._rge(problem, theta + self.mu * g0, key, seed)
+        return (g1 - g0) / self.mu
+
+    def _rge(self, problem: Problem, theta: torch.Tensor, key: int, seed: int) -> torch.Tensor:
+        """RGE with ``grasp_q`` directions uniform on the sphere, scaled by d (as ``rge``);
+        the directions come from ``seed`` in chunks of ``batch``, so a second call redraws
+        the same ones without storing them."""
+        d = theta.numel()
+        gen = torch.Generator(device=theta.device).manual_seed(seed)
+        base = problem.loss(theta[None], key)[0]
+        grad = torch.zeros_like(theta)
+        for n in _chunks(self.grasp_q, self.batch):
+            u = torch.randn(n, d, generator=gen, device=theta.device, dtype=theta.dtype)
+            u /= torch.linalg.vector_norm(u, dim=1, keepdim=True)
+            slopes = (problem.loss(theta + self.mu * u, key) - base) / self.mu
+            grad += slopes @ u
+        return grad * (d / self.grasp_q)
+
+    def draw_mask(self, device: torch.device) -> torch.Tensor:
+        """Sorted coordinates: ``keep_l`` drawn at random without replacement in each layer."""
+        parts = [lo + torch.randperm(hi - lo, generator=self._gen, device=device)[:keep]
+                 for (_, lo, hi), keep in zip(self._slices, self._keep)]
+        return torch.cat(parts).sort().values
+
+    def estimate_gradient(self, problem: Problem, theta: torch.Tensor, key: int) -> torch.Tensor:
+        if self._steps % self._every == 0:
+            self._coords = self.draw_mask(theta.device)
+        self._steps += 1
+        return self.coordinate_gradient(problem, theta, key, self._coords)
+
+
+class MeZO(Optimizer):
+    """MeZO: two-point SPSA with regenerated perturbations; memory of inference."""
+
+    name = "mezo"
+    lr = Param(1e-3, "learning rate")
+    eps = Param(1e-3, "perturbation size ε")
+    q = Param(1, "perturbations per step (two evaluations each)")
+    weight_decay = Param(0.0, "weight decay")
+    chunk = Param(2**20, "entries of z drawn at once: bounds the memory beyond θ")
+
+    @classmethod
+    def check_params(cls, params) -> None:
+        if params["eps"] <= 0 or params["q"] < 1 or params["chunk"] < 1:
+            raise UsageError("mezo: eps must be positive, q and chunk at least 1; got "
+                             f"eps={params['eps']}, q={params['q']}, chunk={params['chunk']}.")
+
+    def run(self, problem: Problem) -> None:
+        theta = problem.initial()
+        seeds = self.generator(problem.device)
+        while True:
+            key = problem.new_key()
+            steps = []
+            for _ in range(self.q):
+                seed = int(torch.randint(2**62, (1,), generator=seeds, device=seeds.device))
+                steps.append((seed, self.projected_gradient(problem, theta, key, seed)))
+            if self.weight_decay:
+                theta.mul_(1.0 - self.lr * self.weight_decay)
+            for seed, slope in steps:
+                self.perturb(theta, seed, -self.lr * slope / self.q)
+            problem.report(theta)
+
+    def projected_gradient(self, problem: Problem, theta: torch.Tensor, key: int,
+                           seed: int) -> float:
+        """(ℓ(θ + εz) − ℓ(θ − εz)) / 2ε, perturbing θ in place and restoring it."""
+        self.perturb(theta, seed, self.eps)
+        undo = -self.eps
+        try:  # restore θ even when the budget runs out in between
+            plus = problem.loss(theta[None], key)
+            self.perturb(theta, seed, -2.0 * self.eps)
+            undo = self.eps
+            minus = problem.loss(theta[None], key)
+        finally:
+            self.perturb(theta, seed, undo)
+        return float(plus[0] - minus[0]) / (2.0 * self.eps)
+
+    def perturb(self, theta: torch.Tensor, seed: int, scale: float) -> None:
+        """θ += scale·z in place, z ~ N(0, I) redrawn from ``seed`` chunk by chunk."""
+        gen = torch.Generator(device=theta.device).manual_seed(seed)
+        for view in theta.view(-1).split(self.chunk):
+            view.add_(torch.randn(view.shape, generator=gen, device=theta.device,
+                                  dtype=theta.dtype), alpha=scale)
+
+
+def _chunks(total: int, size: int) -> list[int]:
+    size = max(int(size), 1)
+    return [min(size, total - lo) for lo in range(0, total, size)]
+
+
+@hookimpl
+def zgbench_optimizers():
+    return [SparseCGE, MeZO]
