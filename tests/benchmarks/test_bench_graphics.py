@@ -1,0 +1,86 @@
+"""Renders per second of the mesh-fit renderers: batched raster, a Python loop over
+candidates, and Mitsuba 3 (llvm_ad_rgb on the CPU).
+
+B = 64 parameter vectors (meshes), one view, 64 x 64 and 128 x 128 pixels, d = 1,926 (642
+vertices) and d = 30,726 (10,242 vertices). The raster renders flat Lambert shading with one
+sample at each pixel centre; Mitsuba renders the same image with its ``direct`` integrator
+at 1 sample per pixel (its closest equivalent), one mesh at a time: the vertex buffer is
+written, the scene's acceleration structure rebuilt, the image rendered. Renders per second
+= B / mean time (also stored as ``extra_info["renders_per_second"]``). Measure with::
+
+    .venv/bin/pytest tests/benchmarks/test_bench_graphics.py --benchmark-enable
+
+With ``--benchmark-disable`` (the default in CI) each function runs once on B = 2 meshes, so
+the file stays cheap while still checking that every path renders.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+
+import pytest
+import torch
+
+from zgbench.tasks import _meshes, _raster
+
+SIZES = [(64, 642), (64, 10242), (128, 642), (128, 10242)]
+IDS = [f"{res}px-d{3 * verts}" for res, verts in SIZES]
+
+
+@functools.lru_cache(maxsize=None)
+def scene(res: int, verts: int, batch: int):
+    """``batch`` perturbed icospheres (offsets ~ 0.01) and one camera in front of them."""
+    base, faces = _meshes.icosphere(_meshes.level_for(verts))
+    gen = torch.Generator().manual_seed(0)
+    meshes = 0.8 * base[None] + 0.01 * torch.randn(batch, *base.shape, generator=gen)
+    cams = _raster.look_at(_raster.orbit(torch.tensor([30.0]), torch.tensor([20.0]), 3.0),
+                           45.0, res, res)
+    return meshes, faces, cams
+
+
+def batch_size(benchmark) -> int:
+    return 2 if benchmark.disabled else 64
+
+
+def measure(benchmark, fn, batch: int):
+    fn()  # warm up (allocator, Mitsuba's kernel compilation) outside the measurement
+    result = benchmark.pedantic(fn, rounds=3, iterations=1)
+    if benchmark.stats is not None:
+        benchmark.extra_info["renders_per_second"] = batch / benchmark.stats.stats.mean
+    return result
+
+
+@pytest.mark.parametrize("res,verts", SIZES, ids=IDS)
+def test_raster_batched(benchmark, res, verts):
+    meshes, faces, cams = scene(res, verts, batch_size(benchmark))
+    images = measure(benchmark, lambda: _raster.render(meshes, faces, cams, "lambert"),
+                     len(meshes))
+    assert images.shape == (len(meshes), 1, 1, res, res) and images.amax() > 0
+
+
+@pytest.mark.parametrize("res,verts", SIZES, ids=IDS)
+def test_raster_loop(benchmark, res, verts):
+    meshes, faces, cams = scene(res, verts, batch_size(benchmark))
+
+    def loop():
+        return torch.cat([_raster.render(m[None], faces, cams, "lambert") for m in meshes])
+
+    images = measure(benchmark, loop, len(meshes))
+    assert torch.equal(images, _raster.render(meshes, faces, cams, "lambert"))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mitsuba") is None, reason="needs mitsuba")
+@pytest.mark.parametrize("res,verts", SIZES, ids=IDS)
+def test_mitsuba(benchmark, res, verts):
+    from zgbench.errors import UsageError
+    from zgbench.tasks.mesh_fit import MitsubaRenderer
+
+    meshes, faces, cams = scene(res, verts, batch_size(benchmark))
+    try:
+        renderer = MitsubaRenderer(meshes.shape[1], faces, cams, "lambert", "direct",
+                                   torch.device("cpu"))
+    except UsageError as exc:  # no libLLVM >= 16
+        pytest.skip(str(exc))
+    images = measure(benchmark, lambda: renderer.render(meshes, spp=1, seed=0), len(meshes))
+    assert images.shape == (len(meshes), 1, 1, res, res) and images.amax() > 0

@@ -1,0 +1,292 @@
+"""``mesh-fit``: recover a triangle mesh from images through a hard, non-differentiable renderer.
+
+After ZeroGrads (Fischer & Ritschel, "ZeroGrads: Learning Local Surrogates for
+Non-Differentiable Graphics", SIGGRAPH 2024 / ACM TOG), which optimizes graphics parameters
+through renderers without gradients and claims to scale to ~35k interlinked variables; the
+largest level here (10,242 vertices, d = 30,726) is of that size.
+
+The unknowns θ are per-vertex offsets of a unit icosphere (``verts`` = 42, 162, 642, 2562,
+10242, ... vertices; d = 3 · verts: 1,926 / 7,686 / 30,726 for the paper-size levels). The
+mesh ``sphere + θ`` is rendered from ``views`` training cameras and compared with the target's
+renders: loss = mean squared pixel error over views, channels and pixels. θ₀ = 0 (the sphere).
+
+Targets: a shape generated from the task seed (``target=blob|ellipsoid|cube|bumpy``, a radial
+deformation of the same icosphere, so the exact solution θ* exists and the loss is 0 there),
+or a mesh file (``mesh=path.obj``, read with trimesh, centred and scaled into the unit sphere).
+
+Renderers (both hard: every pixel value comes from discrete visibility; no anti-aliasing, no
+soft rasterization, so autodiff gives no useful gradient and the task provides no ``grad``):
+
+- ``renderer=raster`` (default): the batched torch z-buffer rasterizer of
+  :mod:`zgbench.tasks._raster`, one sample at each pixel centre, B meshes × V views in one pass,
+  on the task's device.
+- ``renderer=mitsuba``: Mitsuba 3 used as a black box (``llvm_ad_rgb`` on the CPU,
+  ``cuda_ad_rgb`` on a GPU), one scene whose batch sensor renders all V views at once, looped
+  over the B candidates (a black box takes one mesh at a time). ``silhouette`` and ``normals``
+  are AOV renders with one sample at the pixel centre (the same images as the rasterizer);
+  ``lambert`` runs the ``direct`` or ``path`` integrator with ``spp`` samples per pixel under
+  the same lights, seeded by the loss ``key``: Monte Carlo noise, shadows, pixel samples spread
+  over the pixel by Mitsuba's sampler. Its target is rendered once at ``ref_spp``.
+
+``evaluate`` (never the training loss):
+
+- ``image_relmse`` (primary): RelMSE = mean((p − g)² / (g² + 0.01)) over ``heldout`` cameras
+  that are not training views (random directions drawn from the task seed). It is what the
+  method is for (the appearance of the object), it is renderer-independent in meaning, it
+  punishes fits that only match the training views (spikes or dents seen from nowhere
+  in the training set), and it is the image metric of the ZeroGrads line of work.
+- ``chamfer``: symmetric Chamfer distance (mean squared nearest-neighbour distance both ways)
+  between area-uniform surface samples of the result and of the target (``verts`` of them,
+  at least 1,024 and at most 4,096); the geometric
+  error, independent of cameras and shading but blind to how the surface looks.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from zgbench.budget import Budget
+from zgbench.contracts import Task
+from zgbench.errors import MissingExtra, UsageError
+from zgbench.hookspecs import hookimpl
+from zgbench.params import Param
+from zgbench.tasks import _meshes, _raster
+
+DISTANCE, FOV = 3.0, 45.0
+#: Most pixels (candidates × views × H × W) rendered in one rasterizer pass (bounds memory).
+PIXELS_PER_PASS = 1 << 22
+GRAPHICS_HINT = "pip install 'zgbench[graphics]'"
+
+
+def relmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """RelMSE per leading index: mean((p − g)² / (g² + 0.01)) over the trailing dimensions."""
+    err = (pred - target) ** 2 / (target**2 + 0.01)
+    return err.flatten(1).mean(1)
+
+
+class MeshFit(Task):
+    """Mesh fitting (ZeroGrads): icosphere vertex offsets seen through a hard renderer."""
+
+    name = "mesh-fit"
+    metrics = {"image_relmse": "min", "chamfer": "min"}
+    primary_metric = "image_relmse"
+    default_budget = Budget(evals=20000)
+
+    verts = Param(642, "icosphere vertices (10*4^k+2: 42, 162, 642, 2562, 10242); d = 3*verts")
+    target = Param("blob", "target shape drawn from the seed", choices=_meshes.SHAPES)
+    mesh = Param("", "mesh file to fit instead of a generated target (read with trimesh)")
+    renderer = Param("raster", "renderer", choices=("raster", "mitsuba"))
+    shading = Param("lambert", "what the images show", choices=_raster.SHADINGS)
+    res = Param(64, "image width and height in pixels")
+    views = Param(4, "training views (cameras of the loss)")
+    heldout = Param(4, "held-out views (cameras of evaluate)")
+    integrator = Param("direct", "Mitsuba integrator for lambert shading",
+                       choices=("direct", "path"))
+    spp = Param(4, "Mitsuba samples per pixel per loss render (lambert shading)")
+    ref_spp = Param(64, "Mitsuba samples per pixel of target and held-out renders (lambert)")
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        _meshes.level_for(params["verts"])
+        for key, low, high in (("res", 8, 4096), ("views", 1, 64), ("heldout", 1, 64),
+                               ("spp", 1, 1 << 16), ("ref_spp", 1, 1 << 16)):
+            if not low <= params[key] <= high:
+                raise UsageError(f"mesh-fit: {key}={params[key]} is out of range; "
+                                 f"use {low} <= {key} <= {high}.")
+        if params["renderer"] == "mitsuba" and importlib.util.find_spec("mitsuba") is None:
+            raise MissingExtra("mesh-fit with renderer=mitsuba needs the extra graphics "
+                               f"(Mitsuba 3): {GRAPHICS_HINT}, or use renderer=raster.")
+        if params["mesh"]:
+            if importlib.util.find_spec("trimesh") is None:
+                raise MissingExtra(f"mesh-fit with mesh=PATH needs trimesh: {GRAPHICS_HINT}.")
+            if not Path(params["mesh"]).expanduser().is_file():
+                raise UsageError(f"mesh-fit: mesh file {params['mesh']!r} does not exist.")
+
+    # ------------------------------------------------------------------------ set-up
+    def setup(self) -> None:
+        self.check_params(self.params)
+        gen = self.generator()
+        base, self.faces = _meshes.icosphere(_meshes.level_for(self.verts), self.device)
+        self.base = base
+        self.dim = base.numel()
+        if self.mesh:
+            self.target_verts, self.target_faces = _meshes.load_mesh(self.mesh, self.device)
+            self.target_theta = None
+        else:
+            radius = _meshes.shape_radius(self.target, base, gen)
+            self.target_verts, self.target_faces = base * radius[:, None], self.faces
+            self.target_theta = (self.target_verts - base).reshape(-1)
+        self.cameras = {"train": self._train_cameras(), "heldout": self._heldout_cameras(gen)}
+        self._renderers: dict[tuple[str, str], Any] = {}
+        target = self.target_verts[None]
+        self.target_images = {
+            split: self._render(target, split, faces=self.target_faces, reference=True)[0]
+            for split in ("train", "heldout")}
+        self.points = min(max(self.verts, 1024), 4096)  # Chamfer samples per surface
+        self.target_points = _meshes.sample_surface(self.target_verts, self.target_faces,
+                                                    self.points, self.generator(self.seed + 1))
+
+    def _train_cameras(self) -> _raster.Cameras:
+        """Fixed training views: evenly spaced azimuths, elevations alternating +25° / −15°."""
+        k = torch.arange(self.views, device=self.device, dtype=torch.float32)
+        azimuth = 30.0 + 360.0 * k / self.views
+        elevation = torch.where(k % 2 == 0, 25.0, -15.0)
+        eye = _raster.orbit(azimuth, elevation, DISTANCE)
+        return _raster.look_at(eye, FOV, self.res, self.res)
+
+    def _heldout_cameras(self, gen: torch.Generator) -> _raster.Cameras:
+        """Held-out views: random azimuths and elevations in [−40°, 40°] from the task seed."""
+        u = torch.rand(2, self.heldout, generator=gen, device=self.device)
+        eye = _raster.orbit(360.0 * u[0], 80.0 * u[1] - 40.0, DISTANCE)
+        return _raster.look_at(eye, FOV, self.res, self.res)
+
+    # ------------------------------------------------------------------------ contract
+    def initial(self) -> torch.Tensor:
+        return torch.zeros(self.dim, device=self.device)
+
+    def mesh_vertices(self, thetas: torch.Tensor) -> torch.Tensor:
+        """Vertices ``[B, verts, 3]`` of the meshes of parameter vectors ``[B, d]``."""
+        return self.base[None] + thetas.reshape(thetas.shape[0], -1, 3).to(self.base.dtype)
+
+    def render(self, thetas: torch.Tensor, split: str = "train", key: int = 0,
+               reference: bool = False) -> torch.Tensor:
+        """Images ``[B, V, C, H, W]`` of the meshes of ``thetas`` from the ``split`` cameras
+        (``reference``: Mitsuba at ``ref_spp``, as the target)."""
+        return self._render(self.mesh_vertices(thetas), split, key=key, reference=reference)
+
+    def loss(self, thetas: torch.Tensor, key: int) -> torch.Tensor:
+        target = self.target_images["train"]
+        per_pass = max(PIXELS_PER_PASS // target.numel(), 1)
+        return torch.cat([((self.render(part, "train", key) - target) ** 2).flatten(1).mean(1)
+                          for part in thetas.split(per_pass)])
+
+    def evaluate(self, theta: torch.Tensor) -> dict[str, float]:
+        verts = self.mesh_vertices(theta.reshape(1, -1))
+        image = self._render(verts, "heldout", reference=True)
+        # The target's sampling stream: at θ* the samples coincide and the distance is 0.
+        points = _meshes.sample_surface(verts[0], self.faces, self.points,
+                                        self.generator(self.seed + 1))
+        return {
+            "image_relmse": float(relmse(image, self.target_images["heldout"][None])[0]),
+            "chamfer": _meshes.chamfer(points, self.target_points),
+        }
+
+    def artifacts(self, theta: torch.Tensor, directory: str) -> list[str]:
+        """``fit.png`` (held-out views: target, start, result, |error|) and ``theta.npy``."""
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        result = self.render(theta.reshape(1, -1), "heldout", reference=True)[0]
+        start = self.render(self.initial()[None], "heldout", reference=True)[0]
+        target = self.target_images["heldout"]
+        error = (result - target).abs().amax(1, keepdim=True)
+        png = _raster.save_rows(
+            [("target", target), ("start", start), ("result", result), ("|error|", error)],
+            folder / "fit.png", scale=max(1, 96 // self.res))
+        np.save(folder / "theta.npy", theta.detach().cpu().numpy())
+        return [png, str(folder / "theta.npy")]
+
+    # ----------------------------------------------------------------------- renderers
+    def _render(self, verts: torch.Tensor, split: str, key: int = 0,
+                faces: torch.Tensor | None = None, reference: bool = False) -> torch.Tensor:
+        faces = self.faces if faces is None else faces
+        cams = self.cameras[split]
+        if self.renderer == "raster":
+            return _raster.render(verts, faces, cams, self.shading)
+        name = "target" if faces is not self.faces else "mesh"
+        renderer = self._renderers.get((name, split))
+        if renderer is None:
+            renderer = MitsubaRenderer(verts.shape[1], faces, cams, self.shading,
+                                       self.integrator, self.device)
+            self._renderers[(name, split)] = renderer
+        spp = self.ref_spp if reference else self.spp
+        return renderer.render(verts, spp=spp, seed=0 if reference else key)
+
+
+class MitsubaRenderer:
+    """Mitsuba 3 as a black box: one scene, its batch sensor renders every view at once.
+
+    The meshes of a batch are rendered one after the other (a black-box renderer takes one
+    scene at a time): their vertex positions are written into the scene, which rebuilds its
+    acceleration structure, and rendered.
+    """
+
+    def __init__(self, vertex_count: int, faces: torch.Tensor, cams: _raster.Cameras,
+                 shading: str, integrator: str, device: torch.device) -> None:
+        from zgbench import mitsuba_env
+
+        mi = mitsuba_env.load(str(device), needed_by="mesh-fit with renderer=mitsuba")
+        self.mi, self.shading, self.device = mi, shading, device
+        self.views, self.width, self.height = len(cams), cams.width, cams.height
+        faces_np = faces.detach().cpu().numpy().astype(np.uint32)
+        props = mi.Properties()
+        props["bsdf"] = mi.load_dict({"type": "diffuse",
+                                      "reflectance": {"type": "rgb", "value": 1.0}})
+        mesh = mi.Mesh("mesh", vertex_count, faces_np.shape[0], props,
+                       has_vertex_normals=False)
+        mesh_params = mi.traverse(mesh)
+        mesh_params["faces"] = mi.UInt32(faces_np.ravel())
+        mesh_params.update()
+        scene = {"type": "scene", "mesh": mesh, "sensor": self._sensor(cams)}
+        if shading == "lambert":
+            scene["integrator"] = {"type": integrator, "hide_emitters": True}
+            for i, (direction, power) in enumerate(_raster.LIGHTS):
+                scene[f"light{i}"] = {"type": "directional", "direction": [-c for c in direction],
+                                      "irradiance": float(power * np.pi)}
+            scene["ambient"] = {"type": "constant", "radiance": _raster.AMBIENT}
+        else:
+            scene["integrator"] = {"type": "aov", "aovs": "dd:depth,nn:geo_normal"}
+        self.scene = mi.load_dict(scene)
+        self.params = mi.traverse(self.scene)
+
+    def _sensor(self, cams: _raster.Cameras) -> dict[str, Any]:
+        T = self.mi.ScalarTransform4f
+        sensor: dict[str, Any] = {
+            "type": "batch",
+            "film": {"type": "hdrfilm", "width": cams.width * len(cams), "height": cams.height,
+                     "rfilter": {"type": "box"}, "pixel_format": "rgb"},
+            # AOVs: one sample at the pixel centre (hard, like the rasterizer); lambert: the
+            # Monte Carlo sampler, reseeded per call.
+            "sampler": ({"type": "independent"} if self.shading == "lambert"
+                        else {"type": "stratified", "sample_count": 1, "jitter": False}),
+        }
+        for i, eye in enumerate(cams.eye.detach().cpu().tolist()):
+            sensor[f"view{i:03d}"] = {
+                "type": "perspective", "fov": cams.fov, "fov_axis": "x",
+                "near_clip": _raster.NEAR, "far_clip": _raster.FAR,
+                "to_world": T().look_at(origin=eye, target=[0, 0, 0], up=[0, 1, 0])}
+        return sensor
+
+    def render(self, verts: torch.Tensor, spp: int, seed: int) -> torch.Tensor:
+        """Images ``[B, V, C, H, W]`` of meshes ``verts [B, N, 3]`` (on the task's device)."""
+        mi = self.mi
+        images = []
+        for mesh in verts.detach().float().cpu().numpy():
+            self.params["mesh.vertex_positions"] = mi.Float(np.nan_to_num(mesh, nan=1e6).ravel())
+            self.params.update()
+            if self.shading == "lambert":
+                image = mi.render(self.scene, seed=seed % 2**32, spp=spp)
+            else:
+                image = mi.render(self.scene, seed=0, spp=1)
+            images.append(np.array(image))
+        return self._convert(torch.from_numpy(np.stack(images)).to(self.device))
+
+    def _convert(self, raw: torch.Tensor) -> torch.Tensor:
+        """Mitsuba's ``[B, H, V*W, channels]`` to the rasterizer's ``[B, V, C, H, W]`` images."""
+        B = raw.shape[0]
+        raw = raw.reshape(B, self.height, self.views, self.width, -1).permute(0, 2, 4, 1, 3)
+        if self.shading == "lambert":
+            return raw.mean(2, keepdim=True)
+        mask = (raw[:, :, :1] > 0).to(raw.dtype)
+        if self.shading == "silhouette":
+            return mask
+        return (raw[:, :, 1:4] + 1) / 2 * mask
+
+
+@hookimpl
+def zgbench_tasks():
+    return [MeshFit]
