@@ -77,3 +77,26 @@ def test_curves_hold_values_between_checkpoints():
     data = leaderboard.curves([r1, r2])["a"]
     assert list(data["calls"]) == [0, 50, 100]
     assert list(data["median"]) == [10.0, 6.5, 2.0]
+
+
+def test_statistics_extend_the_files(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    for record in _records():
+        store.put(record)
+    written = leaderboard.write(tmp_path / "results", tmp_path / "lb")
+    names = {p.name for p in (tmp_path / "lb").iterdir()}
+    assert {"stats.csv", "win_rate.csv", "win_rate.png", "profiles.csv", "profiles.png",
+            "t1.profile.png", "t2.profile.png"} <= names
+    t1 = pd.read_csv(tmp_path / "lb" / "t1.csv").set_index("optimizer")
+    # a: values 1, 3, 2 over three seeds; its bootstrap interval of the median spans them
+    assert (t1.loc["a", "median_lo"], t1.loc["a", "median_hi"]) == (1.0, 3.0)
+    assert (t1.loc["b", "median_lo"], t1.loc["b", "median_hi"]) == (2.0, 2.0)
+    assert t1["norm_score"].isna().all()  # no random-search baseline: no normalised score
+    overall = written["overall"].set_index("optimizer")
+    assert (overall["rank_lo"] <= overall["mean_rank"]).all()
+    assert (overall["mean_rank"] <= overall["rank_hi"]).all()
+    # win rate a over b: t1 seeds win/lose/tie, t2 ("max") seed 0 win, seeds 1-2 failures lose
+    rate = pd.read_csv(tmp_path / "lb" / "win_rate.csv", index_col=0)
+    assert rate.loc["a", "b"] == pytest.approx((1 + 0 + 0.5 + 1 + 0 + 0) / 6)
+    long = pd.read_csv(tmp_path / "lb" / "stats.csv")
+    assert set(long["task"]) == {"t1", "t2"} and len(long) == 6

@@ -1,18 +1,47 @@
 """Executors: where runs execute. The driver alone writes results.
 
 An executor's ``map(runs, registry, results, reporter)`` yields ``(run, record)`` pairs as runs
-finish, in any order. The in-process executor is the default; pools and clusters implement
-the same method.
+finish, in any order; :func:`zgbench.harness.run_all` stores each record, so resume and the
+summary are the same whatever executes the runs.
+
+- :class:`InProcessExecutor` (default): one run after the other, with per-run budget progress.
+- :class:`PoolExecutor`: local worker processes (``--workers N``), or one worker per device of a
+  list (``--device cuda:0,cuda:1``), one run per slot at a time.
+- :class:`RayExecutor`: each run is a Ray task (``--executor ray [--address ADDR]``), on a
+  cluster or on a local instance bound to the loopback interface.
+
+Workers rebuild the plugin registry themselves (built-in and entry-point plugins, minus the
+blocked ones), run :func:`zgbench.harness.execute` into a scratch folder, and send back the
+record together with the bytes of the pictures the task wrote, which the driver stores under
+the results folder. A worker that dies (segfault, out of memory, lost node) yields a failed
+record, retried on the next ``zgbench run``, and the cross product goes on.
+
+Ray: Moritz et al., "Ray: A Distributed Framework for Emerging AI Applications", OSDI 2018.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import functools
+import importlib.metadata
+import ipaddress
+import os
+import sys
+import tempfile
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from zgbench.harness import RunSpec, execute
+from zgbench import hookspecs, plugins
+from zgbench.errors import MissingExtra, UsageError
+from zgbench.harness import RunSpec, execute, failure_record
 from zgbench.plugins import Registry
+from zgbench.store import atomic_write
+
+Outcome = tuple[dict[str, Any], dict[str, bytes]]
 
 
 class InProcessExecutor:
@@ -27,3 +56,364 @@ class InProcessExecutor:
                 reporter.start_run(run)
             on_progress = reporter.run_progress if reporter else None
             yield run, execute(run, registry, results, on_progress)
+
+
+# ----------------------------------------------------------------------------- worker side
+@functools.lru_cache(maxsize=4)
+def _worker_registry(blocked: tuple[str, ...]) -> Registry:
+    return plugins.load(blocked=blocked)
+
+
+def _init_worker(blocked: tuple[str, ...], threads: int | None) -> None:
+    """Pool initializer: set torch's thread count and load the plugins once per process."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    _worker_registry(tuple(blocked))
+
+
+def work(run: RunSpec, blocked: Sequence[str] = (), threads: int | None = None) -> Outcome:
+    """Execute one run in a worker process; return its record and its pictures' bytes.
+
+    The task writes pictures into a scratch folder (a cluster node may not share the driver's
+    disk); their paths in the record are relative, so the driver puts them in the same place
+    under its results folder.
+    """
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    registry = _worker_registry(tuple(blocked))
+    with tempfile.TemporaryDirectory(prefix="zgbench-run-") as scratch:
+        record = execute(run, registry, Path(scratch))
+        files = {rel: (Path(scratch) / rel).read_bytes() for rel in record.get("artifacts") or []}
+    return record, files
+
+
+# ----------------------------------------------------------------------------- driver side
+def worker_plugins(blocked: Sequence[str] = ()) -> set[str]:
+    """Names of the plugins a fresh worker process loads: built-ins and entry points."""
+    names = {name for name, _ in plugins.builtin_modules()}
+    names |= {ep.name for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT)}
+    return names - set(blocked)
+
+
+def check_portable(runs: Sequence[RunSpec], registry: Registry) -> None:
+    """Fail before starting workers if a run needs a plugin they cannot load (one registered
+    in this process only, e.g. passed to ``plugins.load(extra_plugins=...)``)."""
+    loadable = worker_plugins(registry.blocked)
+    for run in runs:
+        for entry in (registry.task(run.task.name), registry.optimizer(run.optimizer.name)):
+            if entry.plugin not in loadable:
+                raise UsageError(
+                    f"{entry.cls.kind} {entry.cls.name!r} comes from plugin {entry.plugin!r}, "
+                    "which is registered in this process only; worker processes load built-in "
+                    "and installed plugins (entry-point group 'zgbench'). Install the plugin "
+                    "as a distribution, or run with the in-process executor.")
+
+
+def save_artifacts(results: Path, files: dict[str, bytes]) -> None:
+    """Write a worker's pictures under ``results`` (atomically, refusing paths outside it)."""
+    root = Path(results).resolve()
+    for rel, data in files.items():
+        path = (root / rel).resolve()
+        if root not in path.parents:
+            raise ValueError(f"artifact path {rel!r} leaves the results folder")
+        atomic_write(path, lambda f, d=data: f.write(d), binary=True)
+
+
+def _schedule(runs: Sequence[RunSpec], slots: Sequence[str | None], registry: Registry,
+              results: Path, submit: Callable[[RunSpec], Any],
+              collect: Callable[[list[Any]], list[tuple[Any, Outcome | str]]],
+              place: Callable[[RunSpec, str | None], RunSpec],
+              cancel: Callable[[list[Any]], None] = lambda handles: None,
+              ) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
+    """Keep one run per slot in flight; yield ``(run, record)`` as runs finish.
+
+    ``collect(handles)`` waits until at least one handle is done and returns
+    ``(handle, outcome)`` pairs, the outcome being the worker's ``(record, files)`` or the text
+    of the error that killed it. ``cancel`` gets the handles still in flight when the consumer
+    stops early (Ctrl-C, an error while storing). Hand-written rather than ``Executor.map``
+    because a device is a slot that must be handed to exactly one run at a time.
+    """
+    queue, free = deque(runs), list(slots)
+    flight: dict[Any, tuple[RunSpec, str | None]] = {}
+    try:
+        while queue or flight:
+            while queue and free:
+                slot, run = free.pop(0), queue.popleft()
+                flight[submit(place(run, slot))] = (run, slot)
+            for handle, outcome in collect(list(flight)):
+                run, slot = flight.pop(handle)
+                free.append(slot)
+                if isinstance(outcome, str):
+                    record = failure_record(run, registry, outcome)
+                else:
+                    record, files = outcome
+                    save_artifacts(results, files)
+                yield run, record
+    finally:
+        if flight:
+            cancel(list(flight))
+
+
+class PoolExecutor:
+    """Local worker processes: ``workers`` of them, or one per device of ``devices``.
+
+    Processes are forked from a ``forkserver`` that has imported torch and zgbench once (CUDA
+    and torch's thread pools do not survive a plain ``fork`` of a process that used them; the
+    server never runs anything), so starting or restarting a pool costs no new torch import;
+    where there is no forkserver (Windows) they are spawned. Each worker sets torch to
+    ``cpus // workers`` threads so that N workers do not oversubscribe the CPU. With a device
+    list each worker slot owns one device and runs one run at a time on it; the run's identity
+    keeps the planned device (``cuda``), so resume does not depend on which GPU a run landed on.
+    """
+
+    name = "pool"
+
+    def __init__(self, workers: int | None = None, devices: Sequence[str] | None = None,
+                 context: str | None = None) -> None:
+        if devices and workers and workers != len(devices):
+            raise UsageError(f"--workers {workers} does not match the {len(devices)} devices of "
+                             "--device: a device list runs one worker per device; drop --workers.")
+        self.slots: list[str | None] = list(devices) if devices else [None] * (workers or 1)
+        if workers is not None and workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {workers}.")
+        self.context = context
+
+    @property
+    def threads(self) -> int:
+        return max(1, (os.cpu_count() or 1) // len(self.slots))
+
+    def _pool(self, blocked: tuple[str, ...]):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        method = self.context or ("forkserver" if "forkserver" in
+                                  multiprocessing.get_all_start_methods() else "spawn")
+        context = multiprocessing.get_context(method)
+        if method == "forkserver":
+            context.set_forkserver_preload(_PRELOAD + _plugin_modules(blocked))
+        return ProcessPoolExecutor(
+            max_workers=len(self.slots), mp_context=context,
+            initializer=_init_worker, initargs=(blocked, self.threads))
+
+    def map(self, runs: Sequence[RunSpec], registry: Registry, results: Path,
+            reporter=None) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        runs = list(runs)
+        if not runs:
+            return
+        check_portable(runs, registry)
+        blocked = tuple(registry.blocked)
+        state = {"pool": self._pool(blocked)}
+
+        def submit(run: RunSpec):
+            try:
+                return state["pool"].submit(work, run, blocked, self.threads)
+            except BrokenProcessPool:  # a crashed worker broke the pool: a fresh one goes on
+                _terminate(state["pool"])
+                state["pool"] = self._pool(blocked)
+                return state["pool"].submit(work, run, blocked, self.threads)
+
+        def collect(futures: list[Any]) -> list[tuple[Any, Outcome | str]]:
+            done, _ = wait(futures, return_when=FIRST_COMPLETED)
+            out: list[tuple[Any, Outcome | str]] = []
+            for future in done:
+                try:
+                    out.append((future, future.result()))
+                except BrokenProcessPool as exc:
+                    out.append((future, "a worker process died while this run was in flight "
+                                        f"(BrokenProcessPool: {exc}); the run is retried on the "
+                                        "next `zgbench run`"))
+                except Exception:
+                    out.append((future, traceback.format_exc()))
+            return out
+
+        def place(run: RunSpec, slot: str | None) -> RunSpec:
+            return replace(run, placement=slot) if slot else run
+
+        try:
+            yield from _schedule(runs, self.slots, registry, results, submit, collect, place)
+        finally:
+            _terminate(state["pool"])
+
+
+#: Imported once by the forkserver. torch.optim imports torch._dynamo lazily when the first
+#: optimizer is built (seconds), which every fresh worker would otherwise pay again.
+_PRELOAD = ["torch", "torch._dynamo", "zgbench.executors"]
+
+
+def _plugin_modules(blocked: Sequence[str]) -> list[str]:
+    """Built-in plugin modules this process imported without error, for the forkserver to
+    import once before forking workers (a module that fails to import could stop it)."""
+    return [path for name, path in plugins.builtin_modules()
+            if name not in blocked and path in sys.modules]
+
+
+def _terminate(pool) -> None:
+    """Stop a process pool now, killing runs still in flight (after Ctrl-C or an error)."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    # Older Pythons have no public way to stop busy workers; their process table is private.
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
+
+
+# ----------------------------------------------------------------------------- Ray
+#: Ray binds every service to 127.0.0.1 only in its single-machine mode (the one it uses on
+#: macOS and Windows); otherwise it resolves 127.0.0.1 to the machine's outward address.
+_RAY_SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def import_ray():
+    """The ``ray`` module, or :class:`MissingExtra` naming the extra that installs it."""
+    try:
+        import ray
+    except ImportError:
+        raise MissingExtra("--executor ray needs the extra ray (missing module: ray): "
+                           "pip install 'zgbench[ray]'") from None
+    return ray
+
+
+def _is_loopback(address: str) -> bool:
+    """True for ``127.x.y.z:port``, ``[::1]:port``, ``localhost:port`` (and ``ray://`` forms)."""
+    host = address.split("://")[-1].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@contextmanager
+def _single_machine(enabled: bool):
+    """Put Ray in its single-machine mode (loopback only) for the duration of a session.
+
+    Ray reads the switch from the environment when it is imported and passes the environment on
+    to the processes it starts, so both the variable and the already-read constant are set,
+    and both are restored afterwards.
+    """
+    if not enabled:
+        yield
+        return
+    from ray._private import ray_constants
+
+    old_env, old_flag = os.environ.get(_RAY_SINGLE_MACHINE_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_RAY_SINGLE_MACHINE_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = old_flag
+        if old_env is None:
+            os.environ.pop(_RAY_SINGLE_MACHINE_ENV, None)
+        else:
+            os.environ[_RAY_SINGLE_MACHINE_ENV] = old_env
+
+
+@contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None):
+    """Connect to Ray for the duration of the block, and disconnect (or shut down) after.
+
+    - already connected (``ray.init`` called by the caller): use that connection, leave it open;
+    - ``address`` given (``host:port``, ``auto``, ``ray://...``): connect to that cluster;
+    - no address: start a local instance on 127.0.0.1 (no dashboard, ``num_cpus`` CPUs, the
+      machine's count by default) and shut it down at the end.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    local = address in (None, "local")
+    with _single_machine(local or _is_loopback(address)):
+        try:
+            if local:
+                os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+                ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
+                         include_dashboard=False, _node_ip_address="127.0.0.1",
+                         log_to_driver=False, configure_logging=False)
+            else:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except Exception as exc:  # ConnectionError, AuthenticationError, bad address, ...
+            if local:
+                raise UsageError(f"could not start a local Ray instance: {exc}") from None
+            raise UsageError(
+                f"could not connect to Ray at {address!r}: {exc}. Check the address (ray status "
+                "on the head node prints it). Clusters started by ray start or ray.init use "
+                "token authentication, which Ray turns on for an explicit address only if you "
+                "set RAY_AUTH_MODE=token (the token comes from ~/.ray/auth_token or "
+                "RAY_AUTH_TOKEN).") from None
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
+
+
+class RayExecutor:
+    """Each run is a Ray task: one CPU, plus one GPU when the device is CUDA.
+
+    ``address`` picks the cluster (``None``: a local instance on the loopback interface, shut
+    down afterwards); ``max_in_flight`` caps the runs submitted at once (``None``: all of them,
+    Ray queues what the cluster cannot place). Failed tasks are not retried by Ray: a run that
+    dies is recorded as failed, exactly as in-process, and retried by the next ``zgbench run``.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None,
+                 max_in_flight: int | None = None) -> None:
+        self.address, self.num_cpus, self.max_in_flight = address, num_cpus, max_in_flight
+
+    def map(self, runs: Sequence[RunSpec], registry: Registry, results: Path,
+            reporter=None) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
+        runs = list(runs)
+        if not runs:
+            return
+        check_portable(runs, registry)
+        with ray_session(self.address, self.num_cpus) as ray:
+            yield from self._map(ray, runs, registry, results)
+
+    def _map(self, ray, runs: list[RunSpec], registry: Registry, results: Path):
+        import torch
+
+        blocked = tuple(registry.blocked)
+        remotes = {}
+
+        def submit(run: RunSpec):
+            gpus = 1 if torch.device(run.device).type == "cuda" else 0
+            if gpus not in remotes:
+                remotes[gpus] = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(work)
+            return remotes[gpus].remote(run, blocked, 1)
+
+        def collect(refs: list[Any]) -> list[tuple[Any, Outcome | str]]:
+            done, _ = ray.wait(refs, num_returns=1)
+            out: list[tuple[Any, Outcome | str]] = []
+            for ref in done:
+                try:
+                    out.append((ref, ray.get(ref)))
+                except Exception as exc:  # the task's process or node died
+                    out.append((ref, f"Ray task failed: {type(exc).__name__}: {exc}"))
+            return out
+
+        def place(run: RunSpec, slot: str | None) -> RunSpec:
+            # Ray hides every GPU but the one it assigned: that one is "cuda" in the task.
+            return replace(run, placement="cuda") if run.device.startswith("cuda") else run
+
+        def cancel(refs: list[Any]) -> None:
+            for ref in refs:
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # already finished or its node is gone: nothing to stop
+                    pass
+
+        slots = [None] * (self.max_in_flight or len(runs))
+        yield from _schedule(runs, slots, registry, results, submit, collect, place, cancel)

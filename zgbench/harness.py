@@ -37,6 +37,14 @@ class RunSpec:
     repetition: int
     budget: Budget
     device: str = "cpu"
+    #: Where an executor actually runs it (e.g. ``cuda:1`` of a device list); not part of
+    #: the identity, so a run planned for ``cuda`` resumes whichever GPU it ran on.
+    placement: str | None = None
+
+    @property
+    def target_device(self) -> str:
+        """The device the task is built on: the placement if an executor set one."""
+        return self.placement or self.device
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -94,7 +102,7 @@ def execute(run: RunSpec, registry: Registry, results: Path | None = None,
     problem: Problem | None = None
     seeds = record["seeds"]
     try:
-        task = task_entry.cls(device=run.device, seed=seeds["task"], **run.task.kwargs)
+        task = task_entry.cls(device=run.target_device, seed=seeds["task"], **run.task.kwargs)
         optimizer = opt_entry.cls(seed=seeds["optimizer"], **run.optimizer.kwargs)
         problem = Problem(task, run.budget, seed=seeds["problem"], eval_key=seeds["eval_key"],
                           on_progress=on_progress)
@@ -132,13 +140,21 @@ def _skeleton(run: RunSpec, task_entry, opt_entry) -> dict[str, Any]:
         "seeds": run.seeds(),
         "status": None,
         "error": None,
-        "environment": environment(torch.device(run.device)),
+        "environment": environment(torch.device(run.target_device)),
         "started": now(),
         "_t0": time.perf_counter(),
         "trajectory": [],
         "final": None,
         "artifacts": [],
     }
+
+
+def failure_record(run: RunSpec, registry: Registry, error: str) -> dict[str, Any]:
+    """The record of a run that died outside :func:`execute` (a worker process crashed, a
+    cluster node was lost): status failed with ``error``, so it is retried on the next run."""
+    record = _skeleton(run, registry.task(run.task.name), registry.optimizer(run.optimizer.name))
+    record.update(status="failed", error=error)
+    return _close(record)
 
 
 def _close(record: dict[str, Any]) -> dict[str, Any]:
@@ -196,12 +212,18 @@ def run_all(runs: Iterable[RunSpec], registry: Registry, results: Path, executor
             todo.append(run)
     if reporter:
         reporter.begin(len(runs), summary.skipped)
-    for run, record in executor.map(todo, registry, results, reporter):
-        store.put(record)
-        _count(summary, run, record)
-        _notify(registry, record)
-        if reporter:
-            reporter.advance(run, record)
+    stream = executor.map(todo, registry, results, reporter)
+    try:
+        for run, record in stream:
+            store.put(record)
+            _count(summary, run, record)
+            _notify(registry, record)
+            if reporter:
+                reporter.advance(run, record)
+    finally:  # on Ctrl-C or an error, let the executor stop its workers now
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
     if reporter:
         reporter.end()
     return summary

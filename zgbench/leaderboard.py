@@ -13,6 +13,14 @@ The overall table gives each optimizer its mean rank over the tasks it was ranke
 (tasks ranked first, ties included) and its n/a and failed counts. Everything is written
 atomically; plots are median lines with an interquartile band over seeds, against oracle calls
 (loss evaluations + gradient evaluations).
+
+Statistics from :mod:`zgbench.stats` extend the same files and add a few (see there for the
+definitions): each task table gains bootstrap intervals on the median (``median_lo``,
+``median_hi``) and on the rank, and the normalised score (0 = best known value, 1 = random
+search's median) with its interval; ``overall.csv`` gains the mean normalised score and the
+interval of the mean rank; ``stats.csv`` holds every task table in one long table (what
+``zgbench compare`` reads); ``win_rate.csv``/``.png`` the win-rate matrix; ``profiles.csv``,
+``profiles.png`` and ``<task>.profile.png`` the runtime ECDFs (COCO-style).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from zgbench import stats
 from zgbench.store import ResultStore, atomic_write, atomic_write_text
 
 COLUMNS = ["rank", "optimizer", "median", "q25", "q75", "runs_ok", "runs_failed", "evals",
@@ -71,6 +80,9 @@ def task_table(runs: pd.DataFrame) -> pd.DataFrame:
             "seconds": float(ran["seconds"].median()),
         })
     table = pd.DataFrame(rows)
+    for column in ("median", "q25", "q75", "evals", "grads", "seconds"):
+        if column not in table:  # every pair n/a on this task
+            table[column] = math.nan
     table["metric"] = runs["metric"].iloc[0]
     table["direction"] = direction
     ranked = table["status"] != "n/a"
@@ -168,14 +180,33 @@ def plot_task(label: str, metric: str, direction: str, data: dict[str, pd.DataFr
     ax.grid(True, which="both", alpha=0.3)
     if data:
         ax.legend(fontsize=8)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
-    plt.close(fig)
-    atomic_write(path, lambda f: f.write(buffer.getvalue()), binary=True)
+    _save(fig, path)
+
+
+def compute(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every table of a leaderboard, in memory: per-task tables (by label) with their
+    statistics, the overall table, the long ``stats`` table and the :class:`stats.Analysis`."""
+    runs = runs_frame(records)
+    analysis = stats.analyse(runs, records)
+    tables: dict[str, pd.DataFrame] = {}
+    task_ids: dict[str, str] = {}
+    for task_id, group in runs.groupby("task_id", sort=True):
+        label = group["task"].iloc[0]
+        tables[label] = task_table(group).merge(analysis.tasks[task_id].table, on="optimizer",
+                                                how="left")
+        task_ids[label] = task_id
+    overall = overall_table(tables)
+    if not overall.empty:
+        overall = overall.merge(analysis.overall, on="optimizer", how="left")
+    long = pd.concat([t.assign(task=label) for label, t in tables.items()], ignore_index=True)
+    long = long[["task"] + [c for c in long.columns if c != "task"]]
+    return {"runs": runs, "tasks": tables, "task_ids": task_ids, "overall": overall,
+            "stats": long, "analysis": analysis}
 
 
 def write(results: str | Path, out: str | Path) -> dict[str, Any]:
-    """Write every task's CSV and PNG, ``overall.csv`` and ``machine.json`` under ``out``."""
+    """Write every task's CSV and PNG, ``overall.csv`` and ``machine.json`` under ``out``, and
+    the statistics files (``stats.csv``, ``win_rate.*``, ``profiles.*``, ``*.profile.png``)."""
     records = list(ResultStore(results))
     out = Path(out)
     if not records:
@@ -183,19 +214,90 @@ def write(results: str | Path, out: str | Path) -> dict[str, Any]:
 
         raise UsageError(f"no run records under {Path(results) / 'runs'}: run `zgbench run --out "
                          f"{results}` first.")
-    runs = runs_frame(records)
-    tables: dict[str, pd.DataFrame] = {}
-    for task_id, group in runs.groupby("task_id", sort=True):
-        label = group["task"].iloc[0]
-        tables[label] = table = task_table(group)
+    computed = compute(records)
+    tables, runs = computed["tasks"], computed["runs"]
+    for label, table in tables.items():
         atomic_write_text(out / f"{slug(label)}.csv", table.to_csv(index=False))
-        task_records = [r for r in records if r["task"]["canonical"] == task_id]
+        group = runs[runs["task_id"] == computed["task_ids"][label]]
+        task_records = [r for r in records if r["task"]["canonical"] == computed["task_ids"][label]]
         plot_task(label, group["metric"].iloc[0], group["direction"].iloc[0],
                   curves(task_records), out / f"{slug(label)}.png")
-    overall = overall_table(tables)
-    atomic_write_text(out / "overall.csv", overall.to_csv(index=False))
+    atomic_write_text(out / "overall.csv", computed["overall"].to_csv(index=False))
     atomic_write_text(out / "machine.json", json.dumps(_machines(records), indent=1))
-    return {"tasks": tables, "overall": overall, "records": len(records)}
+    atomic_write_text(out / "stats.csv", computed["stats"].to_csv(index=False))
+    _write_stats(out, list(tables), computed["analysis"])
+    analysis = computed["analysis"]
+    return {"tasks": tables, "overall": computed["overall"], "records": len(records),
+            "stats": computed["stats"], "win_rate": analysis.win_rate,
+            "profiles": analysis.profiles}
+
+
+def _write_stats(out: Path, labels: list[str], analysis: stats.Analysis) -> None:
+    atomic_write_text(out / "win_rate.csv", analysis.win_rate.to_csv())
+    plot_win_rate(analysis.win_rate, out / "win_rate.png")
+    atomic_write_text(out / "profiles.csv", analysis.profiles.to_csv(index=False))
+    overall = analysis.profiles[analysis.profiles["scope"] == "all"]
+    plot_profile(overall, "all tasks", "fraction of the budget spent", out / "profiles.png")
+    for label in labels:
+        frame = analysis.profiles[analysis.profiles["scope"] == label]
+        if not frame.empty:
+            plot_profile(frame, label, "oracle calls (loss + gradient evaluations)",
+                         out / f"{slug(label)}.profile.png")
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()), binary=True)
+
+
+def plot_win_rate(rate: pd.DataFrame, path: Path) -> None:
+    """Heat map of the win-rate matrix (row beats column), with the rates written in."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(len(rate), 1)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * n, 0.9 + 0.6 * n), dpi=110)
+    values = rate.to_numpy(dtype=float) if len(rate) else np.full((1, 1), math.nan)
+    image = ax.imshow(values, vmin=0, vmax=1, cmap="RdBu")
+    ax.set_xticks(range(len(rate)), rate.columns, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rate)), rate.index, fontsize=8)
+    for (i, j), v in np.ndenumerate(values):
+        if not math.isnan(v):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if abs(v - 0.5) > 0.3 else "black")
+    ax.set_title("win rate: row beats column (task x seed)", fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    _save(fig, path)
+
+
+def plot_profile(frame: pd.DataFrame, scope: str, xlabel: str, path: Path) -> None:
+    """Runtime ECDF steps per optimizer on a log spend axis (see :func:`stats.profiles`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    floor = 1e-3 if (frame["x_kind"] == "budget_fraction").all() else 1.0
+    for optimizer, group in frame.groupby("optimizer", sort=True):
+        xs = np.maximum(np.concatenate([[floor], group["x"].to_numpy(float)]), floor)
+        ys = np.concatenate([[0.0], group["fraction"].to_numpy(float)])
+        ax.step(xs, ys, where="post", label=optimizer)
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("fraction of (run, target) pairs reached")
+    ax.set_title(f"{scope}: runtime ECDF over log-spaced targets", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    if not frame.empty:
+        ax.legend(fontsize=8)
+    _save(fig, path)
 
 
 def _machines(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -5,17 +5,25 @@ a small size, every optimizer, on the CPU, in minutes). --tasks and --optimizers
 suite's lists; --evals/--grads/--steps/--seconds replace every task's budget limits.
 Finished runs in --out are skipped (resume); a failed run is recorded with its traceback and
 the others go on. At the end a leaderboard is written to OUT/leaderboard unless
---no-leaderboard.
+--no-leaderboard, and with --report DIR also the HTML report (leaderboard files + index.html).
+
+Where runs execute: in this process (default); --workers N local processes; --device
+cuda:0,cuda:1 one worker per GPU, one run per GPU at a time; --executor ray each run a Ray task,
+on the cluster at --address or on a local Ray instance bound to 127.0.0.1. Records always come
+back to this process, which alone writes OUT.
 
 Examples:
   zgbench run
   zgbench run --tasks "sphere[dim=8]",step --optimizers random-search,cge,rge --seeds 3 --evals 2000
-  zgbench run --suite paper --device cuda --out results-paper/
+  zgbench run --suite paper --device cuda:0,cuda:1 --out results-paper/
+  zgbench run --workers 2 --out results/quick --report leaderboards/quick
+  zgbench run --executor ray --address 10.0.0.5:6379 --device cuda --suite paper
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import torch
@@ -26,7 +34,7 @@ from zgbench import harness, leaderboard, specs
 from zgbench import suite as suites
 from zgbench.cli import load_registry
 from zgbench.errors import UsageError
-from zgbench.executors import InProcessExecutor
+from zgbench.executors import InProcessExecutor, PoolExecutor, RayExecutor, import_ray
 from zgbench.progress import RichReporter
 
 HELP = "run tasks × optimizers × seeds (default: the quick suite) and store the records"
@@ -41,10 +49,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grads", type=int, help="gradient-evaluation budget per run")
     parser.add_argument("--steps", type=int, help="optimizer-step budget per run")
     parser.add_argument("--seconds", type=float, help="wall-clock budget per run (seconds)")
-    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the suite's, cpu)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the suite's, cpu); a "
+                        "list cuda:0,cuda:1 runs one worker per device")
+    parser.add_argument("--executor", choices=("inprocess", "pool", "ray"),
+                        help="where runs execute (default: inprocess, or pool with --workers "
+                        "N > 1 or a device list)")
+    parser.add_argument("--workers", type=int, help="parallel runs: pool processes, or the CPUs "
+                        "of a local Ray instance (default: 1; pool/ray: the CPU count)")
+    parser.add_argument("--address", help="Ray cluster address (host:port, auto, ray://...); "
+                        "default: start a local instance on 127.0.0.1")
     parser.add_argument("--out", default="results", help="results folder (default: results)")
     parser.add_argument("--no-leaderboard", action="store_true",
                         help="do not write OUT/leaderboard at the end")
+    parser.add_argument("--report", metavar="DIR",
+                        help="also write the HTML report (leaderboard files + index.html) to DIR")
     parser.add_argument("--strict", action="store_true",
                         help="exit with status 1 if any run failed")
 
@@ -52,12 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     registry = load_registry(args)
     entries, seeds, device = _resolve(args, registry)
-    _check_device(device)
+    device, devices = _devices(device)
+    executor = _executor(args, devices)
     _check_dependencies(entries, registry)
     runs = harness.plan(entries, seeds, device)
     console = Console(stderr=True)
     out = Path(args.out)
-    summary = harness.run_all(runs, registry, out, InProcessExecutor(), RichReporter(console))
+    summary = harness.run_all(runs, registry, out, executor, RichReporter(console))
     for failure in summary.failures:
         console.print(f"[red]failed:[/red] {escape(failure)}", highlight=False)
     console.print(summary.line(), highlight=False, markup=False)
@@ -65,6 +84,10 @@ def main(args: argparse.Namespace) -> int:
         written = leaderboard.write(out, out / "leaderboard")
         console.print(f"leaderboard: {out / 'leaderboard'} ({len(written['tasks'])} tasks)",
                       markup=False)
+    if args.report and runs:
+        from zgbench import report
+
+        console.print(f"report: {report.build(out, args.report)}", markup=False)
     return 1 if args.strict and summary.failed else 0
 
 
@@ -93,6 +116,44 @@ def _resolve(args: argparse.Namespace, registry):
         raise UsageError(f"--seeds must be at least 1, got {seeds}.")
     device = args.device or (suite.device if suite else "cpu")
     return entries, seeds, device
+
+
+def _devices(text: str) -> tuple[str, list[str]]:
+    """The device runs are planned for (part of their identity) and the devices to place them
+    on: ``cuda:0,cuda:1`` plans for ``cuda`` and places on both."""
+    devices = specs.split_list(text)
+    for device in devices:
+        _check_device(device)
+    if len(devices) == 1:
+        return devices[0], devices
+    kinds = {torch.device(d).type for d in devices}
+    if len(kinds) > 1:
+        raise UsageError(f"--device {text}: a device list must be of one kind (all cuda:N or "
+                         "all cpu), so that every run's identity names the same device.")
+    return kinds.pop(), devices
+
+
+def _executor(args: argparse.Namespace, devices: list[str]):
+    workers = args.workers
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}.")
+    listed = len(devices) > 1
+    kind = args.executor or ("pool" if listed or (workers or 1) > 1 else "inprocess")
+    if args.address and kind != "ray":
+        raise UsageError("--address is the Ray cluster to use: add --executor ray.")
+    if kind == "inprocess":
+        if listed or (workers or 1) > 1:
+            raise UsageError("the in-process executor runs one run at a time: drop --executor "
+                             "inprocess to run --workers/--device lists in a pool.")
+        return InProcessExecutor()
+    if kind == "pool":
+        return PoolExecutor(workers=workers if listed else workers or os.cpu_count(),
+                            devices=devices if listed else None)
+    if listed:
+        raise UsageError("with --executor ray give --device cuda (or cpu): Ray assigns each run "
+                         "its GPU.")
+    import_ray()  # a missing extra stops here, before anything runs
+    return RayExecutor(address=args.address, num_cpus=workers, max_in_flight=workers)
 
 
 def _check_device(device: str) -> None:

@@ -1,0 +1,33 @@
+"""Write a static HTML report of a results folder: the overall table, the win-rate matrix,
+runtime profiles, per task its ranked table, convergence plot and the pictures the task saved,
+and the machines and versions the numbers came from. Open OUT/index.html in any browser; no
+server is needed. The leaderboard CSVs and PNGs are written into the same folder.
+
+Examples:
+  zgbench report results/ -o report/
+  zgbench run --out results/quick && zgbench report results/quick -o leaderboards/quick
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from zgbench import report
+
+HELP = "write a static HTML report (tables, plots, pictures, machine) from a results folder"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", help="results folder written by zgbench run")
+    parser.add_argument("-o", "--out", help="output folder (default: RESULTS/report)")
+    parser.add_argument("--title", default="zgbench report", help="page title")
+
+
+def main(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else Path(args.results) / "report"
+    page = report.build(args.results, out, title=args.title)
+    Console().print(f"report: {page}", markup=False)
+    return 0

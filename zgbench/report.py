@@ -1,0 +1,203 @@
+"""The HTML report: one static page (no server, no script, nothing fetched from the network)
+with everything a leaderboard holds, for people.
+
+``build(results, out)`` writes the leaderboard files (:func:`zgbench.leaderboard.write`) into
+``out``, copies the pictures tasks saved (record ``artifacts``, relative to the results folder)
+next to the page under the same relative paths, and renders ``out/index.html`` with Jinja2:
+the overall table, the win-rate matrix, the runtime ECDFs, one section per task (ranked table,
+convergence plot, ECDF, pictures) and the machines and versions the numbers came from.
+The statistics it shows are defined in :mod:`zgbench.stats` (Bayesmark-style normalised scores,
+Turner et al. 2021; COCO runtime ECDFs, Hansen et al. 2021; percentile bootstrap, Efron &
+Tibshirani 1993).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+import zgbench
+from zgbench import leaderboard
+from zgbench.store import ResultStore, atomic_write_text
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"}
+#: Pictures shown per task (the first seeds of each optimizer); the rest are linked.
+MAX_PICTURES = 24
+
+_EXPLAIN = {
+    "overall": "Position by mean rank over tasks (lower is better; rank_lo/rank_hi: 95% "
+               "bootstrap interval of the mean rank over seeds). norm_score: mean over tasks of "
+               "the median normalised score, 0 = best value any run reached, 1 = random "
+               "search's median, clipped at 5 (failures). wins: tasks ranked first.",
+    "task": "Median over seeds of the final primary metric (failed runs count as the worst "
+            "value) with its 95% bootstrap interval (median_lo, median_hi), quartiles, "
+            "normalised score and rank interval.",
+    "win_rate": "Share of (task, seed) pairs on which the row's optimizer ended better than the "
+                "column's (ties count one half).",
+    "profiles": "Fraction of (run, target) pairs reached against the share of the budget spent; "
+                "targets are log-spaced between each task's median initial value and the best "
+                "known value (COCO-style runtime ECDF, every task weighted equally).",
+}
+
+TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }}</title>
+<style>
+body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px;
+       color: #222; padding: 0 1em; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
+nav a { margin-right: 0.8em; } .note { color: #555; max-width: 60em; }
+table.data { border-collapse: collapse; margin: 0.6em 0; font-size: 13px; }
+table.data th, table.data td { border: 1px solid #ddd; padding: 3px 7px; text-align: right; }
+table.data th { background: #f3f3f3; }
+table.data td:first-child, table.data th:first-child { text-align: left; }
+.scroll { overflow-x: auto; }
+figure { display: inline-block; margin: 0.4em; vertical-align: top; }
+figure img { max-width: 560px; border: 1px solid #eee; }
+.gallery figure img { max-width: 220px; } figcaption { font-size: 12px; color: #555; }
+</style>
+</head>
+<body>
+<h1>{{ title }}</h1>
+<p class="note">{{ records }} runs on {{ tasks|length }} tasks from <code>{{ results }}</code>;
+generated {{ generated }} by zgbench {{ version }}.</p>
+<nav><a href="#overall">overall</a><a href="#win-rate">win rate</a><a href="#profiles">profiles</a>
+{% for task in tasks %}<a href="#{{ task.anchor }}">{{ task.label }}</a>{% endfor %}
+<a href="#machine">machine</a></nav>
+
+<section id="overall"><h2>Overall</h2>
+<p class="note">{{ explain.overall }}</p>
+{{ overall|safe }}
+</section>
+
+<section id="win-rate"><h2>Win rate</h2>
+<p class="note">{{ explain.win_rate }}</p>
+{{ win_rate|safe }}
+<figure><img src="win_rate.png" alt="win-rate matrix"></figure>
+</section>
+
+<section id="profiles"><h2>Runtime profiles</h2>
+<p class="note">{{ explain.profiles }}</p>
+<figure><img src="profiles.png" alt="runtime ECDF over all tasks"></figure>
+</section>
+
+{% for task in tasks %}
+<section id="{{ task.anchor }}" class="task"><h2>{{ task.label }}</h2>
+<p class="note">Metric: <b>{{ task.metric }}</b> ({{ task.direction }}). {{ explain.task }}
+Files: <a href="{{ task.csv }}">{{ task.csv }}</a></p>
+{{ task.table|safe }}
+<figure><img src="{{ task.plot }}" alt="convergence of {{ task.label }}">
+<figcaption>median and interquartile range over seeds</figcaption></figure>
+{% if task.profile %}<figure><img src="{{ task.profile }}" alt="runtime ECDF of {{ task.label }}">
+<figcaption>runtime ECDF</figcaption></figure>{% endif %}
+{% if task.pictures %}<h3>Pictures</h3><div class="gallery">
+{% for pic in task.pictures %}{% if pic.image %}<figure><a href="{{ pic.path }}">
+<img src="{{ pic.path }}" alt="{{ pic.caption }}"></a>
+<figcaption>{{ pic.caption }}</figcaption></figure>
+{% else %}<p><a href="{{ pic.path }}">{{ pic.caption }}</a></p>{% endif %}{% endfor %}
+</div>{% endif %}
+{% if task.more %}<p class="note">{{ task.more }} more pictures under <code>artifacts/</code>.</p>
+{% endif %}
+</section>
+{% endfor %}
+
+<section id="machine"><h2>Machine and versions</h2>
+{{ machines|safe }}
+<h3>Plugins</h3>
+{{ plugins|safe }}
+</section>
+</body>
+</html>
+"""
+
+
+def build(results: str | Path, out: str | Path, title: str = "zgbench report") -> Path:
+    """Write the leaderboard files and ``index.html`` into ``out``; return the page's path."""
+    from jinja2 import Environment
+
+    results, out = Path(results), Path(out)
+    written = leaderboard.write(results, out)
+    records = list(ResultStore(results))
+    pictures = copy_artifacts(records, results, out)
+    tasks = [_task_context(label, table, pictures.get(label, []), out)
+             for label, table in written["tasks"].items()]
+    page = Environment(autoescape=True).from_string(TEMPLATE).render(
+        title=title, records=len(records), tasks=tasks, results=str(results),
+        generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        version=zgbench.__version__, explain=_EXPLAIN,
+        overall=html_table(written["overall"]),
+        win_rate=html_table(written["win_rate"].reset_index()),
+        machines=html_table(pd.DataFrame(json.loads((out / "machine.json").read_text()))),
+        plugins=html_table(plugin_versions(records)))
+    path = out / "index.html"
+    atomic_write_text(path, page)
+    return path
+
+
+def html_table(frame: pd.DataFrame) -> str:
+    """A DataFrame as an HTML table (escaped; numbers to 4 significant digits)."""
+    table = frame.to_html(index=False, classes="data", border=0, na_rep="-", escape=True,
+                          float_format=_fmt)
+    return f'<div class="scroll">{table}</div>'
+
+
+def _fmt(value: float) -> str:
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.4g}"
+
+
+def copy_artifacts(records: list[dict[str, Any]], results: Path,
+                   out: Path) -> dict[str, list[dict[str, Any]]]:
+    """Copy every record's pictures from ``results`` to ``out`` (same relative path); return
+    them per task label, ordered by optimizer and seed, for the gallery."""
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    root = results.resolve()
+    for r in sorted(records, key=lambda r: (r["optimizer"]["label"], r["identity"]["seed"])):
+        for rel in r.get("artifacts") or []:
+            src = (root / rel).resolve()
+            if root not in src.parents or not src.is_file():
+                continue  # moved or deleted since the run; never copy from outside RESULTS
+            dst = out / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if src != dst.resolve():
+                shutil.copy2(src, dst)
+            by_task.setdefault(r["task"]["label"], []).append({
+                "path": Path(rel).as_posix(),
+                "image": src.suffix.lower() in IMAGE_SUFFIXES,
+                "caption": f"{r['optimizer']['label']}, seed {r['identity']['seed']}: "
+                           f"{src.name}"})
+    return by_task
+
+
+def _task_context(label: str, table: pd.DataFrame, pictures: list[dict[str, Any]],
+                  out: Path) -> dict[str, Any]:
+    name = leaderboard.slug(label)
+    profile = f"{name}.profile.png"
+    return {
+        "label": label, "anchor": f"task-{name}", "table": html_table(table),
+        "metric": table["metric"].iloc[0], "csv": f"{name}.csv", "plot": f"{name}.png",
+        "direction": "lower is better" if table["direction"].iloc[0] == "min"
+        else "higher is better",
+        "profile": profile if (out / profile).exists() else None,
+        "pictures": pictures[:MAX_PICTURES], "more": max(0, len(pictures) - MAX_PICTURES),
+    }
+
+
+def plugin_versions(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """The plugins (and their versions) behind the tasks and optimizers of the records."""
+    rows = set()
+    for r in records:
+        for kind in ("task", "optimizer"):
+            part = r[kind]
+            rows.add((kind, part["name"], part.get("plugin", "?"), part.get("plugin_version", "?")))
+    return pd.DataFrame(sorted(rows), columns=["kind", "name", "plugin", "version"])

@@ -1,0 +1,436 @@
+"""Statistics behind the leaderboards: normalised scores, bootstrap intervals, win rates and
+runtime ECDFs, so that tasks with different metrics can be compared and averaged honestly.
+
+- **Normalised score** (as Bayesmark does; Turner et al., "Bayesian Optimization is Superior to
+  Random Search for Machine Learning Hyperparameter Tuning: Analysis of the Black-Box
+  Optimization Challenge 2020", PMLR 133, 2021): per task and run,
+  ``(v - best) / (ref - best)`` on the primary metric turned into "lower is better", where
+  ``best`` is the **best known value** — the best primary-metric value any run in the results
+  reached at any checkpoint on that task (the record format has no task-declared optimum) —
+  and ``ref`` is random search's median final value on the task. 0 is the best known value,
+  1 is random search. Scores are clipped to ``[0, CAP]``: a failed or diverged run counts as
+  ``CAP`` times random search's distance to the best, so one catastrophe cannot dominate a
+  mean over tasks, and failing is never better than finishing. A task without a finished
+  random-search baseline has no normalised score.
+- **Bootstrap intervals** (percentile bootstrap, Efron & Tibshirani, "An Introduction to the
+  Bootstrap", 1993): seeds are resampled with replacement, paired across optimizers (every
+  optimizer faces the same task instance for a seed), ``n_boot`` times from a generator seeded
+  by the task's identity, so the numbers are deterministic. Each replicate gives every
+  optimizer a median, a normalised median and a rank (competition ranking, as the tables);
+  intervals are the replicate quantiles; overall intervals average the same replicate over
+  tasks. The best-known value and the baseline stay fixed across replicates.
+- **Win rate**: over every (task, seed) where both ran, how often A's final value is better
+  than B's (ties count one half; a failure is the worst value).
+- **Runtime ECDF** (COCO; Hansen et al., "COCO: a platform for comparing continuous optimizers
+  in a black-box setting", Optim. Methods Softw. 36, 2021, and "Anytime performance
+  assessment in blackbox optimization benchmarking", IEEE TEVC 2022): per task, targets are
+  the best known value plus gaps log-spaced below the median initial gap (which every run
+  would reach at no cost) down to the smallest positive gap any run reached; the curve is the
+  fraction of (run, target) pairs reached by a given spend. Per task the spend is oracle calls
+  (loss + gradient evaluations); aggregated over tasks (each task weighted equally) it is the
+  fraction of the run's budget.
+
+The bootstrap and ranks are written with numpy rather than ``scipy.stats.bootstrap``: failed
+runs are infinite values (interpolating percentiles turn them into NaN), the rank statistic
+couples all optimizers of a replicate, and scipy is not a core dependency.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from zgbench.budget import Budget
+from zgbench.seeding import derive_seed
+
+#: Upper clip of normalised scores (failed or diverged runs land here).
+CAP = 5.0
+#: Optimizer whose median final value is normalised score 1.
+BASELINE = "random-search"
+N_BOOT = 2000
+CONFIDENCE = 0.95
+#: Number of ECDF targets per task.
+TARGETS = 20
+
+
+# ----------------------------------------------------------------------------- primitives
+def oriented(values: Any, direction: str) -> np.ndarray:
+    """Values turned into "lower is better" (``max`` metrics are negated)."""
+    values = np.asarray(values, dtype=float)
+    return values if direction == "min" else -values
+
+
+def normalise(values: Any, best: float, ref: float, cap: float = CAP) -> np.ndarray:
+    """``(values - best) / (ref - best)`` clipped to ``[0, cap]`` (oriented values; NaN stays
+    NaN). Without a usable reference (NaN or infinite) every score is NaN; if the reference
+    equals the best known value, matching it scores 0 and anything worse scores ``cap``."""
+    values = np.asarray(values, dtype=float)
+    if not (math.isfinite(ref) and math.isfinite(best)):
+        return np.full_like(values, math.nan)
+    span = ref - best
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if span > 0:
+            scores = (values - best) / span
+        else:
+            scores = np.where(values <= best, 0.0, math.inf)
+    return np.where(np.isnan(values), math.nan, np.clip(scores, 0.0, cap))
+
+
+def competition_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks along the last axis, lower is better, ties share the better rank (1, 2, 2, 4);
+    NaN entries are not ranked (NaN). Same rule as ``pandas.Series.rank(method="min")``."""
+    values = np.asarray(values, dtype=float)
+    better = (values[..., None, :] < values[..., :, None]).sum(-1)
+    return np.where(np.isnan(values), math.nan, better + 1.0)
+
+
+def bootstrap_indices(n_seeds: int, n_boot: int, seed: int) -> np.ndarray:
+    """``[n_boot, n_seeds]`` seed indices drawn with replacement from a seeded generator."""
+    return np.random.default_rng(seed).integers(0, n_seeds, size=(n_boot, n_seeds))
+
+
+def resampled_medians(matrix: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Medians over resampled seeds: ``matrix[O, S]``, ``idx[B, S]`` -> ``[B, O]`` (NaN-aware)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: n/a optimizers
+        return np.nanmedian(matrix[:, idx], axis=2).T
+
+
+def interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval over axis 0, ignoring NaN replicates (a resample that drew only
+    seeds an optimizer lacks). Uses order statistics (``inverted_cdf``), so infinite
+    replicates (failed runs) stay infinite instead of becoming NaN."""
+    import warnings
+
+    samples = np.asarray(samples, dtype=float)
+    alpha = (1.0 - confidence) / 2.0
+    if samples.size == 0:
+        nan = np.full(samples.shape[1:], math.nan)
+        return nan, nan.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
+        lo, hi = np.nanquantile(samples, [alpha, 1.0 - alpha], axis=0, method="inverted_cdf")
+    return lo, hi
+
+
+# ----------------------------------------------------------------------------- per task
+@dataclass
+class TaskStats:
+    """Bootstrap statistics of one task: a table per optimizer plus the raw replicates."""
+
+    task: str
+    table: pd.DataFrame
+    optimizers: list[str]
+    score_reps: np.ndarray  # [B, O] normalised medians
+    rank_reps: np.ndarray  # [B, O] ranks
+    best: float  # oriented best known value
+    ref: float  # oriented baseline median
+
+
+def best_known(records: Iterable[dict[str, Any]]) -> float:
+    """The best primary-metric value (oriented) any ok run reached at any checkpoint."""
+    best = math.inf
+    for r in records:
+        if r.get("status") != "ok":
+            continue
+        metric = r["task"]["primary_metric"]
+        direction = r["task"]["metrics"][metric]
+        for point in r.get("trajectory") or []:
+            value = (point.get("metrics") or {}).get(metric)
+            if value is not None and math.isfinite(value):
+                best = min(best, float(oriented(value, direction)))
+    return best
+
+
+def task_stats(runs: pd.DataFrame, records: list[dict[str, Any]], *, baseline: str = BASELINE,
+               n_boot: int = N_BOOT, confidence: float = CONFIDENCE, seed: int = 0,
+               cap: float = CAP) -> TaskStats:
+    """Statistics of one task from its rows of :func:`zgbench.leaderboard.runs_frame` (final
+    values, failures already worst) and its records (trajectories, for the best known value)."""
+    direction = runs["direction"].iloc[0]
+    task_id = runs["task_id"].iloc[0]
+    ran = runs[runs["status"] != "n/a"]
+    if ran.empty:  # every pair n/a: nothing to rank
+        empty = np.empty((n_boot, 0))
+        return TaskStats(runs["task"].iloc[0], _task_frame([], np.empty((0, 0)), empty, empty,
+                                                           empty, direction, confidence,
+                                                           math.inf, math.nan),
+                         [], empty, empty, math.inf, math.nan)
+    pivot = ran.pivot_table(index="optimizer", columns="seed", values="value", aggfunc="first",
+                            dropna=False)
+    optimizers = list(pivot.index)
+    matrix = oriented(pivot.to_numpy(dtype=float), direction)  # [O, S], NaN = missing seed
+    best = min(best_known(records), float(np.nanmin(matrix, initial=math.inf)))
+    ref = (float(np.nanmedian(matrix[optimizers.index(baseline)]))
+           if baseline in optimizers else math.nan)
+    scores = normalise(matrix, best, ref, cap)
+    idx = bootstrap_indices(matrix.shape[1], n_boot, derive_seed("bootstrap", task_id, seed))
+    median_reps = resampled_medians(matrix, idx)
+    score_reps = resampled_medians(scores, idx)
+    rank_reps = competition_ranks(median_reps)
+    table = _task_frame(optimizers, scores, median_reps, score_reps, rank_reps, direction,
+                        confidence, best, ref)
+    return TaskStats(runs["task"].iloc[0], table, optimizers, score_reps, rank_reps, best, ref)
+
+
+def _task_frame(optimizers, scores, median_reps, score_reps, rank_reps, direction, confidence,
+                best, ref) -> pd.DataFrame:
+    import warnings
+
+    lo, hi = interval(median_reps, confidence)
+    if direction == "max":  # back to the metric's own sign: the interval flips
+        lo, hi = -hi, -lo
+    score_lo, score_hi = interval(score_reps, confidence)
+    rank_lo, rank_hi = interval(rank_reps, confidence)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        score = np.nanmedian(scores, axis=1) if scores.size else np.array([])
+    sign = 1.0 if direction == "min" else -1.0
+    return pd.DataFrame({
+        "optimizer": optimizers, "median_lo": lo, "median_hi": hi, "norm_score": score,
+        "norm_score_lo": score_lo, "norm_score_hi": score_hi, "rank_lo": rank_lo,
+        "rank_hi": rank_hi, "best_known": sign * best if math.isfinite(best) else math.nan,
+        "baseline_median": sign * ref if math.isfinite(ref) else math.nan,
+    })
+
+
+# ----------------------------------------------------------------------------- overall
+def overall_stats(tasks: Iterable[TaskStats], confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """Per optimizer: mean normalised score and mean rank over tasks, with bootstrap intervals
+    (each replicate averages that replicate's per-task values over the optimizer's tasks)."""
+    scores: dict[str, list[np.ndarray]] = {}
+    ranks: dict[str, list[np.ndarray]] = {}
+    points: dict[str, list[float]] = {}
+    for ts in tasks:
+        for j, name in enumerate(ts.optimizers):
+            score = float(ts.table["norm_score"].iloc[j])
+            if not math.isnan(score):
+                scores.setdefault(name, []).append(ts.score_reps[:, j])
+                points.setdefault(name, []).append(score)
+            ranks.setdefault(name, []).append(ts.rank_reps[:, j])
+    rows = []
+    for name in sorted(set(scores) | set(ranks)):
+        row: dict[str, Any] = {"optimizer": name, "tasks_scored": len(points.get(name, []))}
+        if name in scores:
+            reps = _nanmean(np.stack(scores[name], axis=1))
+            lo, hi = interval(reps[:, None], confidence)
+            row.update(norm_score=float(np.mean(points[name])), norm_score_lo=float(lo[0]),
+                       norm_score_hi=float(hi[0]))
+        reps = _nanmean(np.stack(ranks[name], axis=1))
+        lo, hi = interval(reps[:, None], confidence)
+        row.update(rank_lo=float(lo[0]), rank_hi=float(hi[0]))
+        rows.append(row)
+    columns = ["optimizer", "norm_score", "norm_score_lo", "norm_score_hi", "tasks_scored",
+               "rank_lo", "rank_hi"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _nanmean(stacked: np.ndarray) -> np.ndarray:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(stacked, axis=1)
+
+
+def win_rates(runs: pd.DataFrame) -> pd.DataFrame:
+    """Matrix A x B: the share of (task, seed) pairs where both ran and A's final value beats
+    B's (ties count 1/2). NaN where the two never met; the diagonal is NaN."""
+    ran = runs[runs["status"] != "n/a"].copy()
+    ran["oriented"] = np.where(ran["direction"] == "min", ran["value"], -ran["value"])
+    names = sorted(ran["optimizer"].unique())
+    wins = pd.DataFrame(0.0, index=names, columns=names)
+    meetings = pd.DataFrame(0, index=names, columns=names)
+    for _, group in ran.groupby(["task_id", "seed"]):
+        values = group.groupby("optimizer")["oriented"].first()
+        v = values.to_numpy(dtype=float)
+        score = (v[:, None] < v[None, :]) + 0.5 * (v[:, None] == v[None, :])
+        wins.loc[values.index, values.index] += score
+        meetings.loc[values.index, values.index] += 1
+    rate = wins / meetings.where(meetings > 0)
+    for name in names:
+        rate.loc[name, name] = math.nan
+    rate.index.name = "optimizer"
+    return rate
+
+
+# ----------------------------------------------------------------------------- runtime ECDF
+@dataclass
+class Runtimes:
+    """First spend at which each run reached each target of one task (inf: never)."""
+
+    task: str
+    targets: np.ndarray
+    calls: dict[str, list[np.ndarray]] = field(default_factory=dict)  # optimizer -> [T] per run
+    fractions: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+
+def _series(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(oracle calls, budget fraction, oriented primary metric) at each checkpoint."""
+    metric = record["task"]["primary_metric"]
+    direction = record["task"]["metrics"][metric]
+    budget = Budget(**(record.get("identity", {}).get("budget") or {"evals": 1}))
+    traj = record.get("trajectory") or []
+    calls = np.array([p["evals"] + p["grads"] for p in traj], dtype=float)
+    frac = np.array([budget.fraction(p["evals"], p["grads"], p.get("steps", 0),
+                                     p.get("seconds", 0.0)) for p in traj], dtype=float)
+    values = [(p.get("metrics") or {}).get(metric) for p in traj]
+    ys = oriented([math.inf if v is None else v for v in values], direction)
+    ys = np.where(np.isnan(ys), math.inf, ys)
+    return calls, frac, ys
+
+
+def runtimes(records: list[dict[str, Any]], n_targets: int = TARGETS) -> Runtimes | None:
+    """Targets and runtimes of one task's records; ``None`` if no target can be defined
+    (no finished run, or no run started above the best known value). Failed runs reach no
+    target (a failure counts as the worst outcome, as in the tables)."""
+    ok = [r for r in records if r.get("status") == "ok" and r.get("trajectory")]
+    if not ok:
+        return None
+    best = best_known(ok)
+    series = [_series(r) for r in ok]
+    initial_gaps = np.array([ys[0] - best for _, _, ys in series])
+    g0 = float(np.median(initial_gaps[np.isfinite(initial_gaps)])) if np.isfinite(
+        initial_gaps).any() else math.nan
+    if not (math.isfinite(g0) and g0 > 0):
+        return None
+    gaps = np.concatenate([ys - best for _, _, ys in series])
+    below = gaps[(gaps > 0) & (gaps < g0)]
+    # log-spaced strictly below the median start, down to the closest approach of any run; if
+    # no run got closer than its start without matching the best, the best is the only target
+    targets = np.geomspace(g0, below.min(), n_targets + 1)[1:] if below.size else np.zeros(1)
+    out = Runtimes(records[0]["task"]["label"], best + targets)
+    for r in records:
+        if r.get("status") == "n/a":
+            continue
+        name = r["optimizer"]["label"]
+        hit_calls = np.full(len(targets), math.inf)
+        hit_frac = np.full(len(targets), math.inf)
+        if r.get("status") == "ok" and r.get("trajectory"):
+            calls, frac, ys = _series(r)
+            reached = (ys[None, :] - best) <= targets[:, None]  # [T, checkpoints]
+            first = np.where(reached.any(1), reached.argmax(1), -1)
+            hit_calls = np.where(first >= 0, calls[first], math.inf)
+            hit_frac = np.where(first >= 0, frac[first], math.inf)
+        out.calls.setdefault(name, []).append(hit_calls)
+        out.fractions.setdefault(name, []).append(hit_frac)
+    return out
+
+
+def ecdf(per_task: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Fraction of (run, target) pairs reached by each spend: ``per_task`` holds, per task, the
+    runs' runtime arrays; every task weighs the same. Returns (spend, fraction) steps."""
+    times, weights = [], []
+    for runs in per_task:
+        flat = np.concatenate(runs)
+        times.append(flat)
+        weights.append(np.full(flat.shape, 1.0 / (flat.size * len(per_task))))
+    t, w = np.concatenate(times), np.concatenate(weights)
+    finite = np.isfinite(t)
+    order = np.argsort(t[finite], kind="stable")
+    xs, cum = t[finite][order], np.cumsum(w[finite][order])
+    if xs.size == 0:
+        return np.array([0.0]), np.array([0.0])
+    keep = np.append(xs[1:] != xs[:-1], True)  # last of each equal spend
+    return xs[keep], cum[keep]
+
+
+def profiles(runtimes_by_task: list[Runtimes]) -> pd.DataFrame:
+    """Long table of ECDF steps: per task on oracle calls, and over all tasks on the budget
+    fraction (columns scope, optimizer, x, x_kind, fraction)."""
+    rows = []
+    names = sorted({n for rt in runtimes_by_task for n in rt.calls})
+    for rt in runtimes_by_task:
+        for name in sorted(rt.calls):
+            xs, ys = ecdf([rt.calls[name]])
+            rows += [(rt.task, name, x, "oracle_calls", y) for x, y in zip(xs, ys)]
+    for name in names:
+        per_task = [rt.fractions[name] for rt in runtimes_by_task if name in rt.fractions]
+        xs, ys = ecdf(per_task)
+        rows += [("all", name, x, "budget_fraction", y) for x, y in zip(xs, ys)]
+    return pd.DataFrame(rows, columns=["scope", "optimizer", "x", "x_kind", "fraction"])
+
+
+# ----------------------------------------------------------------------------- analysis
+@dataclass
+class Analysis:
+    """Everything :func:`zgbench.leaderboard.write` adds to the plain tables."""
+
+    tasks: dict[str, TaskStats]  # by task id (canonical spec)
+    overall: pd.DataFrame
+    win_rate: pd.DataFrame
+    profiles: pd.DataFrame
+
+
+def analyse(runs: pd.DataFrame, records: list[dict[str, Any]], *, baseline: str = BASELINE,
+            n_boot: int = N_BOOT, confidence: float = CONFIDENCE, seed: int = 0) -> Analysis:
+    """Statistics for every task of a results folder (rows of ``runs_frame`` and records)."""
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_task.setdefault(r["task"]["canonical"], []).append(r)
+    tasks, rts = {}, []
+    for task_id, group in runs.groupby("task_id", sort=True):
+        tasks[task_id] = task_stats(group, by_task.get(task_id, []), baseline=baseline,
+                                    n_boot=n_boot, confidence=confidence, seed=seed)
+        rt = runtimes(by_task.get(task_id, []))
+        if rt is not None:
+            rts.append(rt)
+    return Analysis(tasks, overall_stats(tasks.values(), confidence), win_rates(runs),
+                    profiles(rts))
+
+
+# ----------------------------------------------------------------------------- regression gate
+def compare(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """Compare two long ``stats`` tables (task, optimizer, metric, direction, median,
+    median_lo, median_hi, status) pair by pair.
+
+    A pair **regressed** when its new median is worse than the old interval's worse end and
+    the old median is better than the new interval's better end (each median lies outside the
+    other's bootstrap interval); **improved** symmetrically; otherwise **unchanged**. Pairs in
+    only one table are **missing** or **added**; pairs n/a in either or measured with another
+    metric are **incomparable**. Failures are the worst value, so a pair that now fails on most
+    seeds regresses.
+    """
+    keys = ["task", "optimizer"]
+    merged = old.merge(new, on=keys, how="outer", suffixes=("_old", "_new"), indicator=True)
+    rows = []
+    for _, row in merged.iterrows():
+        rows.append({"task": row["task"], "optimizer": row["optimizer"],
+                     "metric": row.get("metric_new") if isinstance(row.get("metric_new"), str)
+                     else row.get("metric_old"),
+                     "old_median": row.get("median_old"), "old_lo": row.get("median_lo_old"),
+                     "old_hi": row.get("median_hi_old"), "new_median": row.get("median_new"),
+                     "new_lo": row.get("median_lo_new"), "new_hi": row.get("median_hi_new"),
+                     "verdict": _verdict(row)})
+    columns = ["task", "optimizer", "metric", "old_median", "old_lo", "old_hi", "new_median",
+               "new_lo", "new_hi", "verdict"]
+    return pd.DataFrame(rows, columns=columns).sort_values(keys, ignore_index=True)
+
+
+def _verdict(row: pd.Series) -> str:
+    if row["_merge"] == "left_only":
+        return "missing"
+    if row["_merge"] == "right_only":
+        return "added"
+    if row["status_old"] == "n/a" or row["status_new"] == "n/a" or (
+            row["metric_old"] != row["metric_new"]) or (
+            row["direction_old"] != row["direction_new"]):
+        return "incomparable"
+    d = row["direction_new"]
+    old_m, new_m = float(oriented(row["median_old"], d)), float(oriented(row["median_new"], d))
+    old_lo, old_hi = sorted(float(oriented(row[c], d)) for c in ("median_lo_old", "median_hi_old"))
+    new_lo, new_hi = sorted(float(oriented(row[c], d)) for c in ("median_lo_new", "median_hi_new"))
+    if any(math.isnan(v) for v in (old_m, new_m, old_lo, old_hi, new_lo, new_hi)):
+        return "incomparable"
+    if new_m > old_hi and old_m < new_lo:
+        return "regressed"
+    if new_m < old_lo and old_m > new_hi:
+        return "improved"
+    return "unchanged"
