@@ -74,7 +74,10 @@ def test_bad_input_exits_2(args, message, capsys):
 
 def test_disable_plugin(capsys):
     assert main(["list", "tasks", "-p", "no:synthetic"]) == 0
-    assert "sphere" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "│ sphere " not in out and "synthetic 0.1.0" not in out
+    assert main(["list", "tasks"]) == 0
+    assert "│ sphere " in capsys.readouterr().out
 
 
 def test_missing_extra_message(monkeypatch, tmp_path, capsys):
