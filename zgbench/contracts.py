@@ -28,8 +28,22 @@ if TYPE_CHECKING:
 #: Capabilities the core knows about. Plugins may use other words; these are documented.
 CAPABILITIES = {
     "grad": "task.grad(thetas, key) -> (loss[B], grad[B, d]): autodiff gradient of the loss",
-    "residual": "task.residual(theta, key): LHS and RHS of a fixed-point equation",
-    "layers": "task.layers(): the network as layers with parameter slices",
+    "residual": "task.residual(theta[d], key, detach=(False,)) -> .lhs[N, c] and .rhs (one "
+                "[N, c] Monte Carlo estimate of the fixed-point equation's right side per "
+                "entry of detach, each from independent samples; True = its network queries "
+                "run under no_grad, False = graph to theta; give theta requires_grad) and "
+                ".weight(eps) = 1 / (sg(lhs)^2 + eps); optimizers charge one gradient "
+                "evaluation per call",
+    "layers": "task.layers() -> (LayerSlice(name, start, stop), ...), the network's layers "
+              "in forward order, their slices tiling [0, d); task.layers(theta[1, d], key) -> "
+              "(loss[1], trace) caches every layer's input at theta (charge 1 evaluation); "
+              "task.layers(thetas[B, d], key, start=l, inputs=trace) -> loss[B] restarts the "
+              "forward pass at layer l for rows equal to the traced theta before layer l, "
+              "equal to loss(thetas, key) to rounding (charge B evaluations)",
+    "pairs": "task.pairs(thetas, key) -> (loss[B], grad[B, d]): autodiff loss and gradient of "
+             "a supervised one-step surrogate on pre-computed (coarse step, reference) pairs "
+             "picked by key, with no solver in the loop (the NON baseline of "
+             "solver-in-the-loop training); optimizers charge one gradient evaluation per row",
 }
 
 
