@@ -34,11 +34,18 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The columns shown on the terminal; overall.csv holds every column.
+SHOWN = ("position", "optimizer", "mean_rank", "rank_lo", "rank_hi", "norm_score", "wins", "n/a",
+         "failed_tasks")
+
+
 def overall_rich(frame) -> Table:
-    table = Table(title="Overall (mean rank over tasks; lower is better)", title_justify="left")
-    for column in frame.columns:
+    table = Table(title="Overall (mean rank over tasks, 95% interval; lower is better)",
+                  title_justify="left")
+    columns = [c for c in SHOWN if c in frame.columns]
+    for column in columns:
         table.add_column(str(column))
-    for _, row in frame.iterrows():
+    for _, row in frame[columns].iterrows():
         table.add_row(*[escape(_fmt(v)) for v in row])
     return table
 
