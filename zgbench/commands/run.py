@@ -58,6 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "of a local Ray instance (default: 1; pool/ray: the CPU count)")
     parser.add_argument("--address", help="Ray cluster address (host:port, auto, ray://...); "
                         "default: start a local instance on 127.0.0.1")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads for in-process runs (default 1: the quick suite's "
+                             "small tensors run fastest, and most reproducibly, on one thread; "
+                             "oversubscribed OpenMP threads slow them down tenfold)")
     parser.add_argument("--out", default="results", help="results folder (default: results)")
     parser.add_argument("--no-leaderboard", action="store_true",
                         help="do not write OUT/leaderboard at the end")
@@ -145,6 +149,9 @@ def _executor(args: argparse.Namespace, devices: list[str]):
         if listed or (workers or 1) > 1:
             raise UsageError("the in-process executor runs one run at a time: drop --executor "
                              "inprocess to run --workers/--device lists in a pool.")
+        if args.threads < 1:
+            raise UsageError(f"--threads must be at least 1, got {args.threads}.")
+        torch.set_num_threads(args.threads)
         return InProcessExecutor()
     if kind == "pool":
         return PoolExecutor(workers=workers if listed else workers or os.cpu_count(),
