@@ -14,13 +14,6 @@ from zgbench.testing import make_problem, run_once
 pytest.importorskip("sklearn")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: one intra-op thread is as fast, and immune to oversubscribed cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 CNN = "classify[batch=32]"
 SMALL = "classify[width=4,batch=32]"  # the small CNN at 666 parameters: quick training runs

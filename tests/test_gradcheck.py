@@ -11,14 +11,6 @@ from zgbench.cli import main
 from zgbench.tasks.synthetic import Sphere
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These runs are many tiny tensor ops: intra-op threads gain nothing, and on a loaded
-    machine OpenMP's waiting for a second core makes each small op cost a scheduler slice."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_statistics_of_known_estimates():

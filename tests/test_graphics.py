@@ -25,14 +25,6 @@ def small(**params):
     return MeshFit(**{"verts": 42, "res": 32, "views": 2, "heldout": 2, **params})
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These are tiny tensors: one intra-op thread is faster than two fighting over a shared
-    CPU (OpenMP barriers). Restored afterwards for the other test files."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def mitsuba_or_skip():

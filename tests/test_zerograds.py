@@ -19,14 +19,6 @@ from zgbench.tasks.toys import KNOTS_X, KNOTS_Y, SplineToy
 from zgbench.testing import make_problem, run_once
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These runs are many tiny tensor ops: intra-op threads gain nothing, and on a loaded
-    machine OpenMP's waiting for a second core makes each small op cost a scheduler slice."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _numbers(record):

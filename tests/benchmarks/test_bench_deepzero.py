@@ -39,13 +39,6 @@ from zgbench.tasks.classify import Classify
 pytest.importorskip("sklearn")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: one intra-op thread is as fast, and immune to oversubscribed cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def write_cifar10(root: Path, per_batch: int = 64) -> Path:
