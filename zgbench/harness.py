@@ -28,6 +28,11 @@ from zgbench.seeding import derive_seed
 from zgbench.specs import Spec
 
 
+def task_seed(task: Spec, repetition: int) -> int:
+    """The seed of task instance ``repetition``: the same for every optimizer facing it."""
+    return derive_seed("task", task.canonical, repetition)
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """Everything that identifies one run; picklable, so executors can ship it."""
@@ -64,7 +69,7 @@ class RunSpec:
         """Task seeds depend on (task, repetition) only: every optimizer faces the same instance."""
         t, o, r = self.task.canonical, self.optimizer.canonical, self.repetition
         return {
-            "task": derive_seed("task", t, r),
+            "task": task_seed(self.task, r),
             "eval_key": derive_seed("eval", t, r),
             "optimizer": derive_seed("optimizer", t, o, r),
             "problem": derive_seed("keys", t, o, r),

@@ -15,7 +15,7 @@ from rich.console import Console
 from zgbench import specs
 from zgbench import suite as suites
 from zgbench.cli import load_registry
-from zgbench.harness import RunSpec
+from zgbench.harness import task_seed
 
 HELP = "pre-compute the cached data of tasks (references, data sets) for a suite or task list"
 
@@ -39,10 +39,9 @@ def main(args: argparse.Namespace) -> int:
         cls = registry.task(spec.name).cls
         cls.check_available()
         for r in range(seeds):
-            # the same seed derivation as the harness, so the cached instances are the ones used
-            seed = RunSpec(spec, spec, r, cls.default_budget, device).seeds()["task"]
             start = time.perf_counter()
-            cls(device=device, seed=seed, **spec.kwargs)
+            # the harness's task seed, so the cached instances are the ones runs use
+            cls(device=device, seed=task_seed(spec, r), **spec.kwargs)
             console.print(f"{spec.label} seed {r}: ready in {time.perf_counter() - start:.1f} s",
                           markup=False)
     return 0
