@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -73,6 +74,39 @@ def test_nan_is_ignored_for_best_and_recommendation():
     problem.loss(torch.stack([torch.full((2,), math.nan), x_star + 3]))
     assert problem.best_loss == pytest.approx(2.0, rel=1e-5)
     assert torch.allclose(problem.recommendation(), x_star + 1)
+
+
+def test_nan_first_in_a_batch_is_ignored_too():
+    """The CPU path takes Python's min over the batch's floats, which NaN fools only when it
+    comes first: that case is handled apart."""
+    problem = make_problem("sphere[dim=2]")
+    x_star = problem._task.x_star
+    problem.loss(torch.stack([torch.full((2,), math.nan), x_star + 1, torch.full((2,), math.nan)]))
+    assert problem.best_loss == pytest.approx(2.0, rel=1e-5)
+    assert torch.allclose(problem.recommendation(), x_star + 1)
+    problem.loss(torch.full((2, 2), math.nan))  # all NaN: nothing changes
+    assert problem.best_loss == pytest.approx(2.0, rel=1e-5)
+
+
+def test_numpy_batches_and_reports_are_taken_as_tensors_are():
+    """Numpy libraries (pycma, Nevergrad) hand their float64 arrays over as they are: the
+    problem converts once, and copies what it keeps."""
+    problem = make_problem("sphere[dim=2]")
+    points = np.array([[0.5, 0.25], [1.0, -1.0]])
+    values = problem.loss(points, key=0)
+    assert values.dtype == problem.dtype
+    assert torch.equal(values, problem.loss(torch.from_numpy(points).float(), key=0))
+    points[:] = 7.0  # the library reuses its buffer: the best θ kept must not change
+    assert problem.recommendation().tolist() != [7.0, 7.0]
+    theta = np.array([0.125, 0.5])
+    problem.report(theta)
+    theta[:] = 3.0
+    assert problem.recommendation().tolist() == [0.125, 0.5]
+    assert problem.recommendation().dtype == problem.dtype
+    with pytest.raises(ContractError, match=r"shape \[B, 2\]"):
+        problem.loss(np.zeros(2))
+    with pytest.raises(ContractError, match="one parameter vector of 2 values"):
+        problem.report(np.zeros(3))
 
 
 def test_report_overrides_best_as_recommendation():

@@ -49,13 +49,18 @@ class Budget:
         return cls(**data)
 
     def fraction(self, evals: int, grads: int, steps: int, seconds: float) -> float:
-        """How much of the budget is spent: the largest used share over the bounded counters."""
-        used = [0.0]
-        for limit, value in ((self.evals, evals), (self.grads, grads), (self.steps, steps),
-                             (self.seconds, seconds)):
-            if limit:
-                used.append(value / limit)
-        return max(used)
+        """How much of the budget is spent: the largest used share over the bounded counters.
+        (Called after every metered call: written out rather than looped over a list.)"""
+        used = 0.0
+        if self.evals:
+            used = evals / self.evals
+        if self.grads:
+            used = max(used, grads / self.grads)
+        if self.steps:
+            used = max(used, steps / self.steps)
+        if self.seconds:
+            used = max(used, seconds / self.seconds)
+        return used
 
     def is_bounded(self) -> bool:
         return any(v is not None for v in (self.evals, self.grads, self.steps, self.seconds))

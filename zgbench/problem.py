@@ -62,9 +62,11 @@ class Problem:
         self.task_seconds = 0.0
         self._paused = 0.0  # time spent in uncharged evaluation
         self._t0: float | None = None
-        self._best = torch.tensor(math.inf, device=self.device)
+        self._best = torch.tensor(math.inf, device=self.device)  # CUDA: stays on the device
+        self._best_cpu = math.inf  # CPU: a float (a tensor read per batch would cost µs)
         self._best_theta: torch.Tensor | None = None
-        self._reported: torch.Tensor | None = None
+        self._reported: torch.Tensor | np.ndarray | None = None
+        self._np_dtype = torch.empty((), dtype=self.dtype).numpy().dtype
         self.trajectory: list[dict[str, Any]] = []
 
     # ----------------------------------------------------------------- optimizer side
@@ -76,29 +78,35 @@ class Problem:
         """A fresh key for :meth:`loss`; reuse one key for common random numbers."""
         return self._keys.getrandbits(63)
 
-    def loss(self, thetas: torch.Tensor, key: int | None = None) -> torch.Tensor:
-        """Loss of each row of ``thetas`` ``[B, dim]`` -> ``[B]``; counts ``B`` evaluations."""
-        thetas = self._check(thetas)
+    def loss(self, thetas: torch.Tensor | np.ndarray, key: int | None = None) -> torch.Tensor:
+        """Loss of each row of ``thetas`` ``[B, dim]`` -> ``[B]``; counts ``B`` evaluations.
+
+        ``thetas`` may be a numpy array (what numpy-based libraries such as pycma ask): it is
+        converted once, with no torch call before the conversion."""
+        thetas, owned = self._batch(thetas)
         n = self._allowed(thetas.shape[0], self.budget.evals, self.evals)
         cut = n < thetas.shape[0]
         if cut:
             thetas = thetas[:n]
         key = self.new_key() if key is None else key
-        with torch.no_grad():  # a black box: no autograd graph, whatever the task does
+        if torch.is_grad_enabled():  # a black box: no autograd graph, whatever the task does
+            with torch.no_grad():
+                values = self._timed(self._task.loss, thetas, key)
+        else:  # the optimizer already runs without autograd: skip the context's cost
             values = self._timed(self._task.loss, thetas, key)
         if not isinstance(values, torch.Tensor) or values.shape != (n,):
             raise ContractError(
                 f"task {self._task.name!r}.loss returned shape "
                 f"{getattr(values, 'shape', type(values))} for {n} vectors; expected ({n},)")
         self.evals += n
-        self._observe(thetas, values)
+        self._observe(thetas, values, owned)
         self._after_call(cut=cut)
         return values
 
     def grad(self, thetas: torch.Tensor, key: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(loss[B], grad[B, dim])`` from the task's autodiff; counts ``B`` gradients."""
         self._require("grad")
-        thetas = self._check(thetas)
+        thetas, _ = self._batch(thetas)
         n = self._allowed(thetas.shape[0], self.budget.grads, self.grads)
         key = self.new_key() if key is None else key
         values, grads = self._timed(self._task.grad, thetas[:n], key)
@@ -126,14 +134,33 @@ class Problem:
         self._after_call(cut=False)
         return out
 
-    def report(self, theta: torch.Tensor) -> None:
-        """Tell the harness the current recommendation; counts one optimizer step."""
-        theta = self._check(theta.reshape(1, -1))[0]
-        self._reported = theta.detach().clone()
+    def report(self, theta: torch.Tensor | np.ndarray) -> None:
+        """Tell the harness the current recommendation; counts one optimizer step.
+
+        θ is copied (the optimizer may change it in place later). A numpy θ stays numpy until
+        a checkpoint needs it: reporting every generation of a numpy library costs no torch
+        call."""
+        if isinstance(theta, np.ndarray):
+            if theta.size != self.dim:
+                raise self._report_error(theta)
+            self._reported = np.array(theta, dtype=self._np_dtype).reshape(self.dim)
+        elif not isinstance(theta, torch.Tensor) or theta.numel() != self.dim:
+            raise self._report_error(theta)
+        else:
+            if theta.requires_grad:
+                theta = theta.detach()
+            if theta.dim() != 1:
+                theta = theta.reshape(self.dim)
+            self._reported = theta.to(device=self.device, dtype=self.dtype, copy=True)
         self.steps += 1
         self._after_call(cut=False)
         if self.budget.steps is not None and self.steps >= self.budget.steps:
             raise BudgetExhausted("step budget spent")
+
+    def _report_error(self, theta: Any) -> ContractError:
+        return ContractError(
+            f"report expects one parameter vector of {self.dim} values, got "
+            f"{tuple(getattr(theta, 'shape', ())) or type(theta).__name__}")
 
     @property
     def seconds(self) -> float:
@@ -144,10 +171,12 @@ class Problem:
 
     @property
     def best_loss(self) -> float:
-        return float(self._best)
+        return float(self._best) if self._cuda else self._best_cpu
 
     def recommendation(self) -> torch.Tensor:
         """The last reported θ, else the best evaluated θ, else θ₀."""
+        if isinstance(self._reported, np.ndarray):  # reported by a numpy library
+            self._reported = torch.from_numpy(self._reported).to(self.device)
         if self._reported is not None:
             return self._reported
         if self._best_theta is not None:
@@ -175,14 +204,33 @@ class Problem:
                 f"task {self._task.name!r} does not provide {capability!r} "
                 f"(it provides {sorted(self.provides) or 'nothing beyond loss'})")
 
-    def _check(self, thetas: torch.Tensor) -> torch.Tensor:
-        if not isinstance(thetas, torch.Tensor) or thetas.ndim != 2 or thetas.shape[1] != self.dim:
-            raise ContractError(
-                f"expected parameter vectors of shape [B, {self.dim}], got "
-                f"{tuple(getattr(thetas, 'shape', ())) or type(thetas).__name__}")
+    def _batch(self, thetas: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, bool]:
+        """``thetas`` checked and on the task's device and dtype, and whether the result is
+        the problem's own copy (then a row of it may be kept without cloning)."""
+        if isinstance(thetas, np.ndarray):
+            self._check_shape(thetas)
+            batch = torch.from_numpy(np.array(thetas, dtype=self._np_dtype))  # always a copy
+            return (batch if self.device.type == "cpu" else batch.to(self.device)), True
+        if not isinstance(thetas, torch.Tensor):
+            raise self._shape_error(thetas)
+        self._check_shape(thetas)
+        if thetas.requires_grad:
+            thetas = thetas.detach()
+        # `.to` is a dispatch even when it has nothing to do: skip it on the common path
+        if thetas.dtype != self.dtype or thetas.device != self.device:
+            return thetas.to(device=self.device, dtype=self.dtype), True
+        return thetas, False
+
+    def _check_shape(self, thetas: torch.Tensor | np.ndarray) -> None:
+        if thetas.ndim != 2 or thetas.shape[1] != self.dim:
+            raise self._shape_error(thetas)
         if thetas.shape[0] == 0:
             raise ContractError("expected at least one parameter vector, got an empty batch")
-        return thetas.detach().to(device=self.device, dtype=self.dtype)
+
+    def _shape_error(self, thetas: Any) -> ContractError:
+        return ContractError(
+            f"expected parameter vectors of shape [B, {self.dim}], got "
+            f"{tuple(getattr(thetas, 'shape', ())) or type(thetas).__name__}")
 
     def _allowed(self, asked: int, limit: int | None, used: int) -> int:
         """How many of ``asked`` vectors the budget pays for; raise if none."""
@@ -208,17 +256,22 @@ class Problem:
         self.task_seconds += time.perf_counter() - start
         return out
 
-    def _observe(self, thetas: torch.Tensor, values: torch.Tensor) -> None:
-        values = values.detach()
-        if not self._cuda:  # on the CPU a scalar read is free: skip work when nothing improved
-            low = float(values.min())
-            if low != low:  # NaN propagates through min: ignore NaN candidates
-                values = values.nan_to_num(nan=math.inf)
-                low = float(values.min())
-            if low < float(self._best):
-                index = int(values.argmin())
-                self._best = values[index].to(self._best.dtype)
-                self._best_theta = thetas[index].clone()
+    def _observe(self, thetas: torch.Tensor, values: torch.Tensor, owned: bool = False) -> None:
+        """Track the best loss and its θ. ``owned``: ``thetas`` is the problem's own copy, so
+        a row of it may be kept without cloning."""
+        if values.requires_grad:
+            values = values.detach()
+        if not self._cuda:  # on the CPU reading values is free: skip work when nothing improved
+            # One torch call, then Python floats: between a numpy library's ask and tell every
+            # torch call costs µs, more than min() over a batch's few floats here.
+            floats = values.tolist()
+            low = min(floats)  # skips NaN (comparisons with NaN are false) unless it is first
+            if low != low:
+                low = min((v for v in floats if v == v), default=math.inf)
+            if low < self._best_cpu:
+                row = thetas[floats.index(low)]
+                self._best_cpu = low
+                self._best_theta = row if owned else row.clone()
             return
         # on CUDA, tensor ops only (no .item()): no host sync in the hot path
         value, index = values.nan_to_num(nan=math.inf).min(0)
@@ -229,7 +282,8 @@ class Problem:
         self._best = torch.minimum(self._best, value)
 
     def _after_call(self, cut: bool) -> None:
-        fraction = self.budget.fraction(self.evals, self.grads, self.steps, self.seconds)
+        seconds = self.seconds if self.budget.seconds is not None else 0.0
+        fraction = self.budget.fraction(self.evals, self.grads, self.steps, seconds)
         if self._marks and fraction >= self._marks[0]:
             while self._marks and fraction >= self._marks[0]:
                 self._marks.pop(0)
@@ -252,7 +306,7 @@ class Problem:
             "seconds": seconds,
             "task_seconds": self.task_seconds,
             "optimizer_seconds": max(seconds - self.task_seconds, 0.0),
-            "best_loss": _finite_or_none(float(self._best)),
+            "best_loss": _finite_or_none(self.best_loss),
             "current_loss": _finite_or_none(current),
             "metrics": {k: _finite_or_none(v) for k, v in metrics.items()},
         })
