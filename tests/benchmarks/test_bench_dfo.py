@@ -7,7 +7,7 @@ runs three loops, interleaved round by round so that all three see the same mach
 - library: the library's own ask/tell loop (pycma, Nevergrad; CBXpy's ``CBO`` for cbo) on a
   numpy sphere: the library alone;
 - library_metered: the same library loop, but each batch goes through the harness's metered
-  ``problem.loss`` (torch in, numpy out) and one ``problem.report``, as any optimizer's
+  ``problem.loss`` (numpy in, a list out) and one ``problem.report``, as any optimizer's
   batches must: library + harness, no adapter code.
 
 ``adapter / library`` is the total price of running a library under zgbench;
@@ -39,7 +39,7 @@ import torch
 
 from zgbench.budget import Budget, BudgetExhausted
 from zgbench.optimizers.cbo import CBO
-from zgbench.optimizers.cmaes import CMAES, to_numpy
+from zgbench.optimizers.cmaes import CMAES
 from zgbench.optimizers.nevergrad_opt import Nevergrad, default_workers, upstream_workarounds
 from zgbench.problem import Problem
 from zgbench.tasks.synthetic import Sphere
@@ -127,10 +127,10 @@ class MeteredLoss:
         return self.task.loss_seconds
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        flat = torch.from_numpy(x.reshape(-1, x.shape[-1]))
-        values = to_numpy(self.problem.loss(flat, self.problem.new_key()))
+        flat = x.reshape(-1, x.shape[-1])
+        values = self.problem.loss(flat, self.problem.new_key()).tolist()
         self.problem.report(flat[0])
-        return values.reshape(x.shape[:-1])
+        return np.asarray(values).reshape(x.shape[:-1])
 
 
 def adapter_run(name: str, dim: int, evals: int) -> float:
@@ -188,7 +188,7 @@ def direct_metered_run(name: str, dim: int, evals: int) -> float:
 def rounds(name: str, dim: int) -> int:
     if dim == 10_000 or (name == "cma-es-full" and dim >= 1_000):
         return 1 if dim == 10_000 else 3
-    return 5
+    return 9  # cheap rounds: more of them, since the 10% goal is near the machine's noise
 
 
 @pytest.mark.parametrize("dim", SIZES)
@@ -216,4 +216,8 @@ def test_overhead(benchmark, name, dim):
     benchmark.extra_info.update(adapter_over_library=us["adapter"] / us["library"],
                                 adapter_over_metered=us["adapter"] / us["library_metered"],
                                 evals=evals, batch=batch_size(name, dim))
+    # Paired by round (the three loops of one round ran back to back on the same machine):
+    # the median of the per-round ratios is robust to a neighbour that loads one round.
+    paired = [a / b for a, b in zip(runs["adapter"], runs["library"][-len(runs["adapter"]):])]
+    benchmark.extra_info["adapter_over_library_paired_median"] = float(np.median(paired))
     assert all(value > 0 for value in us.values())

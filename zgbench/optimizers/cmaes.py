@@ -44,22 +44,23 @@ class WorstForNaN:
     Rank-based searchers then rank a failed candidate last, which is the usual reading of a
     failed simulation or render. (pycma would set NaN to the batch median, ranking failures as
     average; Nevergrad clips NaN to 5e20 with a warning per candidate, a constant far off the
-    loss's scale for its model-based optimizers.)
+    loss's scale for its model-based optimizers.) Works on a list of floats, what pycma and
+    Nevergrad take, so that the batch crosses from torch in one ``tolist()``.
     """
 
     def __init__(self) -> None:
         self.worst = -math.inf
 
-    def __call__(self, values: np.ndarray) -> np.ndarray:
-        top = float(values.max())  # NaN if any is NaN: one reduction on the common path
-        if math.isfinite(top):
-            self.worst = max(self.worst, top)
+    def __call__(self, values: list[float]) -> list[float]:
+        if all(map(math.isfinite, values)):  # the common path: a few µs for a batch
+            self.worst = max(self.worst, max(values))
             return values
-        bad = np.isnan(values) | np.isposinf(values)
-        if not bad.all():
-            self.worst = max(self.worst, float(values[~bad].max()))
+        bad = [v != v or v == math.inf for v in values]
+        good = [v for v, b in zip(values, bad) if not b]
+        if good:
+            self.worst = max(self.worst, max(good))
         base = self.worst if math.isfinite(self.worst) else 0.0
-        return np.where(bad, base + 1.0 + abs(base), values)
+        return [base + 1.0 + abs(base) if b else v for v, b in zip(values, bad)]
 
 
 def evals_spent(problem: Problem) -> bool:
@@ -71,7 +72,7 @@ def evals_spent(problem: Problem) -> bool:
 
 
 def to_numpy(values: torch.Tensor) -> np.ndarray:
-    """Loss values as float64 numpy, what pycma and Nevergrad take."""
+    """A tensor as float64 numpy, what pycma and Nevergrad take for points."""
     return values.detach().to("cpu", torch.float64).numpy()
 
 
@@ -111,6 +112,7 @@ class CMAES(Optimizer):
             opts["popsize"] = popsize
         return opts
 
+    @torch.no_grad()  # no autograd anywhere in a derivative-free search
     def run(self, problem: Problem) -> None:
         import cma
 
@@ -127,14 +129,16 @@ class CMAES(Optimizer):
                 return
             es = cma.CMAEvolutionStrategy(x0, self.sigma0, self.options(problem.dim, popsize, rng))
             while not es.stop() and not evals_spent(problem):
+                # numpy in, one list out: every torch call between ask and tell costs µs (more
+                # than in a tight loop, as pycma's Python evicts torch's from the caches)
                 candidates = es.ask()
-                values = problem.loss(torch.from_numpy(np.asarray(candidates)), problem.new_key())
-                es.tell(candidates, nan(to_numpy(values)).tolist())
+                values = problem.loss(np.asarray(candidates), problem.new_key())
+                es.tell(candidates, nan(values.tolist()))
                 if es.best.f <= best_before:  # this restart holds the best point: its mean
                     # es.mean is es.result.xfavorite here (no bounds or scaling), without
                     # building the whole result tuple every generation
-                    recommendation = es.mean.copy()
-                problem.report(torch.from_numpy(recommendation))
+                    recommendation = es.mean
+                problem.report(recommendation)  # copied by the problem
             best_before = min(best_before, es.best.f)
             popsize = 2 * es.popsize
 

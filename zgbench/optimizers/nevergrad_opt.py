@@ -131,7 +131,7 @@ class Nevergrad(Optimizer):
                          "NGOpt first, plan by it): give --evals or --steps, not only --seconds.")
 
     def run(self, problem: Problem) -> None:
-        with upstream_workarounds():
+        with upstream_workarounds(), torch.no_grad():  # no autograd in a derivative-free search
             self._run(problem)
 
     def _run(self, problem: Problem) -> None:
@@ -148,11 +148,10 @@ class Nevergrad(Optimizer):
             if problem.budget.evals is not None:
                 size = min(size, problem.budget.evals - problem.evals)
             candidates = [opt.ask() for _ in range(size)]
-            values = problem.loss(torch.from_numpy(np.stack([c.value for c in candidates])),
-                                  problem.new_key())
-            for candidate, value in zip(candidates, nan(to_numpy(values))):
-                opt.tell(candidate, float(value))
-            problem.report(torch.from_numpy(opt.provide_recommendation().value))
+            values = problem.loss(np.stack([c.value for c in candidates]), problem.new_key())
+            for candidate, value in zip(candidates, nan(values.tolist())):
+                opt.tell(candidate, value)
+            problem.report(opt.provide_recommendation().value)  # numpy: copied, no torch call
 
 
 @hookimpl
