@@ -54,8 +54,9 @@ def test_icosphere_matches_trimesh():
         assert mesh.is_watertight and mesh.volume > 0  # closed, outward winding
 
 
+@pytest.mark.parametrize("backend", ["numba", "torch"])
 @pytest.mark.parametrize("depth", [2.0, 0.3])
-def test_square_facing_camera_has_exact_area_depth_and_position(depth):
+def test_square_facing_camera_has_exact_area_depth_and_position(depth, backend):
     # A square of side 0.4 * depth at `depth` in front of the camera, shifted right (+x)
     # and up (+y): its pixel centres are known exactly, and it must appear in the upper
     # right of the image, as in Mitsuba's look_at convention.
@@ -64,7 +65,7 @@ def test_square_facing_camera_has_exact_area_depth_and_position(depth):
     corners = torch.tensor([[-half, -half], [half, -half], [half, half], [-half, half]])
     corners = torch.cat([corners + shift, torch.full((4, 1), 3.0 - depth)], 1)
     faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
-    frags = _raster.rasterize(corners[None], faces, cams)
+    frags = _raster.rasterize(corners[None], faces, cams, backend)
     f = cams.focal
     left, right = res / 2 + f * (shift - half) / depth, res / 2 + f * (shift + half) / depth
     top, bottom = res / 2 - f * (shift + half) / depth, res / 2 - f * (shift - half) / depth
@@ -78,7 +79,8 @@ def test_square_facing_camera_has_exact_area_depth_and_position(depth):
     assert torch.isinf(frags.depth[0, 0][~expected]).all()
 
 
-def test_nearer_face_wins_and_triangles_behind_the_camera_are_dropped():
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_nearer_face_wins_and_triangles_behind_the_camera_are_dropped(backend):
     cams = front_camera(32)
     quad = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
     far, near = (torch.cat([quad * s, torch.full((4, 1), z)], 1) for s, z in ((1, 0.0), (0.5, 1.0)))
@@ -86,7 +88,7 @@ def test_nearer_face_wins_and_triangles_behind_the_camera_are_dropped():
     faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
     verts = torch.cat([far, near, behind])[None]
     all_faces = torch.cat([faces, faces + 4, faces + 8])
-    frags = _raster.rasterize(verts, all_faces, cams)
+    frags = _raster.rasterize(verts, all_faces, cams, backend)
     centre = frags.face[0, 0, 16, 16]
     assert centre in (2, 3) and frags.depth[0, 0, 16, 16] == pytest.approx(2.0)
     assert (frags.face < 4).all()  # the quad behind the camera never shows
@@ -103,6 +105,99 @@ def test_sphere_silhouette_area_and_depth():
     assert area == pytest.approx(math.pi * disc**2, rel=0.02)
     centre = frags.depth[0, 0, res // 2 - 1:res // 2 + 1, res // 2 - 1:res // 2 + 1]
     assert torch.allclose(centre, torch.tensor(distance - radius), atol=5e-3)
+
+
+def awkward_meshes(level: int, batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch`` randomly bumped icospheres with what a rasterizer must survive: zero-area
+    triangles (a vertex moved onto a neighbour), a vertex far out, and in the last mesh a
+    NaN vertex."""
+    base, faces = _meshes.icosphere(level)
+    gen = torch.Generator().manual_seed(seed)
+    verts = base[None] * (0.8 + 0.15 * torch.rand(batch, base.shape[0], 1, generator=gen))
+    verts = verts + 0.03 * torch.randn(verts.shape, generator=gen)
+    for a, b, c in faces[:3].tolist():
+        verts[:, a] = verts[:, b]  # faces around edge (a, b) collapse to zero area
+        verts[:, c] = (verts[:, a] + 2 * verts[:, c]) / 3
+    verts[:, faces[5, 0]] = torch.tensor([40.0, -30.0, 25.0])
+    verts[-1, faces[7, 1]] = float("nan")
+    return verts, faces
+
+
+def awkward_cameras(res: int) -> _raster.Cameras:
+    """Views from afar, from close by, and from inside the mesh (triangles behind the camera
+    and across the near plane); the last one off-centre and not square."""
+    eye = torch.tensor([[0.3, 0.5, 3.0], [-1.2, 0.4, 0.9], [0.2, -0.1, 0.4], [2.0, 1.0, -1.5]])
+    cams = _raster.look_at(eye, 45.0, res, res)
+    return _raster.Cameras(cams.eye, cams.rotation, 50.0, res, res * 3 // 4)
+
+
+@pytest.mark.parametrize("level,res", [(1, 32), (4, 48)])
+def test_numba_rasterizer_equals_torch_rasterizer(level, res):
+    # The compiled kernel repeats the torch path's float operations in the same order
+    # (IEEE-754 +, -, *, /, ceil and floor round the same way everywhere, and neither side
+    # fuses multiply-adds), so the fragments are identical: no tolerance, not even on ties
+    # and edges. A failure here means the two implementations' arithmetic diverged.
+    verts, faces = awkward_meshes(level, batch=3, seed=level)
+    cams = awkward_cameras(res)
+    fast = _raster.rasterize(verts, faces, cams, "numba")
+    slow = _raster.rasterize(verts, faces, cams, "torch")
+    assert fast.face.shape == (3, 4, res * 3 // 4, res) and fast.face.dtype == torch.long
+    assert fast.mask.float().mean() > 0.2  # most views see the mesh
+    assert torch.equal(fast.face, slow.face)
+    assert torch.equal(fast.depth, slow.depth)
+    assert torch.isinf(fast.depth[~fast.mask]).all()
+    assert (fast.depth[fast.mask] >= _raster.NEAR).all()
+    # Shading: the kernel colours each covered pixel from its face normal, the torch path
+    # colours every face and gathers (its norm and dot products sum in their own order);
+    # the same formulas, rounded differently: a few ulps, 10 on the face with a far vertex,
+    # whose cross product cancels large coordinates.
+    for shading in _raster.SHADINGS:
+        fast_image = _raster.shade(verts, faces, fast, shading)
+        slow_image = _raster._shade_torch(verts, faces, fast, shading)
+        assert torch.allclose(fast_image, slow_image, rtol=0, atol=1e-5), shading
+
+
+def test_numba_rasterizer_is_deterministic_across_thread_counts():
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has a single thread on this machine")
+    verts, faces = awkward_meshes(2, batch=5, seed=9)
+    cams = awkward_cameras(40)
+    runs = []
+    for threads in (1, 2, 1):
+        torch.set_num_threads(threads)  # the kernel's thread count follows torch's
+        try:
+            frags = _raster.rasterize(verts, faces, cams)
+            runs.append((frags, _raster.render(verts, faces, cams, "lambert")))
+        finally:
+            torch.set_num_threads(1)
+    for frags, image in runs[1:]:
+        assert torch.equal(frags.face, runs[0][0].face)
+        assert torch.equal(frags.depth, runs[0][0].depth)
+        assert torch.equal(image, runs[0][1])
+
+
+def test_rasterizer_falls_back_to_torch_without_numba(monkeypatch):
+    import sys
+
+    verts, faces = awkward_meshes(1, batch=2, seed=3)
+    cams = awkward_cameras(24)
+    expected = _raster.render(verts, faces, cams, "normals")
+    monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` now fails
+    monkeypatch.delitem(sys.modules, "zgbench.tasks._raster_cpu", raising=False)
+    _raster._cpu_kernels.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="numba is unavailable"):
+            image = _raster.render(verts, faces, cams, "normals")
+        assert _raster._cpu_kernels() is None
+        with pytest.raises(ValueError, match="numba rasterizer"):
+            _raster.rasterize(verts, faces, cams, "numba")
+    finally:
+        _raster._cpu_kernels.cache_clear()
+    assert torch.allclose(image, expected, rtol=0, atol=1e-5)  # as in the test above
+    with pytest.raises(ValueError, match="backend"):
+        _raster.rasterize(verts, faces, cams, "opengl")
 
 
 def test_batched_render_equals_loop_over_candidates():

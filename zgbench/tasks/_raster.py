@@ -1,4 +1,5 @@
-"""A hard z-buffer rasterizer in torch, batched over meshes and views, CPU or CUDA.
+"""A hard z-buffer rasterizer, batched over meshes and views: a compiled kernel on the CPU,
+tensor ops on CUDA (or anywhere torch runs).
 
 The renderer of the ``mesh-fit`` task, a problem of the kind ZeroGrads (Fischer & Ritschel,
 "ZeroGrads: Learning Local Surrogates for Non-Differentiable Graphics", SIGGRAPH 2024 /
@@ -7,28 +8,46 @@ at each pixel centre, no anti-aliasing, no soft blending, so the image is piecew
 in the silhouette and its loss has no useful autodiff gradient.
 
 Hand-written because the libraries that rasterize in torch (PyTorch3D, nvdiffrast, Kaolin)
-are differentiable renderers with CUDA builds of their own; the benchmark needs a plain,
-hard one that runs anywhere torch does and batches B meshes x V views in one pass.
+are differentiable renderers with CUDA builds of their own, and no well-kept hard CPU
+rasterizer batches B meshes in one call; the benchmark needs a plain, hard one that runs
+anywhere torch does and renders B meshes x V views in one pass.
 
-How it works (tensor ops only, no loop over candidates or views): the triangles of every
-(mesh, view) pair are projected and culled (no pixel centre in the bounding box, behind the
-near plane, not finite); each remaining triangle is expanded into its scanlines
-(``repeat_interleave``), each scanline's covered span is cut from the three edge half-planes,
-and the spans are expanded into fragments. 1/z is affine in screen space, so each fragment's
-depth is exact. A fragment's 64-bit key is ``(float32 bits of its depth << face_bits) | face``
-(positive floats order like their bit patterns); ``scatter_reduce(amin)`` into the image keeps
-the nearest one, ties going to the lower face id, so the result is deterministic and the face
-id and depth are read back from the winning key. Work is proportional to the triangles, their
-scanlines and their covered pixels, never to pixels x triangles. Large batches are cut into
-chunks of at most :data:`MAX_FRAGMENTS` scanline pixels to bound memory.
+Two implementations of one rule, chosen by :func:`rasterize` (``backend=``):
+
+- ``numba`` (CPU tensors, the default there): :mod:`zgbench.tasks._raster_cpu`, a compiled
+  kernel that projects each (mesh, view) image and rasterizes it in one thread, triangle by
+  triangle (bounding box clipped to the image, the three edge functions per scanline, a
+  z-test per pixel), the images spread over numba's threads (as many as torch's); a second
+  kernel shades the covered pixels. Its cost is the triangles, their scanlines and their
+  pixels, a few tens of nanoseconds each, where the tensor path pays ~40 torch ops per
+  fragment. It repeats the tensor path's float operations in the same order, so both give
+  identical fragments (the tests check it).
+- ``torch`` (CUDA tensors, or forced): tensor ops only, no loop over candidates or views. The
+  triangles of every (mesh, view) pair are projected and culled (no pixel centre in the
+  bounding box, behind the near plane, not finite); each remaining triangle is expanded into
+  its scanlines (``repeat_interleave``), each scanline's covered span is cut from the three
+  edge half-planes, and the spans are expanded into fragments. 1/z is affine in screen space,
+  so each fragment's depth is exact. A fragment's 64-bit key is ``(float32 bits of its depth
+  << face_bits) | face`` (positive floats order like their bit patterns);
+  ``scatter_reduce(amin)`` into the image keeps the nearest one, ties going to the lower face
+  id, so the result is deterministic and the face id and depth are read back from the winning
+  key. Large batches are cut into chunks of at most :data:`MAX_FRAGMENTS` scanline pixels to
+  bound memory.
+
+Either way work is proportional to the triangles, their scanlines and their covered pixels,
+never to pixels x triangles, and the nearest fragment wins with ties to the lower face id.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from zgbench.tasks._meshes import face_normals
@@ -90,26 +109,93 @@ class Fragments:
 
 
 def project(verts: torch.Tensor, cams: Cameras) -> tuple[torch.Tensor, torch.Tensor]:
-    """Screen coordinates ``[B, V, N, 2]`` (pixels, y down) and depths ``[B, V, N]``."""
-    local = torch.einsum("vij,bvnj->bvni", cams.rotation,
-                         verts[:, None] - cams.eye[None, :, None, :])
-    z = local[..., 2]
+    """Screen coordinates ``[B, V, N, 2]`` (pixels, y down) and depths ``[B, V, N]``.
+
+    Written as explicit products and sums (no einsum / BLAS, whose summation order is its
+    own) so that the compiled CPU kernel, which projects inside itself, repeats it bit for bit.
+    """
+    d = verts[:, None] - cams.eye.to(verts.dtype)[None, :, None, :]  # [B, V, N, 3]
+    rot = cams.rotation.to(verts.dtype)[None, :, None]  # [1, V, 1, 3 rows, 3]
+    x, y, z = (d[..., 0] * rot[..., k, 0] + d[..., 1] * rot[..., k, 1]
+               + d[..., 2] * rot[..., k, 2] for k in range(3))
     f = cams.focal
-    sx = cams.width / 2 + f * local[..., 0] / z
-    sy = cams.height / 2 - f * local[..., 1] / z
+    sx = cams.width / 2 + f * x / z
+    sy = cams.height / 2 - f * y / z
     return torch.stack([sx, sy], -1), z
 
 
-def rasterize(verts: torch.Tensor, faces: torch.Tensor, cams: Cameras) -> Fragments:
-    """Rasterize meshes ``verts [B, N, 3]`` sharing ``faces [F, 3]`` into every camera."""
-    B, V, F = verts.shape[0], len(cams), faces.shape[0]
-    H, W = cams.height, cams.width
+#: Rasterizer implementations: ``auto`` picks ``numba`` for CPU tensors when numba imported,
+#: else ``torch`` (the tensor-op path, the one CUDA tensors always take).
+BACKENDS = ("auto", "numba", "torch")
+
+
+def rasterize(verts: torch.Tensor, faces: torch.Tensor, cams: Cameras,
+              backend: str = "auto") -> Fragments:
+    """Rasterize meshes ``verts [B, N, 3]`` sharing ``faces [F, 3]`` into every camera.
+
+    ``backend`` (one of :data:`BACKENDS`) forces an implementation; both give the same
+    fragments, so the tests compare them on the CPU.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown rasterizer backend {backend!r}; use one of {BACKENDS}")
+    fits = _numba_fits(verts)
+    if backend == "numba" and not fits:
+        raise ValueError("the numba rasterizer takes float CPU tensors (and needs numba)")
+    if backend == "numba" or (backend == "auto" and fits):
+        return _rasterize_numba(verts, faces, cams)
     screen, z = project(verts, cams)
-    corners = torch.cat([screen, z[..., None]], -1).index_select(2, faces.reshape(-1))
+    corners = torch.cat([screen, z[..., None]], -1)  # [B, V, N, (x, y, z)]
+    return _rasterize_torch(corners, faces, cams, verts.dtype)
+
+
+def _numba_fits(verts: torch.Tensor) -> bool:
+    """CPU tensors of a float type go to the compiled kernel, when numba is there."""
+    return (verts.device.type == "cpu" and verts.dtype in (torch.float32, torch.float64)
+            and _cpu_kernels() is not None)
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_kernels():
+    """:mod:`zgbench.tasks._raster_cpu`, imported on first use, or None if numba fails to
+    import (a broken install): then everything rasterizes on the torch path, more slowly."""
+    try:
+        return importlib.import_module("zgbench.tasks._raster_cpu")
+    except Exception as exc:  # ImportError, or numba refusing this numpy: fall back
+        warnings.warn(f"numba is unavailable ({exc}); mesh rasterization falls back to the "
+                      "slower torch path", RuntimeWarning, stacklevel=2)
+        return None
+
+
+def _rasterize_numba(verts: torch.Tensor, faces: torch.Tensor, cams: Cameras) -> Fragments:
+    """The compiled CPU kernel (:mod:`zgbench.tasks._raster_cpu`): projects and rasterizes
+    each (mesh, view) image in one thread."""
+    B, V, H, W = verts.shape[0], len(cams), cams.height, cams.width
+    # numba's threads follow torch's: `zgbench run --threads N` (default 1) and the
+    # executors' per-worker share set torch's count as the CPU budget of a run, so the
+    # kernel must not spread over more cores than that (N workers x all cores oversubscribes).
+    face, depth = _cpu_kernels().rasterize(
+        _array(verts), _array(faces.long()), _array(cams.eye), _array(cams.rotation),
+        cams.focal, H, W, NEAR, FAR, torch.get_num_threads())
+    depth = torch.from_numpy(depth).view(B, V, H, W)
+    return Fragments(torch.from_numpy(face).view(B, V, H, W),
+                     depth if verts.dtype == torch.float32 else depth.to(verts.dtype))
+
+
+def _array(tensor: torch.Tensor):
+    """A C-contiguous numpy view (or copy) of a CPU tensor, detached from autograd."""
+    return tensor.detach().contiguous().numpy()
+
+
+def _rasterize_torch(corners: torch.Tensor, faces: torch.Tensor, cams: Cameras,
+                     dtype: torch.dtype) -> Fragments:
+    """The tensor-op path: any device, work proportional to triangles, scanlines, pixels."""
+    B, V = corners.shape[:2]
+    F, H, W = faces.shape[0], cams.height, cams.width
+    corners = corners.index_select(2, faces.reshape(-1))
     corners = corners.reshape(-1, 3, 3)  # [T = B*V*F, corner, (x, y, z)]
     face_bits = max(int(F - 1).bit_length(), 1)
     empty = torch.iinfo(torch.long).max
-    zbuf = torch.full((B * V * H * W,), empty, dtype=torch.long, device=verts.device)
+    zbuf = torch.full((B * V * H * W,), empty, dtype=torch.long, device=corners.device)
     # Cull first (cheap): triangles whose bounding box holds no pixel centre, that cross the
     # near plane or are not finite. On fine meshes most triangles hold no pixel centre.
     c0, c1, c2 = corners.unbind(1)
@@ -118,7 +204,7 @@ def rasterize(verts: torch.Tensor, faces: torch.Tensor, cams: Cameras) -> Fragme
     hi = torch.floor(torch.maximum(torch.maximum(c0, c1), c2)[:, :2] - 0.5)
     keep = ((hi[:, 0] >= lo[:, 0].clamp(min=0)) & (lo[:, 0] <= W - 1)
             & (hi[:, 1] >= lo[:, 1].clamp(min=0)) & (lo[:, 1] <= H - 1) & (low[:, 2] > NEAR))
-    keep = keep.nonzero().squeeze(1)
+    keep = (keep & torch.isfinite(corners).all(2).all(1)).nonzero().squeeze(1)
     corners = corners.index_select(0, keep)
     first = lo[:, 1].index_select(0, keep).clamp(min=0)
     last = hi[:, 1].index_select(0, keep).clamp(max=H - 1)
@@ -137,7 +223,7 @@ def rasterize(verts: torch.Tensor, faces: torch.Tensor, cams: Cameras) -> Fragme
     hit = zbuf != empty
     face_map = torch.where(hit, zbuf & ((1 << face_bits) - 1), -1)
     # The key's high bits are the IEEE-754 bits of the (positive) float32 depth: read it back.
-    depth = (zbuf >> face_bits).to(torch.int32).view(torch.float32).to(verts.dtype)
+    depth = (zbuf >> face_bits).to(torch.int32).view(torch.float32).to(dtype)
     return Fragments(face_map, depth.masked_fill(~hit, math.inf))
 
 
@@ -212,21 +298,50 @@ def shade(verts: torch.Tensor, faces: torch.Tensor, frags: Fragments, shading: s
 
     ``silhouette``: 1 on the mesh. ``normals``: world-space face normal mapped to (n + 1) / 2.
     ``lambert``: flat-shaded diffuse grey under :data:`LIGHTS` plus :data:`AMBIENT`.
-    Background is 0 in every mode.
+    Background is 0 in every mode. CPU tensors are shaded by the compiled kernel, which
+    computes the colours of the faces the pixels show (the torch path computes all B x F of
+    them, then gathers): the same colours up to float rounding.
     """
+    if shading not in SHADINGS:
+        raise ValueError(f"unknown shading {shading!r}")
+    if _numba_fits(verts) and frags.face.device.type == "cpu":
+        return _shade_numba(verts, faces, frags, shading)
+    return _shade_torch(verts, faces, frags, shading)
+
+
+@functools.lru_cache(maxsize=None)
+def _light_table() -> np.ndarray:
+    """:data:`LIGHTS` as ``[L, 4]`` float32 (unit direction towards the light, intensity),
+    the directions normalized as ``_shade_torch`` does; built once, not per render."""
+    return torch.stack([torch.cat([torch.nn.functional.normalize(
+        torch.tensor(direction), dim=0), torch.tensor([power])])
+        for direction, power in LIGHTS]).numpy()
+
+
+def _shade_numba(verts: torch.Tensor, faces: torch.Tensor, frags: Fragments,
+                 shading: str) -> torch.Tensor:
+    """The compiled shading kernel, one thread per image (threads as in `_rasterize_numba`)."""
+    B, V, H, W = frags.face.shape
+    images = _cpu_kernels().shade(
+        _array(verts), _array(faces.long()), _array(frags.face.reshape(B * V, H * W)), V,
+        shading, _light_table(), AMBIENT, torch.get_num_threads())
+    return torch.from_numpy(images).view(B, V, -1, H, W)
+
+
+def _shade_torch(verts: torch.Tensor, faces: torch.Tensor, frags: Fragments,
+                 shading: str) -> torch.Tensor:
+    """Tensor-op shading (any device): every face's colour, gathered by the face map."""
     mask = frags.mask
     if shading == "silhouette":
         return mask[:, :, None].to(verts.dtype)
     normals = face_normals(verts, faces)  # [B, F, 3]
     if shading == "normals":
         colour = (normals + 1) / 2
-    elif shading == "lambert":
+    else:
         colour = torch.full_like(normals[..., :1], AMBIENT)
         for direction, power in LIGHTS:
             d = torch.nn.functional.normalize(torch.tensor(direction, device=verts.device), dim=0)
             colour = colour + power * (normals @ d).clamp(min=0)[..., None]
-    else:
-        raise ValueError(f"unknown shading {shading!r}")
     B, V, H, W = frags.face.shape
     index = frags.face.clamp(min=0).reshape(B, -1, 1).expand(-1, -1, colour.shape[-1])
     pixels = torch.gather(colour, 1, index).reshape(B, V, H, W, -1)

@@ -17,9 +17,10 @@ or a mesh file (``mesh=path.obj``, read with trimesh, centred and scaled into th
 Renderers (both hard: every pixel value comes from discrete visibility; no anti-aliasing, no
 soft rasterization, so autodiff gives no useful gradient and the task provides no ``grad``):
 
-- ``renderer=raster`` (default): the batched torch z-buffer rasterizer of
+- ``renderer=raster`` (default): the batched z-buffer rasterizer of
   :mod:`zgbench.tasks._raster`, one sample at each pixel centre, B meshes × V views in one pass,
-  on the task's device.
+  on the task's device (a compiled numba kernel on the CPU, torch tensor ops on CUDA; the same
+  images either way).
 - ``renderer=mitsuba``: Mitsuba 3 used as a black box (``llvm_ad_rgb`` on the CPU,
   ``cuda_ad_rgb`` on a GPU), one scene whose batch sensor renders all V views at once, looped
   over the B candidates (a black box takes one mesh at a time). ``silhouette`` and ``normals``
