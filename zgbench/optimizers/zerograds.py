@@ -27,11 +27,32 @@ reweighted by κ/p: that product weight has a variance exponential in d, and the
 local fit, not an unbiased estimator. ``anneal=linear`` anneals σ as PRDPT does. Samples with
 a non-finite loss are left out of the fit (in the public code one NaN ruins the surrogate).
 
-Cost: the high-d surrogate's first layer has d(2L + 1)·128 weights (58.6M at d = 35,152), each
-updated by Adam in each of the k_φ steps; on a CPU that layer is most of a step's time (see
-``tests/benchmarks/test_bench_zerograds.py``). Time the surrogate takes is charged to the
-optimizer (the metered problem charges the task only for time inside ``loss``); its samples
-are charged to the evaluation budget.
+Cost. The high-d surrogate's first layer has d(2L + 1)·128 weights (58.6M at d = 35,152,
+6 frequencies). On one CPU core a step at that d took 1.3-1.6 s. Its floor is the fit's
+two 20-row products with that matrix (~4.7 GFLOP per k_φ step), then Adam's sweep over
+4 × 234 MB (60 ms per k_φ step) and the k_θ gradient passes (two reads of 234 MB each,
+30-40 ms): arithmetic and memory traffic that no exact rewrite removes on a CPU. What the
+rewrite did remove, with bit-for-bit the same numbers: fresh allocations above glibc's mmap
+threshold, which page-fault on every step (the 234 MB weight gradient: 155 ms per k_φ
+step and 20 ms to free; the 36 MB encoded batch and its temporaries: ~90 ms). The fit now
+encodes its batch into a kept buffer and writes the first layer's weight gradient into a
+kept tensor (``Surrogate.mse_backward``): 0.85 s a step at d = 35,152, 0.43 s with 3
+frequencies (``tests/benchmarks/test_bench_zerograds.py``). Time the surrogate takes is
+charged to the optimizer (the metered problem charges the task only for time inside
+``loss``); its samples are charged to the evaluation budget.
+
+Our deviation, for CPUs at large d: ``encoder=hashed`` keeps the positional encoding but sums
+the d(2L + 1) encoded features into ``hash_size`` signed buckets in front of the same
+trainable MLP (a structured count sketch fixed at random from the optimizer's generator,
+:class:`HashedEncoder`): 45 ms a step at d = 35,152 (35 ms with 3 frequencies), of which
+~20 ms is the 8 × 128 MLP's own cost at any d on this CPU. The surrogate's gradient stays
+the analytic one through the sketch and the encoding. The price is collisions: features in
+one bucket share a weight. At equal evaluations on sphere[dim=2000] (26,000 features into
+4095 buckets) the hashed surrogate's gradient was less aligned with the true one (cosine
+0.03-0.04 against 0.06-0.08) and zerograds did not move the gap in 4000 evaluations (x0.996;
+dense x0.978); with a bucket per feature (hash_size = 26,013) it matched dense (x0.98), and
+with ~3 features a bucket at d = 64 it did better (x0.87 against x0.91). The default stays
+``dense``, the public code.
 """
 
 from __future__ import annotations
@@ -49,8 +70,10 @@ from zgbench.params import Param
 from zgbench.problem import Problem
 
 
+# ------------------------------------------------------------------------------ encodings
 def positional_encoding(x: torch.Tensor, frequencies: int) -> torch.Tensor:
-    """NeRF's encoding ``[x, sin(2^0 x), cos(2^0 x), ..., sin(2^(L-1) x), cos(2^(L-1) x)]``."""
+    """NeRF's encoding ``[x, sin(2^0 x), cos(2^0 x), ..., sin(2^(L-1) x), cos(2^(L-1) x)]``,
+    computed directly as the public code does (2L transcendental calls per coordinate)."""
     if frequencies == 0:
         return x
     bands = 2.0 ** torch.arange(frequencies, device=x.device, dtype=x.dtype)
@@ -59,15 +82,218 @@ def positional_encoding(x: torch.Tensor, frequencies: int) -> torch.Tensor:
     return torch.cat([x, parts.flatten(-3)], dim=-1)
 
 
+def doubling_encoding(x: torch.Tensor, frequencies: int) -> torch.Tensor:
+    """The same features as :func:`positional_encoding` from one sin and one cos of x and the
+    double-angle recurrence sin 2a = 2 sin a cos a, cos 2a = cos²a − sin²a: 2 transcendental
+    calls instead of 2L, 3x faster at L = 6. The rounding error doubles with each level: at
+    most 2.4e-6 at 2^5 in float32 (the direct form: 3.6e-8), measured on 2M points of
+    |x| up to 100. Differentiable; :func:`encoding_into` is its allocation-free twin."""
+    feats = [x]
+    s, c = torch.sin(x), torch.cos(x)
+    for level in range(frequencies):
+        if level:
+            s, c = (s * c) * 2.0, torch.addcmul(c * c, s, s, value=-1.0)
+        feats += [s, c]
+    return torch.cat(feats, dim=-1)
+
+
+def encoding_into(x: torch.Tensor, frequencies: int, out: torch.Tensor, doubling: bool) -> None:
+    """Write the encoding of ``x [B, d]`` into ``out [B, 2L+1, d]`` (no autograd, no large
+    temporaries): bit-for-bit :func:`positional_encoding` (``doubling=False``) or
+    :func:`doubling_encoding` (``doubling=True``)."""
+    out[:, 0].copy_(x)
+    if frequencies == 0:
+        return
+    if not doubling:
+        scaled = torch.empty_like(x)
+        for level in range(frequencies):
+            torch.mul(x, 2.0**level, out=scaled)
+            torch.sin(scaled, out=out[:, 1 + 2 * level])
+            torch.cos(scaled, out=out[:, 2 + 2 * level])
+        return
+    torch.sin(x, out=out[:, 1])
+    torch.cos(x, out=out[:, 2])
+    square, zero = torch.empty_like(x), x.new_zeros(())
+    for level in range(1, frequencies):
+        s, c = out[:, 2 * level - 1], out[:, 2 * level]
+        torch.addcmul(zero, s, c, value=2.0, out=out[:, 2 * level + 1])  # one pass for 2sc
+        torch.mul(c, c, out=square)
+        torch.addcmul(square, s, s, value=-1.0, out=out[:, 2 * level + 2])
+
+
+class _Buffer:
+    """One tensor reused across calls while its shape stays the same. At d = 35,152 the
+    fit's encoded batch (36 MB) is above glibc's mmap threshold: a fresh one each step costs
+    a page fault per 4 KB page (so does the 234 MB first-layer gradient, kept by
+    :meth:`Surrogate.mse_backward`: 155 ms a step, more than its matrix product)."""
+
+    def __init__(self) -> None:
+        self.tensor: torch.Tensor | None = None
+
+    def get(self, shape: tuple[int, ...], like: torch.Tensor, zero: bool = False) -> torch.Tensor:
+        if self.tensor is None or self.tensor.shape != shape:
+            make = torch.zeros if zero else torch.empty
+            self.tensor = make(shape, device=like.device, dtype=like.dtype)
+        return self.tensor
+
+
+class DenseEncoder:
+    """The public code's first-layer input: all d(2L + 1) encoded features."""
+
+    def __init__(self, dim: int, frequencies: int) -> None:
+        self.dim, self.frequencies = dim, frequencies
+        self.out_features = dim * (2 * frequencies + 1)
+        self._buffer = _Buffer()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return positional_encoding(x, self.frequencies)
+
+    @torch.no_grad()
+    def batch(self, x: torch.Tensor) -> torch.Tensor:
+        """``self(x)`` for a batch ``[B, d]`` into a buffer reused by the next call."""
+        if self.frequencies == 0:
+            return x
+        out = self._buffer.get((x.shape[0], 2 * self.frequencies + 1, self.dim), x)
+        encoding_into(x, self.frequencies, out, doubling=False)
+        return out.view(x.shape[0], self.out_features)
+
+
+class HashedEncoder:
+    """A count sketch (feature hashing, Weinberger et al. 2009) of the encoded features,
+    structured so that it costs one gather of d coordinates and 2L + 1 small matrix-vector
+    products instead of a scatter of d(2L + 1) features per sample:
+
+    1. the coordinates are put in a fixed random order and given fixed random signs s_p
+       (a sign of x is a sign of x and of every sin(2^k x): they are odd);
+    2. each of the 2L + 1 feature types (x, sin 2^k x, cos 2^k x) gets its own buckets, w_f
+       of them, distinct, from buckets/(2L + 1) + L for x down to buckets/(2L + 1) − L for
+       the highest frequency: the type's feature of the coordinate at position p goes to its
+       bucket p mod w_f, in chunk p // w_f;
+    3. a type's chunks are summed with fixed random, balanced signs (which also centre the
+       cos features), scaled by 1/sqrt(chunks) so that, with torch's initialisation, the
+       first layer's pre-activations have the dense layer's scale.
+
+    Why this shape, measured on sphere[dim=64] with the high-d surrogate (832 features into
+    256 buckets), gap after 2000 evaluations, mean of seeds 0-5 (dense: x0.91): one set of
+    buckets for all types, where a coordinate's x shares a weight with another's sin(2^5 x)
+    (derivative 32 cos(32 x)), x0.98 (seeds 0-1); a set per type of one width, so that a
+    coordinate meets the same partners in every type, x0.94; distinct widths (different
+    partners in each type), growing with the frequency, x0.93; shrinking with it (this
+    one), x0.87. Textbook hashing (an independent random bucket per feature) needs a gather
+    of all d(2L + 1) features: 18 ms for a batch of 20 at d = 35,152, twice this whole
+    encoding. The encoding is :func:`doubling_encoding`'s; the backward pass is the
+    analytic one (:class:`_Sketch`), checked against finite differences."""
+
+    def __init__(self, dim: int, frequencies: int, buckets: int, generator: torch.Generator,
+                 device: torch.device, dtype: torch.dtype) -> None:
+        self.dim, self.frequencies, self.types = dim, frequencies, 2 * frequencies + 1
+        base = max(buckets // self.types, frequencies + 1)
+        # distinct, summing to at most ``buckets``, the most for x and the least for the
+        # highest frequency; never more than d (a bucket per feature: no collisions)
+        self.widths = [min(base + frequencies - f, dim) for f in range(self.types)]
+        self.chunks = [-(-dim // width) for width in self.widths]
+        self.out_features = sum(self.widths)
+        self.span = max(c * w for c, w in zip(self.chunks, self.widths))
+        self.order = torch.randperm(dim, generator=generator, device=device)
+        self.signs = (2 * torch.randint(0, 2, (dim,), generator=generator, device=device)
+                      - 1).to(dtype)
+        self.chunk_weights = [self._balanced_signs(c, generator, device, dtype) / math.sqrt(c)
+                              for c in self.chunks]
+        self._features, self._coords = _Buffer(), _Buffer()
+
+    @staticmethod
+    def _balanced_signs(n: int, generator: torch.Generator, device: torch.device,
+                        dtype: torch.dtype) -> torch.Tensor:
+        positive = torch.randperm(n, generator=generator, device=device) < (n + 1) // 2
+        return torch.where(positive, 1.0, -1.0).to(dtype)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.dim)
+        return _Sketch.apply(rows, self).reshape(*x.shape[:-1], self.out_features)
+
+    def layout(self, rows: int) -> tuple[int, int, int]:
+        """Shape of the zero-padded features: ``[B, types, span]``, type f using the first
+        chunks_f · w_f slots of its row."""
+        return rows, self.types, self.span
+
+    def blocks(self, flat: torch.Tensor) -> torch.Tensor:
+        """The ``[B, 2L+1, d]`` feature blocks inside the padded layout."""
+        return flat[:, :, :self.dim]
+
+    def chunked(self, flat: torch.Tensor, f: int) -> torch.Tensor:
+        """Type f's features as ``[B, chunks_f, w_f]``."""
+        slots = self.chunks[f] * self.widths[f]
+        return flat[:, f, :slots].view(flat.shape[0], self.chunks[f], self.widths[f])
+
+    def features_into(self, x: torch.Tensor, flat: torch.Tensor, coords: torch.Tensor) -> None:
+        """The encoded features of the reordered, signed ``x [B, d]`` into ``flat``."""
+        torch.index_select(x, 1, self.order, out=coords).mul_(self.signs)
+        encoding_into(coords, self.frequencies, self.blocks(flat), doubling=True)
+
+    def sketch(self, flat: torch.Tensor) -> torch.Tensor:
+        """Signed sum of each type's chunks: padded layout -> ``[B, buckets]``."""
+        return torch.cat([torch.matmul(w, self.chunked(flat, f))
+                          for f, w in enumerate(self.chunk_weights)], dim=-1)
+
+    @torch.no_grad()
+    def batch(self, x: torch.Tensor) -> torch.Tensor:
+        """``self(x)`` for a batch ``[B, d]``, its features in a reused buffer whose padding
+        stays zero."""
+        flat = self._features.get(self.layout(x.shape[0]), x, zero=True)
+        self.features_into(x, flat, self._coords.get(tuple(x.shape), x))
+        return self.sketch(flat)
+
+
+class _Sketch(torch.autograd.Function):
+    """:class:`HashedEncoder` with its analytic backward: the sketch is linear, so a
+    feature's gradient is its chunk's sign times its bucket's gradient, and the encoding's
+    derivatives are its own features (d sin(2^k x) = 2^k cos(2^k x) dx, d cos = −2^k sin).
+    Autograd through the 4L + 4 elementwise ops and the padding took 6.6 ms a pass at
+    d = 35,152, this ~2 ms."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, encoder: HashedEncoder) -> torch.Tensor:
+        with torch.no_grad():
+            flat = x.new_zeros(encoder.layout(x.shape[0]))
+            encoder.features_into(x, flat, torch.empty_like(x))
+        ctx.encoder = encoder
+        ctx.save_for_backward(flat)
+        return encoder.sketch(flat)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        encoder, (flat,) = ctx.encoder, ctx.saved_tensors
+        feats, rows = encoder.blocks(flat), grad_out.shape[0]
+        per_type = grad_out.split(encoder.widths, dim=-1)
+        coords = torch.zeros_like(feats[:, 0])
+        for f, (grad, weights) in enumerate(zip(per_type, encoder.chunk_weights)):
+            # the gradient of each of type f's features: its chunk's weight x its bucket's
+            per_feature = (weights[:, None] * grad[:, None, :]).view(rows, -1)[:, :encoder.dim]
+            if f == 0:  # d x / d x = 1
+                coords.add_(per_feature)
+                continue
+            level, is_cos = (f - 1) // 2, (f - 1) % 2 == 1
+            partner = feats[:, f - 1] if is_cos else feats[:, f + 1]  # d cos = -sin, d sin = cos
+            coords.addcmul_(per_feature, partner, value=(-1.0 if is_cos else 1.0) * 2.0**level)
+        coords.mul_(encoder.signs)
+        grad_x = torch.empty_like(coords).index_copy_(1, encoder.order, coords)
+        return grad_x, None
+
+
 class Surrogate(nn.Module):
-    """h_φ: MLP with LeakyReLU after every layer (output included), optional encoding."""
+    """h_φ: MLP with LeakyReLU after every layer (output included) on an encoder's output."""
 
     def __init__(self, dim: int, layers: int, width: int, encodings: int,
                  generator: torch.Generator, device: torch.device,
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype = torch.float32, encoder: str = "dense",
+                 hash_size: int = 4096) -> None:
         super().__init__()
         self.encodings = encodings
-        sizes = [dim * (2 * encodings + 1)] + [width] * layers + [1]
+        if encoder == "hashed":
+            self.encoder = HashedEncoder(dim, encodings, hash_size, generator, device, dtype)
+        else:
+            self.encoder = DenseEncoder(dim, encodings)
+        sizes = [self.encoder.out_features] + [width] * layers + [1]
         self.layers = nn.ModuleList(nn.Linear(a, b, device=device, dtype=dtype)
                                     for a, b in zip(sizes[:-1], sizes[1:]))
         self._init(generator)
@@ -81,16 +307,44 @@ class Surrogate(nn.Module):
             nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return positional_encoding(x, self.encodings)
+        """The first layer's input for ``x [..., d]`` (differentiable)."""
+        return self.encoder(x)
+
+    def encode_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`encode` of a batch ``[B, d]`` without autograd, in a buffer that the next
+        call overwrites: the fit's input, encoded once for its k_φ steps."""
+        return self.encoder.batch(x)
 
     def head(self, encoded: torch.Tensor) -> torch.Tensor:
-        """The MLP on already encoded inputs (the fit encodes its batch once for k_φ steps)."""
+        """The MLP on already encoded inputs."""
         for layer in self.layers:
             encoded = nn.functional.leaky_relu(layer(encoded))
         return encoded.squeeze(-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encode(x))
+
+    def mse_backward(self, encoded: torch.Tensor, target: torch.Tensor) -> None:
+        """Set every parameter's ``.grad`` to the gradient of MSE(head(encoded), target).
+
+        Autograd's, except that the first layer's weight gradient is one matrix product
+        into a tensor kept across calls: at high d it is the largest tensor of the step,
+        and autograd would allocate it afresh each time."""
+        first = self.layers[0]
+        with torch.no_grad():
+            pre = torch.addmm(first.bias, encoded, first.weight.t())
+        with torch.enable_grad():
+            pre.requires_grad_(True)
+            out = nn.functional.leaky_relu(pre)
+            for layer in self.layers[1:]:
+                layer.weight.grad = layer.bias.grad = None
+                out = nn.functional.leaky_relu(layer(out))
+            nn.functional.mse_loss(out.squeeze(-1), target).backward()
+        if first.weight.grad is None:
+            first.weight.grad = torch.empty_like(first.weight)
+            first.bias.grad = torch.empty_like(first.bias)
+        torch.mm(pre.grad.t(), encoded, out=first.weight.grad)
+        torch.sum(pre.grad, 0, out=first.bias.grad)
 
 
 class ZeroGrads(GradientEstimator):
@@ -111,6 +365,11 @@ class ZeroGrads(GradientEstimator):
     width = Param(-1, "neurons per hidden layer; -1: 64 below high_dim, 128 from it")
     encodings = Param(-1, "NeRF encoding frequencies (0: off); -1: 0 below high_dim, 6 from it")
     high_dim = Param(1000, "dimension from which the automatic surrogate is the high-d one")
+    encoder = Param("dense", "first-layer input: dense = all d(2L+1) encoded features (the "
+                    "public code); hashed = those features summed into hash_size signed "
+                    "buckets (ours: cheap at large d on a CPU)", choices=("dense", "hashed"))
+    hash_size = Param(4096, "buckets of encoder=hashed, the first layer's inputs: split "
+                      "evenly among the 2L+1 feature types (at least one each)")
     anneal = Param("constant", "σ schedule", choices=("constant", "linear"))
     sigma_min = Param(0.01, "σ at the end of a linear anneal")
     anneal_start = Param(0.5, "share of the planned steps with constant σ before annealing")
@@ -125,7 +384,7 @@ class ZeroGrads(GradientEstimator):
     def check_params(cls, params):
         owner = "optimizer 'zerograds'"
         check_sigma(params, owner)
-        for key in ("batch", "probe_batches", "high_dim"):
+        for key in ("batch", "probe_batches", "high_dim", "hash_size"):
             if params[key] < 1:
                 raise UsageError(f"{owner}: {key} must be >= 1, got {params[key]}.")
         for key in ("k_theta", "k_phi"):
@@ -156,7 +415,7 @@ class ZeroGrads(GradientEstimator):
 
     def new_surrogate(self, problem: Problem) -> tuple[Surrogate, torch.optim.Optimizer]:
         net = Surrogate(problem.dim, *self.architecture(problem.dim), self._gen, problem.device,
-                        problem.dtype)
+                        problem.dtype, encoder=self.encoder, hash_size=self.hash_size)
         # The fused kernel is torch's own Adam in one call per step: 3x faster than the
         # per-tensor loop for the small low-d MLP on a CPU, and memory-bound-fast for the
         # large first layer of the high-d one.
@@ -194,10 +453,9 @@ class ZeroGrads(GradientEstimator):
             points, target = points[finite], target[finite]
             if target.numel() == 0:
                 return
-        encoded = net.encode(points.detach())
+        encoded = net.encode_batch(points.detach())  # once for the k_φ steps
         for _ in range(self.k_phi):
-            opt.zero_grad(set_to_none=True)
-            nn.functional.mse_loss(net.head(encoded), target).backward()
+            net.mse_backward(encoded, target)
             opt.step()
 
     @staticmethod
