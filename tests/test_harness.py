@@ -119,3 +119,35 @@ def test_record_identity_and_metadata(reg, tmp_path):
     assert record["environment"]["torch"] == torch.__version__
     assert record["final"]["evals"] == 300
     assert record["final"]["metrics"]["gap"] < record["trajectory"][0]["metrics"]["gap"]
+
+
+def test_torch_optim_import_is_not_charged_to_the_first_run():
+    """The first torch.optim optimizer of a process imports torch._dynamo (seconds): a fresh
+    interpreter shows it imported before the first run's optimizer starts."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+from zgbench import Optimizer, hookimpl, plugins
+from zgbench.testing import run_once
+
+class Probe(Optimizer):
+    name = "probe"
+    def run(self, problem):
+        print("imported before run:", "torch._dynamo" in sys.modules)
+        problem.loss(problem.initial()[None])
+
+class Plugin:
+    @hookimpl
+    def zgbench_optimizers(self):
+        return [Probe]
+
+registry = plugins.load(extra_plugins=[Plugin()])
+record = run_once("sphere[dim=2]", "probe", evals=1, registry=registry)
+assert record["status"] == "ok", record["error"]
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "imported before run: True" in out.stdout

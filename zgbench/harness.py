@@ -9,6 +9,7 @@ calls the ``zgbench_run_finished`` hook.
 
 from __future__ import annotations
 
+import functools
 import time
 import traceback
 import warnings
@@ -112,6 +113,7 @@ def execute(run: RunSpec, registry: Registry, results: Path | None = None,
         problem = Problem(task, run.budget, seed=seeds["problem"], eval_key=seeds["eval_key"],
                           on_progress=on_progress)
         torch.manual_seed(seeds["optimizer"] % 2**63)  # for optimizers using the global RNG
+        warm_up_torch()
         problem.start()
         try:
             optimizer.run(problem)
@@ -128,6 +130,15 @@ def execute(run: RunSpec, registry: Registry, results: Path | None = None,
         record["trajectory"] = problem.trajectory
         record["final"] = problem.trajectory[-1] if problem.trajectory else None
     return _close(record)
+
+
+@functools.cache
+def warm_up_torch() -> None:
+    """Import what the first ``torch.optim`` optimizer of a process imports (``torch._dynamo``,
+    2-3 s) before a run's clock starts. Otherwise the first run of each process or worker
+    pays it as optimizer time, and the same optimizer looks seconds slower there than in
+    the runs after it."""
+    import torch._dynamo  # noqa: F401
 
 
 def _skeleton(run: RunSpec, task_entry, opt_entry) -> dict[str, Any]:
