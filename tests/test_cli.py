@@ -27,6 +27,17 @@ def test_list_shows_everything(capsys):
     assert "synthetic" in out and "dim=8" in out
 
 
+def test_list_one_component_shows_each_parameter_with_its_help(capsys):
+    assert main(["list", "cma-es"]) == 0
+    out = capsys.readouterr().out
+    assert "optimizer cma-es" in out and "sigma0" in out
+    assert "initial step size" in out  # the parameter's help text
+    assert "auto|true|false" in out  # its choices
+    assert main(["list", "cma-ess"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown task or optimizer 'cma-ess'" in err and "Did you mean 'cma-es'" in err
+
+
 def test_run_then_leaderboard(tmp_path, capsys):
     args = ["run", "--tasks", "sphere[dim=4],step[dim=3]", "--optimizers",
             "random-search,rge[q=4],adam", "--seeds", "2", "--evals", "200", "--grads", "20",

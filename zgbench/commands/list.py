@@ -1,7 +1,8 @@
 """List every task and optimizer: name, plugin, capabilities, parameters with defaults, needs.
 
 A component whose optional dependency is missing is shown with the extra to install. Plugins
-that failed to load are reported as warnings above the tables.
+that failed to load are reported as warnings above the tables. ``zgbench list NAME`` shows one
+task or optimizer: its description and each parameter with its default, choices and help.
 """
 
 from __future__ import annotations
@@ -13,18 +14,23 @@ from rich.markup import escape
 from rich.table import Table
 
 from zgbench.cli import load_registry
+from zgbench.errors import unknown
 
 HELP = "list every task and optimizer with its plugin, capabilities and parameters"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", nargs="?", choices=("tasks", "optimizers"),
-                        help="show only tasks or only optimizers")
+    parser.add_argument("what", nargs="?", metavar="tasks|optimizers|NAME",
+                        help="show only tasks, only optimizers, or one component's parameters "
+                             "with their help")
 
 
 def main(args: argparse.Namespace) -> int:
     registry = load_registry(args)
     console = Console(width=max(Console().width, 140))
+    if args.what not in (None, "tasks", "optimizers"):
+        console.print(_details(registry, args.what))
+        return 0
     if args.what in (None, "tasks"):
         console.print(_table("Tasks", registry.tasks, "provides"))
     if args.what in (None, "optimizers"):
@@ -45,4 +51,25 @@ def _table(title: str, entries, capability_attr: str) -> Table:
         caps = ", ".join(sorted(getattr(cls, capability_attr))) or "-"
         table.add_row(name, f"{entry.plugin} {entry.version}", caps, escape(params or "-"),
                       description)
+    return table
+
+
+def _details(registry, name: str) -> Table:
+    """One task or optimizer: every parameter with its default, choices and help text."""
+    entries = {**registry.optimizers, **registry.tasks}  # a task and an optimizer never share
+    if name not in entries:
+        raise unknown("task or optimizer", name, entries)
+    entry = entries[name]
+    cls = entry.cls
+    table = Table(title=f"{cls.kind} {name} ({entry.plugin} {entry.version}): "
+                        f"{escape(cls.description())}", title_justify="left")
+    for column in ("parameter", "default", "choices", "help"):
+        table.add_column(column, overflow="fold")
+    for param in cls.declared_params().values():
+        choices = "|".join(map(str, param.choices)) if param.choices is not None else ""
+        table.add_row(param.name, escape(str(param.default)), escape(choices),
+                      escape(param.help))
+    missing = cls.missing_dependency()
+    if missing:
+        table.caption = escape(missing)
     return table
