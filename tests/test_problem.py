@@ -8,6 +8,8 @@ import torch
 
 from zgbench.budget import Budget, BudgetExhausted
 from zgbench.errors import ContractError, UsageError
+from zgbench.problem import Problem
+from zgbench.tasks.synthetic import Sphere
 from zgbench.testing import make_problem
 
 
@@ -107,6 +109,18 @@ def test_numpy_batches_and_reports_are_taken_as_tensors_are():
         problem.loss(np.zeros(2))
     with pytest.raises(ContractError, match="one parameter vector of 2 values"):
         problem.report(np.zeros(3))
+
+
+def test_numpy_input_for_a_dtype_numpy_lacks():
+    """A task in bfloat16 (numpy has no such dtype) still takes numpy batches and reports."""
+    task = Sphere(dim=2, seed=0)
+    task.dtype = torch.bfloat16
+    problem = Problem(task, Budget(evals=100), checkpoints=())
+    problem.start()
+    assert problem.loss(np.array([[0.5, 0.25]]), key=0).shape == (1,)
+    problem.report(np.array([0.125, 0.5]))
+    assert problem.recommendation().dtype == torch.bfloat16
+    assert problem.recommendation().tolist() == [0.125, 0.5]
 
 
 def test_report_overrides_best_as_recommendation():

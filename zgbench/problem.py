@@ -66,7 +66,7 @@ class Problem:
         self._best_cpu = math.inf  # CPU: a float (a tensor read per batch would cost µs)
         self._best_theta: torch.Tensor | None = None
         self._reported: torch.Tensor | np.ndarray | None = None
-        self._np_dtype = torch.empty((), dtype=self.dtype).numpy().dtype
+        self._np_dtype = _numpy_dtype(self.dtype)
         self.trajectory: list[dict[str, Any]] = []
 
     # ----------------------------------------------------------------- optimizer side
@@ -143,6 +143,7 @@ class Problem:
         if isinstance(theta, np.ndarray):
             if theta.size != self.dim:
                 raise self._report_error(theta)
+            # a copy, in the task's dtype where numpy has it (else converted by recommendation)
             self._reported = np.array(theta, dtype=self._np_dtype).reshape(self.dim)
         elif not isinstance(theta, torch.Tensor) or theta.numel() != self.dim:
             raise self._report_error(theta)
@@ -176,7 +177,7 @@ class Problem:
     def recommendation(self) -> torch.Tensor:
         """The last reported θ, else the best evaluated θ, else θ₀."""
         if isinstance(self._reported, np.ndarray):  # reported by a numpy library
-            self._reported = torch.from_numpy(self._reported).to(self.device)
+            self._reported = torch.from_numpy(self._reported).to(self.device, self.dtype)
         if self._reported is not None:
             return self._reported
         if self._best_theta is not None:
@@ -210,7 +211,9 @@ class Problem:
         if isinstance(thetas, np.ndarray):
             self._check_shape(thetas)
             batch = torch.from_numpy(np.array(thetas, dtype=self._np_dtype))  # always a copy
-            return (batch if self.device.type == "cpu" else batch.to(self.device)), True
+            if self.device.type == "cpu" and batch.dtype == self.dtype:
+                return batch, True
+            return batch.to(self.device, self.dtype), True
         if not isinstance(thetas, torch.Tensor):
             raise self._shape_error(thetas)
         self._check_shape(thetas)
@@ -319,6 +322,15 @@ class Problem:
         if force or now - self._last_progress > 0.1:
             self._last_progress = now
             self._on_progress(min(fraction, 1.0))
+
+
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype | None:
+    """numpy's twin of a torch dtype, or None where numpy has none (bfloat16): numpy batches
+    of such a task keep their own dtype until torch converts them."""
+    try:
+        return torch.empty((), dtype=dtype).numpy().dtype
+    except TypeError:
+        return None
 
 
 def _finite_or_none(value: float) -> float | None:
