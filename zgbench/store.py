@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 import warnings
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from zgbench.errors import UsageError
 from zgbench.record import SCHEMA
 
 #: What a run id (and so a record's file name) may be: it names folders, e.g. artifacts/ID/.
@@ -78,6 +80,23 @@ class ResultStore:
         """True if a run with this id completed (ok or n/a); failed runs are retried."""
         record = self.get(run_id)
         return record is not None and record.get("status") in ("ok", "n/a")
+
+    def check_writable(self, need: int = 16 * 2**20) -> None:
+        """Raise a UsageError unless records can be written here (and ``need`` bytes are
+        free): checked before a run starts, not found out after its first record."""
+        try:
+            self.runs.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".probe.", dir=self.runs)
+            os.close(fd)
+            os.unlink(probe)
+            free = shutil.disk_usage(self.runs).free
+        except OSError as exc:
+            raise UsageError(f"cannot write records to {self.runs}: {exc.strerror or exc}. "
+                             "Choose another --out, or make that folder writable.") from None
+        if free < need:
+            raise UsageError(f"the results folder {self.root} is on a full disk "
+                             f"({free / 2**20:.1f} MiB free): free some space or choose "
+                             "another --out.")
 
     def put(self, record: dict[str, Any]) -> Path:
         path = self.path(record["run_id"])
