@@ -106,3 +106,47 @@ def test_import_failure_is_reported(monkeypatch):
     assert any(e.plugin == "broken" and "nonexistent_dependency" in e.message
                for e in registry.errors)
     assert "sphere" in registry.tasks
+
+
+class Sphere2(GoodTask):
+    name = "cge"  # the name of a built-in optimizer
+
+
+class Cge2(Optimizer):
+    name = "sphere"  # the name of a built-in task
+
+    def run(self, problem):
+        pass
+
+
+def test_a_name_is_a_task_or_an_optimizer_not_both():
+    registry = plugins.load(extra_plugins=[_plugin("shadow", tasks=[Sphere2], optimizers=[Cge2])])
+    messages = [e.message for e in registry.errors if e.plugin == "shadow"]
+    assert "task name 'cge' is already the name of optimizer 'cge' (plugin 'estimators')" in messages[0]
+    assert "optimizer name 'sphere' is already the name of task 'sphere'" in messages[1]
+    assert "cge" not in registry.tasks and registry.optimizers["cge"].plugin == "estimators"
+    assert "sphere" not in registry.optimizers and registry.tasks["sphere"].plugin == "synthetic"
+
+
+def test_names_must_be_lower_case_words():
+    bad = [type(f"Bad{i}", (GoodTask,), {"name": name})
+           for i, name in enumerate(["Upper", "-dash", "has space", "", "a/b"])]
+    registry = plugins.load(extra_plugins=[_plugin("badnames", tasks=bad)])
+    messages = [e.message for e in registry.errors if e.plugin == "badnames"]
+    assert len(messages) == 5 and all("has no valid name" in m for m in messages)
+
+
+def test_third_party_install_line(monkeypatch, capsys):
+    from zgbench.cli import main
+    from zgbench.optimizers.baselines import RandomSearch
+
+    monkeypatch.setattr(RandomSearch, "needs", ("my_plugin_fast_kernels",))
+    monkeypatch.setattr(RandomSearch, "install", "pip install 'my-plugin[fast]'")
+    assert main(["run", "--tasks", "sphere", "--optimizers", "random-search"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("optimizer 'random-search' needs modules that are not installed (missing module: "
+            "my_plugin_fast_kernels): pip install 'my-plugin[fast]'") in err
+    assert main(["list", "random-search"]) == 0
+    assert ": pip install 'my-plugin[fast]'" in " ".join(capsys.readouterr().out.split())
+    monkeypatch.setattr(RandomSearch, "needs", ("my_plugin.sub",))  # a missing parent package
+    assert "my_plugin.sub" in RandomSearch.missing_dependency()

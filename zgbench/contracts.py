@@ -55,6 +55,9 @@ class Component:
     #: Python modules this component imports lazily, and the extra that installs them.
     needs: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str | None] = None
+    #: The command that installs ``needs``, for a plugin's own package (e.g.
+    #: ``"pip install 'my-plugin[fast]'"``); default: zgbench's ``extra``.
+    install: ClassVar[str | None] = None
     kind: ClassVar[str] = "component"
 
     def __init__(self, **params: Any) -> None:
@@ -84,15 +87,17 @@ class Component:
     @classmethod
     def missing_dependency(cls) -> str | None:
         """A message naming the extra to install if a needed module is absent, else ``None``."""
-        missing = [m for m in cls.needs if importlib.util.find_spec(m) is None]
+        missing = [m for m in cls.needs if _absent(m)]
         if not missing:
             return None
-        extra = cls.extra or "all"
-        return (
-            f"{cls.kind} {cls.name!r} needs the extra {extra} "
-            f"(missing module{'s' if len(missing) > 1 else ''}: {', '.join(missing)}): "
-            f"pip install 'zgbench[{extra}]'"
-        )
+        modules = f"missing module{'s' if len(missing) > 1 else ''}: {', '.join(missing)}"
+        what = "modules that are not installed" if cls.install else f"the extra {cls.extra or 'all'}"
+        return f"{cls.kind} {cls.name!r} needs {what} ({modules}): {cls.install_command()}"
+
+    @classmethod
+    def install_command(cls) -> str:
+        """How to install what :attr:`needs` lists: :attr:`install`, else zgbench's extra."""
+        return cls.install or f"pip install 'zgbench[{cls.extra or 'all'}]'"
 
     @classmethod
     def check_available(cls) -> None:
@@ -185,6 +190,14 @@ class Optimizer(Component):
 
     def run(self, problem: Problem) -> None:
         raise NotImplementedError
+
+
+def _absent(module: str) -> bool:
+    """Whether ``module`` cannot be imported (``a.b`` with no ``a`` included)."""
+    try:
+        return importlib.util.find_spec(module) is None
+    except (ImportError, ValueError):
+        return True
 
 
 def validate_class(obj: object, base: type[Component]) -> str | None:

@@ -46,7 +46,7 @@ def _table(title: str, entries, capability_attr: str) -> Table:
         cls = entry.cls
         params = ", ".join(p.describe() for p in cls.declared_params().values())
         missing = cls.missing_dependency()
-        description = escape(cls.description()) + (f" [yellow](needs: pip install 'zgbench[{cls.extra}]')[/yellow]"
+        description = escape(cls.description()) + (f" [yellow](needs: {escape(cls.install_command())})[/yellow]"
                                            if missing else "")
         caps = ", ".join(sorted(getattr(cls, capability_attr))) or "-"
         table.add_row(name, f"{entry.plugin} {entry.version}", caps, escape(params or "-"),
