@@ -150,3 +150,15 @@ def test_third_party_install_line(monkeypatch, capsys):
     assert ": pip install 'my-plugin[fast]'" in " ".join(capsys.readouterr().out.split())
     monkeypatch.setattr(RandomSearch, "needs", ("my_plugin.sub",))  # a missing parent package
     assert "my_plugin.sub" in RandomSearch.missing_dependency()
+
+
+def test_params_must_not_replace_zgbench_attributes():
+    from zgbench import Param
+
+    bad = [type(f"P{i}", (GoodTask,), {"name": f"p{i}", attr: Param(1, "")})
+           for i, attr in enumerate(["seed", "device", "loss", "dtype", "metrics"])]
+    ok = type("WithDim", (GoodTask,), {"name": "with-dim", "dim": Param(3, "")})
+    registry = plugins.load(extra_plugins=[_plugin("badparams", tasks=bad + [ok])])
+    messages = [e.message for e in registry.errors if e.plugin == "badparams"]
+    assert len(messages) == 5 and all("would replace zgbench's own Task." in m for m in messages)
+    assert "with-dim" in registry.tasks

@@ -192,6 +192,10 @@ class Optimizer(Component):
         raise NotImplementedError
 
 
+#: Attributes the constructors set on every instance (beside the class attributes).
+_INSTANCE_ATTRS = ("seed", "device", "dtype", "params")
+
+
 def _absent(module: str) -> bool:
     """Whether ``module`` cannot be imported (``a.b`` with no ``a`` included)."""
     try:
@@ -209,7 +213,12 @@ def validate_class(obj: object, base: type[Component]) -> str | None:
     if not issubclass(obj, base):
         return f"{obj.__qualname__} is not a subclass of zgbench.{base.__name__}"
     if not isinstance(obj.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", obj.name):
-        return f"{obj.__qualname__} has no valid name (lower case, digits, '-', '.', '_'): {obj.name!r}"
+        return (f"{obj.__qualname__} has no valid name {obj.name!r}: use lower-case letters, "
+                "digits, '-', '.' and '_', starting with a letter or digit (e.g. 'my-task')")
+    for param in declared(obj):  # set as attributes: one named like zgbench's would replace it
+        if param in _INSTANCE_ATTRS or (param != "dim" and hasattr(base, param)):
+            return (f"{obj.__qualname__}: parameter {param!r} would replace zgbench's own "
+                    f"{base.__name__}.{param}; give it another name")
     if base is Task:
         for method in ("initial", "loss", "evaluate"):
             if getattr(obj, method) is getattr(Task, method):
