@@ -162,3 +162,61 @@ def test_params_must_not_replace_zgbench_attributes():
     messages = [e.message for e in registry.errors if e.plugin == "badparams"]
     assert len(messages) == 5 and all("would replace zgbench's own Task." in m for m in messages)
     assert "with-dim" in registry.tasks
+
+
+class Probe(Task):
+    """Records what the harness hands it (the plugin guide's statements, checked)."""
+    name = "probe"
+    metrics = {"m": "min"}
+    primary_metric = "m"
+    default_budget = Budget(evals=400)
+    seen: dict = {}
+
+    def setup(self):
+        import torch
+        self.dtype = torch.float64
+        self.dim = 3
+        Probe.seen = {"setup_seed": torch.initial_seed(), "loss": set(), "evaluate": []}
+
+    def initial(self):
+        import torch
+        return torch.ones(3, dtype=self.dtype)
+
+    def loss(self, thetas, key):
+        import torch
+        self.seen["loss"].add((thetas.dtype, thetas.ndim, torch.is_grad_enabled()))
+        return (thetas**2).sum(1)
+
+    def evaluate(self, theta):
+        import torch
+        self.seen["evaluate"].append((theta.dtype, tuple(theta.shape), torch.is_grad_enabled()))
+        return {"m": float((theta**2).sum())}
+
+
+class EarlyStop(Optimizer):
+    name = "early-stop"
+
+    def run(self, problem):
+        import torch
+        Probe.seen["run_seed"] = torch.initial_seed()
+        Probe.seen["own_seed"] = self.seed
+        for _ in range(3):
+            theta = problem.initial() * 0.5
+            problem.loss(theta[None])
+            problem.report(theta)  # then return early, budget left
+
+
+def test_what_a_plugin_receives():
+    import torch
+    from zgbench.testing import run_once
+
+    registry = plugins.load(extra_plugins=[_plugin("probes", tasks=[Probe], optimizers=[EarlyStop])])
+    record = run_once("probe", "early-stop", registry=registry)
+    assert record["status"] == "ok" and record["final"]["evals"] == 3
+    seen = Probe.seen
+    assert seen["loss"] == {(torch.float64, 2, False)}
+    assert set(seen["evaluate"]) == {(torch.float64, (3,), False)}
+    assert len(seen["evaluate"]) == len(record["trajectory"]) <= 33
+    assert seen["run_seed"] == seen["own_seed"] % 2**63 != seen["setup_seed"]
+    full = run_once("probe", "random-search[batch=1]", registry=registry, evals=2000)
+    assert 30 <= len(full["trajectory"]) <= 33  # the guide's "up to 33"
