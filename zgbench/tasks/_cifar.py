@@ -15,7 +15,6 @@ standard library has no allow-list unpickler and ``numpy.load`` refuses these fi
 from __future__ import annotations
 
 import _codecs
-import io
 import pickle
 from pathlib import Path
 
@@ -51,9 +50,9 @@ class _ArraysOnly(pickle.Unpickler):
 
 def load(path: Path) -> object:
     """The object pickled in ``path``, built from the admitted types only."""
-    data = Path(path).read_bytes()
     try:
-        return _ArraysOnly(io.BytesIO(data), encoding="bytes").load()
+        with open(path, "rb") as handle:  # a file, not BytesIO: that copies the 30 MB again
+            return _ArraysOnly(handle, encoding="bytes").load()
     except Refused as exc:
         raise UsageError(
             f"{path}: refused to unpickle ({exc}; a CIFAR-10 batch holds only numpy arrays, "
