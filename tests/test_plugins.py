@@ -106,3 +106,117 @@ def test_import_failure_is_reported(monkeypatch):
     assert any(e.plugin == "broken" and "nonexistent_dependency" in e.message
                for e in registry.errors)
     assert "sphere" in registry.tasks
+
+
+class Sphere2(GoodTask):
+    name = "cge"  # the name of a built-in optimizer
+
+
+class Cge2(Optimizer):
+    name = "sphere"  # the name of a built-in task
+
+    def run(self, problem):
+        pass
+
+
+def test_a_name_is_a_task_or_an_optimizer_not_both():
+    registry = plugins.load(extra_plugins=[_plugin("shadow", tasks=[Sphere2], optimizers=[Cge2])])
+    messages = [e.message for e in registry.errors if e.plugin == "shadow"]
+    assert "task name 'cge' is already the name of optimizer 'cge' (plugin 'estimators')" in messages[0]
+    assert "optimizer name 'sphere' is already the name of task 'sphere'" in messages[1]
+    assert "cge" not in registry.tasks and registry.optimizers["cge"].plugin == "estimators"
+    assert "sphere" not in registry.optimizers and registry.tasks["sphere"].plugin == "synthetic"
+
+
+def test_names_must_be_lower_case_words():
+    bad = [type(f"Bad{i}", (GoodTask,), {"name": name})
+           for i, name in enumerate(["Upper", "-dash", "has space", "", "a/b"])]
+    registry = plugins.load(extra_plugins=[_plugin("badnames", tasks=bad)])
+    messages = [e.message for e in registry.errors if e.plugin == "badnames"]
+    assert len(messages) == 5 and all("has no valid name" in m for m in messages)
+
+
+def test_third_party_install_line(monkeypatch, capsys):
+    from zgbench.cli import main
+    from zgbench.optimizers.baselines import RandomSearch
+
+    monkeypatch.setattr(RandomSearch, "needs", ("my_plugin_fast_kernels",))
+    monkeypatch.setattr(RandomSearch, "install", "pip install 'my-plugin[fast]'")
+    assert main(["run", "--tasks", "sphere", "--optimizers", "random-search"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("optimizer 'random-search' needs modules that are not installed (missing module: "
+            "my_plugin_fast_kernels): pip install 'my-plugin[fast]'") in err
+    assert main(["list", "random-search"]) == 0
+    assert ": pip install 'my-plugin[fast]'" in " ".join(capsys.readouterr().out.split())
+    monkeypatch.setattr(RandomSearch, "needs", ("my_plugin.sub",))  # a missing parent package
+    assert "my_plugin.sub" in RandomSearch.missing_dependency()
+
+
+def test_params_must_not_replace_zgbench_attributes():
+    from zgbench import Param
+
+    bad = [type(f"P{i}", (GoodTask,), {"name": f"p{i}", attr: Param(1, "")})
+           for i, attr in enumerate(["seed", "device", "loss", "dtype", "metrics"])]
+    ok = type("WithDim", (GoodTask,), {"name": "with-dim", "dim": Param(3, "")})
+    registry = plugins.load(extra_plugins=[_plugin("badparams", tasks=bad + [ok])])
+    messages = [e.message for e in registry.errors if e.plugin == "badparams"]
+    assert len(messages) == 5 and all("would replace zgbench's own Task." in m for m in messages)
+    assert "with-dim" in registry.tasks
+
+
+class Probe(Task):
+    """Records what the harness hands it (the plugin guide's statements, checked)."""
+    name = "probe"
+    metrics = {"m": "min"}
+    primary_metric = "m"
+    default_budget = Budget(evals=400)
+    seen: dict = {}
+
+    def setup(self):
+        import torch
+        self.dtype = torch.float64
+        self.dim = 3
+        Probe.seen = {"setup_seed": torch.initial_seed(), "loss": set(), "evaluate": []}
+
+    def initial(self):
+        import torch
+        return torch.ones(3, dtype=self.dtype)
+
+    def loss(self, thetas, key):
+        import torch
+        self.seen["loss"].add((thetas.dtype, thetas.ndim, torch.is_grad_enabled()))
+        return (thetas**2).sum(1)
+
+    def evaluate(self, theta):
+        import torch
+        self.seen["evaluate"].append((theta.dtype, tuple(theta.shape), torch.is_grad_enabled()))
+        return {"m": float((theta**2).sum())}
+
+
+class EarlyStop(Optimizer):
+    name = "early-stop"
+
+    def run(self, problem):
+        import torch
+        Probe.seen["run_seed"] = torch.initial_seed()
+        Probe.seen["own_seed"] = self.seed
+        for _ in range(3):
+            theta = problem.initial() * 0.5
+            problem.loss(theta[None])
+            problem.report(theta)  # then return early, budget left
+
+
+def test_what_a_plugin_receives():
+    import torch
+    from zgbench.testing import run_once
+
+    registry = plugins.load(extra_plugins=[_plugin("probes", tasks=[Probe], optimizers=[EarlyStop])])
+    record = run_once("probe", "early-stop", registry=registry)
+    assert record["status"] == "ok" and record["final"]["evals"] == 3
+    seen = Probe.seen
+    assert seen["loss"] == {(torch.float64, 2, False)}
+    assert set(seen["evaluate"]) == {(torch.float64, (3,), False)}
+    assert len(seen["evaluate"]) == len(record["trajectory"]) <= 33
+    assert seen["run_seed"] == seen["own_seed"] % 2**63 != seen["setup_seed"]
+    full = run_once("probe", "random-search[batch=1]", registry=registry, evals=2000)
+    assert 30 <= len(full["trajectory"]) <= 33  # the guide's "up to 33"

@@ -7,6 +7,8 @@ wall-clock seconds spent outside ``evaluate``. ``None`` means "no limit on this 
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -28,8 +30,8 @@ class Budget:
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
-            if value is not None and value <= 0:
-                raise UsageError(f"budget {name} must be positive, got {value}.")
+            if value is not None:
+                _check_limit(name, value)
 
     def override(self, **limits: Any) -> Budget:
         """A copy with the given limits replaced; ``None`` values leave a limit as it is."""
@@ -46,7 +48,10 @@ class Budget:
             raise UsageError(
                 f"unknown key(s) {sorted(extra)} in {where}; known: {sorted(known)}."
             )
-        return cls(**data)
+        try:
+            return cls(**data)
+        except UsageError as exc:
+            raise UsageError(f"{where}: {exc}") from None
 
     def fraction(self, evals: int, grads: int, steps: int, seconds: float) -> float:
         """How much of the budget is spent: the largest used share over the bounded counters.
@@ -64,3 +69,15 @@ class Budget:
 
     def is_bounded(self) -> bool:
         return any(v is not None for v in (self.evals, self.grads, self.steps, self.seconds))
+
+
+def _check_limit(name: str, value: Any) -> None:
+    """Raise a UsageError unless ``value`` is a valid limit (from a suite file or the command
+    line it may be anything): a positive whole number of evals, grads or steps, positive
+    finite seconds. Not converted, so a run's identity (which hashes the budget) is kept."""
+    number = value if isinstance(value, numbers.Real) and not isinstance(value, bool) else None
+    if number is None or not math.isfinite(number) or number <= 0:
+        fix = "leave it out for no time limit" if name == "seconds" else f"e.g. {name} = 2000"
+        raise UsageError(f"budget {name} must be positive (a number), got {value!r} ({fix}).")
+    if name != "seconds" and number != int(number):
+        raise UsageError(f"budget {name} must be a whole number, got {value!r}.")

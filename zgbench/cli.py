@@ -12,6 +12,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import warnings
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -21,6 +22,7 @@ import zgbench
 from zgbench import commands, plugins
 from zgbench.errors import UsageError
 from zgbench.plugins import Registry
+from zgbench.store import RecordWarning
 
 console = Console(stderr=True)
 
@@ -80,7 +82,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None,
+                  _default=warnings.showwarning) -> None:
+    """Warnings about the user's data (a broken record) as one plain line, not a source line."""
+    if issubclass(category, RecordWarning):
+        console.print(f"[yellow]warning:[/yellow] {escape(str(message))}", highlight=False,
+                      soft_wrap=True)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    shown, warnings.showwarning = warnings.showwarning, _show_warning
+    try:
+        return _main(argv)
+    finally:
+        warnings.showwarning = shown
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):

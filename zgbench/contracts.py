@@ -55,6 +55,9 @@ class Component:
     #: Python modules this component imports lazily, and the extra that installs them.
     needs: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str | None] = None
+    #: The command that installs ``needs``, for a plugin's own package (e.g.
+    #: ``"pip install 'my-plugin[fast]'"``); default: zgbench's ``extra``.
+    install: ClassVar[str | None] = None
     kind: ClassVar[str] = "component"
 
     def __init__(self, **params: Any) -> None:
@@ -84,15 +87,17 @@ class Component:
     @classmethod
     def missing_dependency(cls) -> str | None:
         """A message naming the extra to install if a needed module is absent, else ``None``."""
-        missing = [m for m in cls.needs if importlib.util.find_spec(m) is None]
+        missing = [m for m in cls.needs if _absent(m)]
         if not missing:
             return None
-        extra = cls.extra or "all"
-        return (
-            f"{cls.kind} {cls.name!r} needs the extra {extra} "
-            f"(missing module{'s' if len(missing) > 1 else ''}: {', '.join(missing)}): "
-            f"pip install 'zgbench[{extra}]'"
-        )
+        modules = f"missing module{'s' if len(missing) > 1 else ''}: {', '.join(missing)}"
+        what = "modules that are not installed" if cls.install else f"the extra {cls.extra or 'all'}"
+        return f"{cls.kind} {cls.name!r} needs {what} ({modules}): {cls.install_command()}"
+
+    @classmethod
+    def install_command(cls) -> str:
+        """How to install what :attr:`needs` lists: :attr:`install`, else zgbench's extra."""
+        return cls.install or f"pip install 'zgbench[{cls.extra or 'all'}]'"
 
     @classmethod
     def check_available(cls) -> None:
@@ -187,6 +192,18 @@ class Optimizer(Component):
         raise NotImplementedError
 
 
+#: Attributes the constructors set on every instance (beside the class attributes).
+_INSTANCE_ATTRS = ("seed", "device", "dtype", "params")
+
+
+def _absent(module: str) -> bool:
+    """Whether ``module`` cannot be imported (``a.b`` with no ``a`` included)."""
+    try:
+        return importlib.util.find_spec(module) is None
+    except (ImportError, ValueError):
+        return True
+
+
 def validate_class(obj: object, base: type[Component]) -> str | None:
     """Why ``obj`` is not a valid ``base`` subclass, or ``None`` if it is."""
     import re
@@ -196,7 +213,12 @@ def validate_class(obj: object, base: type[Component]) -> str | None:
     if not issubclass(obj, base):
         return f"{obj.__qualname__} is not a subclass of zgbench.{base.__name__}"
     if not isinstance(obj.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", obj.name):
-        return f"{obj.__qualname__} has no valid name (lower case, digits, '-', '.', '_'): {obj.name!r}"
+        return (f"{obj.__qualname__} has no valid name {obj.name!r}: use lower-case letters, "
+                "digits, '-', '.' and '_', starting with a letter or digit (e.g. 'my-task')")
+    for param in declared(obj):  # set as attributes: one named like zgbench's would replace it
+        if param in _INSTANCE_ATTRS or (param != "dim" and hasattr(base, param)):
+            return (f"{obj.__qualname__}: parameter {param!r} would replace zgbench's own "
+                    f"{base.__name__}.{param}; give it another name")
     if base is Task:
         for method in ("initial", "loss", "evaluate"):
             if getattr(obj, method) is getattr(Task, method):

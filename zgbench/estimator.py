@@ -22,9 +22,9 @@ class GradientEstimator(Optimizer):
     """Base: estimate ∇ℓ(θ) from the metered problem, take one torch.optim step, repeat."""
 
     step = Param("sgd", "outer step", choices=("sgd", "adam"))
-    lr = Param(0.1, "learning rate of the outer step")
-    momentum = Param(0.9, "SGD momentum")
-    weight_decay = Param(5e-4, "weight decay of the outer step")
+    lr = Param(0.1, "learning rate of the outer step", gt=0)
+    momentum = Param(0.9, "SGD momentum", ge=0)
+    weight_decay = Param(5e-4, "weight decay of the outer step", ge=0)
     schedule = Param("cosine", "learning-rate schedule over the planned steps",
                      choices=("cosine", "constant"))
 

@@ -3,7 +3,7 @@
 A task or optimizer declares its parameters as class attributes::
 
     class Sphere(Task):
-        dim = Param(8, "number of coordinates")
+        dim = Param(8, "number of coordinates", ge=1)
 
 so that specs like ``sphere[dim=16]`` can be validated and coerced before anything runs, and
 ``zgbench list`` can show every knob with its default. Values arrive as strings from the
@@ -12,6 +12,7 @@ command line and as TOML values from suite files; both go through :meth:`Param.c
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,12 +28,19 @@ class Param:
     """One hyper-parameter: a default, a one-line help text, a type and optional choices.
 
     The type is taken from the default unless given (needed when the default is ``None``).
+    ``gt``/``ge``/``lt``/``le`` bound a number (greater than, at least, less than, at most),
+    so ``batch=0`` or ``lr=-1`` is a usage error before anything runs, not a run that fails
+    or silently does nothing. A float is never NaN.
     """
 
     default: Any
     help: str = ""
     type: type | None = None
     choices: Sequence[Any] | None = None
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
     name: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
@@ -60,13 +68,31 @@ class Param:
             raise UsageError(
                 f"bad value {value!r} for parameter {self.name!r} of {owner}: choose one of {allowed}."
             )
+        if isinstance(out, (int, float)) and not isinstance(out, bool) and not self.admits(out):
+            raise UsageError(f"bad value {value!r} for parameter {self.name!r} of {owner}: "
+                             f"use a number {self.bounds() or '(not NaN)'}.")
         return out
+
+    def admits(self, value: float) -> bool:
+        """Whether a number lies within the bounds (NaN never does)."""
+        return value == value and all(bound is None or test(value, bound) for bound, test in (
+            (self.gt, operator.gt), (self.ge, operator.ge),
+            (self.lt, operator.lt), (self.le, operator.le)))
+
+    def bounds(self) -> str:
+        """The bounds in words, e.g. ``>= 1``, ``> 0 and < 1``; ``""`` if there are none."""
+        words = [f"{op} {bound:g}" for op, bound in
+                 ((">", self.gt), (">=", self.ge), ("<", self.lt), ("<=", self.le))
+                 if bound is not None]
+        return " and ".join(words)
 
     def describe(self) -> str:
         """``name=default`` with choices, as ``zgbench list`` shows it."""
         text = f"{self.name}={self.default}"
         if self.choices is not None:
             text += " {" + "|".join(map(str, self.choices)) + "}"
+        if self.bounds():
+            text += f" ({self.bounds()})"
         return text
 
 

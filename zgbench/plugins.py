@@ -131,6 +131,25 @@ def _collect(registry: Registry, versions: dict[str, str]) -> None:
                 continue
             for cls in _as_list(classes):
                 _add(registry, table, cls, base, plugin, versions.get(plugin, "unknown"))
+    _one_namespace(registry, list(versions))
+
+
+def _one_namespace(registry: Registry, order: list[str]) -> None:
+    """A name is a task or an optimizer, not both (``zgbench list NAME`` and people read it as
+    one thing): of a task and an optimizer sharing one, the earlier plugin's (built-ins come
+    first) is kept, so an installed plugin cannot shadow a built-in of the other kind."""
+    def rank(entry: Entry) -> int:
+        return order.index(entry.plugin) if entry.plugin in order else len(order)
+
+    for name in sorted(set(registry.tasks) & set(registry.optimizers)):
+        task, optimizer = registry.tasks[name], registry.optimizers[name]
+        kept, dropped, table = ((task, optimizer, registry.optimizers)
+                                if rank(task) <= rank(optimizer)
+                                else (optimizer, task, registry.tasks))
+        del table[name]
+        registry.errors.append(PluginError(
+            dropped.plugin, f"{dropped.cls.kind} name {name!r} is already the name of "
+                            f"{kept.cls.kind} {name!r} (plugin {kept.plugin!r}); ignored: rename it"))
 
 
 def _as_list(classes: object) -> list[object]:

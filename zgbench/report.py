@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,8 @@ import pandas as pd
 
 import zgbench
 from zgbench import leaderboard
-from zgbench.store import ResultStore, atomic_write_text
+from zgbench.paths import UnsafePath, inside
+from zgbench.store import RecordWarning, ResultStore, atomic_write, atomic_write_text
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"}
 #: Pictures shown per task (the first seeds of each optimizer); the rest are linked.
@@ -159,24 +160,35 @@ def _fmt(value: float) -> str:
 def copy_artifacts(records: list[dict[str, Any]], results: Path,
                    out: Path) -> dict[str, list[dict[str, Any]]]:
     """Copy every record's pictures from ``results`` to ``out`` (same relative path); return
-    them per task label, ordered by optimizer and seed, for the gallery."""
+    them per task label, ordered by optimizer and seed, for the gallery.
+
+    A record's paths are data: one that leaves either folder or passes through a symbolic
+    link (:func:`zgbench.paths.inside`) is skipped with a warning naming the record, so a
+    crafted results folder can neither read nor write outside them."""
     by_task: dict[str, list[dict[str, Any]]] = {}
-    root = results.resolve()
     for r in sorted(records, key=lambda r: (r["optimizer"]["label"], r["identity"]["seed"])):
         for rel in r.get("artifacts") or []:
-            src = (root / rel).resolve()
-            if root not in src.parents or not src.is_file():
-                continue  # moved or deleted since the run; never copy from outside RESULTS
-            dst = out / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if src != dst.resolve():
-                shutil.copy2(src, dst)
+            try:
+                src, dst = inside(results, rel), inside(out, rel)
+            except UnsafePath as exc:
+                warnings.warn(f"record {r.get('run_id')!r} ({_describe(r)}): artifact skipped: "
+                              f"{exc}", RecordWarning, stacklevel=2)
+                continue
+            if not src.is_file():
+                continue  # moved or deleted since the run
+            if src != dst:
+                atomic_write(dst, lambda f, s=src: f.write(s.read_bytes()), binary=True)
             by_task.setdefault(r["task"]["label"], []).append({
                 "path": Path(rel).as_posix(),
                 "image": src.suffix.lower() in IMAGE_SUFFIXES,
                 "caption": f"{r['optimizer']['label']}, seed {r['identity']['seed']}: "
                            f"{src.name}"})
     return by_task
+
+
+def _describe(record: dict[str, Any]) -> str:
+    return (f"{record['task']['label']} x {record['optimizer']['label']}, "
+            f"seed {record['identity']['seed']}")
 
 
 def _task_context(label: str, table: pd.DataFrame, pictures: list[dict[str, Any]],

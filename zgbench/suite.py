@@ -89,42 +89,78 @@ def load(name_or_path: str, registry: Registry) -> Suite:
 
 
 def parse(data: dict[str, Any], registry: Registry, name: str, where: str) -> Suite:
-    head = data.get("suite", {})
+    head = _table(data.get("suite", {}), f"{where}: [suite]")
     unknown_keys = set(head) - {"description", "seeds", "device", "optimizers"}
     if unknown_keys:
         raise UsageError(f"{where}: unknown key(s) {sorted(unknown_keys)} in [suite].")
-    optimizers = [_optimizer(registry, o, where) for o in head.get("optimizers", [])]
-    tasks = [_task(registry, t, where, i) for i, t in enumerate(data.get("tasks", []))]
+    optimizers = [_optimizer(registry, o, where)
+                  for o in _list(head.get("optimizers", []), f"{where}: optimizers")]
+    tasks = [_task(registry, t, where, i)
+             for i, t in enumerate(_list(data.get("tasks", []), f"{where}: tasks"))]
     if not tasks:
         raise UsageError(f"{where}: no [[tasks]] entries.")
-    return Suite(name=name, tasks=tasks, optimizers=optimizers, seeds=int(head.get("seeds", 3)),
-                 device=str(head.get("device", "cpu")),
-                 description=str(head.get("description", "")))
+    return Suite(name=name, tasks=tasks, optimizers=optimizers,
+                 seeds=_seeds(head.get("seeds", 3), where),
+                 device=_text(head.get("device", "cpu"), f"{where}: device", "\"cpu\""),
+                 description=_text(head.get("description", ""), f"{where}: description", "\"...\""))
+
+
+def _seeds(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(f"{where}: seeds must be a whole number of at least 1, got {value!r} "
+                         "(e.g. seeds = 3).")
+    return value
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    """A TOML array; a lone string or table is an error (iterating it would go wrong)."""
+    if not isinstance(value, list):
+        example = ('["random-search", "cge"]' if "optimizers" in what
+                   else "[[tasks]] tables, one per task")
+        raise UsageError(f"{what} must be a list, got {value!r}: write {example}.")
+    return value
+
+
+def _table(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise UsageError(f"{what} must be a table, got {value!r}: write {{ key = value, ... }}.")
+    return value
+
+
+def _text(value: Any, what: str, example: str) -> str:
+    if not isinstance(value, str):
+        raise UsageError(f"{what} must be a string, got {value!r} (e.g. {example}).")
+    return value
 
 
 def _optimizer(registry: Registry, item: Any, where: str) -> Spec:
     if isinstance(item, str):
         return resolve_optimizer(registry, item)
-    if isinstance(item, dict) and "name" in item:
-        return resolve_optimizer(registry, item["name"], item.get("params", {}))
+    if isinstance(item, dict) and isinstance(item.get("name"), str):
+        return resolve_optimizer(registry, item["name"],
+                                 _table(item.get("params", {}), f"{where}: params of {item['name']}"))
     raise UsageError(f"{where}: an optimizer must be a spec string or {{name=..., params=...}}.")
 
 
-def _task(registry: Registry, item: dict[str, Any], where: str, index: int) -> SuiteTask:
+def _task(registry: Registry, item: Any, where: str, index: int) -> SuiteTask:
     here = f"{where}, [[tasks]] #{index + 1}"
+    item = _table(item, here)
     allowed = {"spec", "name", "params", "budget", "optimizers"}
     if set(item) - allowed:
         raise UsageError(f"{here}: unknown key(s) {sorted(set(item) - allowed)}; "
                          f"known: {sorted(allowed)}.")
-    if "spec" in item:
-        spec = resolve_task(registry, item["spec"], item.get("params"))
-    elif "name" in item:
-        spec = resolve_task(registry, item["name"], item.get("params", {}))
+    params = _table(item.get("params", {}), f"{here}: params")
+    if "spec" in item or "name" in item:
+        key = "spec" if "spec" in item else "name"
+        spec = resolve_task(registry, _text(item[key], f"{here}: {key}", '"sphere[dim=8]"'),
+                            params)
     else:
         raise UsageError(f"{here}: give spec = \"name[key=value]\" or name = \"...\".")
     default = registry.task(spec.name).cls.default_budget
-    budget = default.override(**Budget.from_dict(item.get("budget", {}), here).as_dict())
+    budget = default.override(**Budget.from_dict(
+        _table(item.get("budget", {}), f"{here}: budget"), here).as_dict())
     optimizers = None
     if "optimizers" in item:
-        optimizers = [_optimizer(registry, o, here) for o in item["optimizers"]]
+        optimizers = [_optimizer(registry, o, here)
+                      for o in _list(item["optimizers"], f"{here}: optimizers")]
     return SuiteTask(spec, budget, optimizers)

@@ -46,7 +46,7 @@ def _table(title: str, entries, capability_attr: str) -> Table:
         cls = entry.cls
         params = ", ".join(p.describe() for p in cls.declared_params().values())
         missing = cls.missing_dependency()
-        description = escape(cls.description()) + (f" [yellow](needs: pip install 'zgbench[{cls.extra}]')[/yellow]"
+        description = escape(cls.description()) + (f" [yellow](needs: {escape(cls.install_command())})[/yellow]"
                                            if missing else "")
         caps = ", ".join(sorted(getattr(cls, capability_attr))) or "-"
         table.add_row(name, f"{entry.plugin} {entry.version}", caps, escape(params or "-"),
@@ -55,7 +55,7 @@ def _table(title: str, entries, capability_attr: str) -> Table:
 
 
 def _details(registry, name: str) -> Table:
-    """One task or optimizer: every parameter with its default, choices and help text."""
+    """One task or optimizer: every parameter with its default, choices (or bounds) and help."""
     entries = {**registry.optimizers, **registry.tasks}  # a task and an optimizer never share
     if name not in entries:
         raise unknown("task or optimizer", name, entries)
@@ -66,7 +66,7 @@ def _details(registry, name: str) -> Table:
     for column in ("parameter", "default", "choices", "help"):
         table.add_column(column, overflow="fold")
     for param in cls.declared_params().values():
-        choices = "|".join(map(str, param.choices)) if param.choices is not None else ""
+        choices = "|".join(map(str, param.choices)) if param.choices is not None else param.bounds()
         table.add_row(param.name, escape(str(param.default)), escape(choices),
                       escape(param.help))
     missing = cls.missing_dependency()

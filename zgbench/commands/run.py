@@ -23,6 +23,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from zgbench.cli import load_registry
 from zgbench.errors import UsageError
 from zgbench.executors import InProcessExecutor, PoolExecutor, RayExecutor, import_ray
 from zgbench.progress import RichReporter
+from zgbench.store import ResultStore
 
 HELP = "run tasks × optimizers × seeds (default: the quick suite) and store the records"
 
@@ -80,7 +82,14 @@ def main(args: argparse.Namespace) -> int:
     runs = harness.plan(entries, seeds, device)
     console = Console(stderr=True)
     out = Path(args.out)
-    summary = harness.run_all(runs, registry, out, executor, RichReporter(console))
+    ResultStore(out).check_writable()
+    try:
+        summary = harness.run_all(runs, registry, out, executor, RichReporter(console))
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        raise UsageError(f"cannot write to {out} ({exc}): fix that (free space, permissions) "
+                         "and run the same command again; finished runs are kept.") from None
     for failure in summary.failures:
         console.print(f"[red]failed:[/red] {escape(failure)}", highlight=False)
     console.print(summary.line(), highlight=False, markup=False)
@@ -141,6 +150,8 @@ def _executor(args: argparse.Namespace, devices: list[str]):
     workers = args.workers
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}.")
+    if args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}.")
     listed = len(devices) > 1
     kind = args.executor or ("pool" if listed or (workers or 1) > 1 else "inprocess")
     if args.address and kind != "ray":
@@ -149,8 +160,6 @@ def _executor(args: argparse.Namespace, devices: list[str]):
         if listed or (workers or 1) > 1:
             raise UsageError("the in-process executor runs one run at a time: drop --executor "
                              "inprocess to run --workers/--device lists in a pool.")
-        if args.threads < 1:
-            raise UsageError(f"--threads must be at least 1, got {args.threads}.")
         torch.set_num_threads(args.threads)
         return InProcessExecutor()
     if kind == "pool":

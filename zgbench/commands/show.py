@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 import textwrap
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,8 @@ from zgbench.cli import load_registry
 from zgbench.errors import UsageError
 from zgbench.leaderboard import slug
 from zgbench.plugins import Registry
-from zgbench.store import ResultStore
+from zgbench.paths import UnsafePath, inside
+from zgbench.store import RecordWarning, ResultStore
 
 HELP = "write target-vs-result contact sheets (PNG) per task from a results folder"
 
@@ -124,7 +126,7 @@ def _select(store: ResultStore, registry: Registry, tasks: str | None,
 def _picture(record: dict[str, Any], results: Path, out: Path, registry: Registry,
              render: bool, overrides: dict[str, str]) -> Path | None:
     """The run's picture: the stored one, or drawn again from its stored parameter vector."""
-    artifacts = [results / p for p in record.get("artifacts") or []]
+    artifacts = _artifact_paths(record, results)
     pngs = [p for p in artifacts if p.suffix == ".png" and p.is_file()]
     if pngs and not render:
         return pngs[0]
@@ -139,6 +141,19 @@ def _picture(record: dict[str, Any], results: Path, out: Path, registry: Registr
     drawn = [Path(p) for p in task.artifacts(theta, str(out / "runs" / record["run_id"]))]
     drawn = [p for p in drawn if p.suffix == ".png"]
     return drawn[0] if drawn else None
+
+
+def _artifact_paths(record: dict[str, Any], results: Path) -> list[Path]:
+    """The record's artifact files under ``results``; a path that leaves the folder or passes
+    through a symbolic link is skipped with a warning (records are data, maybe hostile)."""
+    paths = []
+    for rel in record.get("artifacts") or []:
+        try:
+            paths.append(inside(results, rel))
+        except UnsafePath as exc:
+            warnings.warn(f"record {record['run_id']!r} ({_describe(record)}): artifact "
+                          f"skipped: {exc}", RecordWarning, stacklevel=2)
+    return paths
 
 
 def _rebuild(record: dict[str, Any], registry: Registry, overrides: dict[str, str]):

@@ -44,9 +44,9 @@ class CoordinateEstimator(GradientEstimator):
     charged as one evaluation.
     """
 
-    mu = Param(5e-3, "perturbation size μ")
+    mu = Param(5e-3, "perturbation size μ", gt=0)
     scheme = Param("forward", "difference scheme", choices=("forward", "central"))
-    batch = Param(1024, "most parameter vectors per loss call")
+    batch = Param(1024, "most parameter vectors per loss call", ge=1)
     reuse = Param(False, "feature reuse through the task's layers (restart at perturbed layer)")
 
     def evals_per_step(self, dim: int) -> int:
@@ -114,11 +114,11 @@ class FD(CoordinateEstimator):
     """Finite differences: central differences on every coordinate with an Adam step."""
 
     name = "fd"
-    mu = Param(1e-3, "perturbation size μ")
+    mu = Param(1e-3, "perturbation size μ", gt=0)
     scheme = Param("central", "difference scheme", choices=("forward", "central"))
     step = Param("adam", "outer step", choices=("sgd", "adam"))
-    lr = Param(0.05, "learning rate of the outer step")
-    weight_decay = Param(0.0, "weight decay of the outer step")
+    lr = Param(0.05, "learning rate of the outer step", gt=0)
+    weight_decay = Param(0.0, "weight decay of the outer step", ge=0)
     schedule = Param("constant", "learning-rate schedule", choices=("cosine", "constant"))
 
 
@@ -126,8 +126,8 @@ class RGE(GradientEstimator):
     """RGE (DeepZero): random-direction forward differences, q directions per step."""
 
     name = "rge"
-    mu = Param(5e-3, "perturbation size μ")
-    q = Param(10, "random directions per gradient estimate")
+    mu = Param(5e-3, "perturbation size μ", gt=0)
+    q = Param(10, "random directions per gradient estimate", ge=1)
     directions = Param("sphere", "direction distribution", choices=("sphere", "gaussian"))
 
     def evals_per_step(self, dim: int) -> int:

@@ -103,8 +103,8 @@ class Smoothing(GradientEstimator):
     anneal_start = Param(0.5, "share of the planned steps with constant σ before annealing")
     pairs = Param(1, "antithetic pairs per step (2 evaluations each)")
     step = Param("adam", "outer step", choices=("sgd", "adam"))
-    lr = Param(2e-2, "learning rate of the outer step")
-    weight_decay = Param(0.0, "weight decay of the outer step")
+    lr = Param(2e-2, "learning rate of the outer step", gt=0)
+    weight_decay = Param(0.0, "weight decay of the outer step", ge=0)
     schedule = Param("constant", "learning-rate schedule", choices=("cosine", "constant"))
 
     @classmethod

@@ -35,7 +35,6 @@ Capabilities
 from __future__ import annotations
 
 import functools
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,7 @@ from zgbench.contracts import Task
 from zgbench.errors import ContractError, UsageError
 from zgbench.hookspecs import hookimpl
 from zgbench.params import Param
-from zgbench.tasks import _nets
+from zgbench.tasks import _cifar, _nets
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR_FOLDER = "cifar-10-batches-py"
@@ -267,26 +266,12 @@ def find_cifar10(data: str) -> Path:
 @functools.lru_cache(maxsize=2)
 def _read_cifar10(folder: str) -> tuple[np.ndarray, ...]:
     """The five training batches and the test batch (pickled dicts with ``data``
-    ``[n, 3072]`` uint8, channel-major rows, and ``labels``), cached per process."""
-    parts = [_read_batch(Path(folder) / name) for name in CIFAR_FILES]
+    ``[n, 3072]`` uint8, channel-major rows, and ``labels``), cached per process. Read by
+    :mod:`zgbench.tasks._cifar`, which builds numpy arrays only: a planted file runs nothing."""
+    parts = [_cifar.read_batch(Path(folder) / name) for name in CIFAR_FILES]
     x_train = np.concatenate([x for x, _ in parts[:-1]])
     y_train = np.concatenate([y for _, y in parts[:-1]])
     return x_train, y_train, parts[-1][0], parts[-1][1]
-
-
-def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with open(path, "rb") as handle:
-        # The files are Python 2 pickles of plain dicts: bytes keys, numpy arrays, lists.
-        batch = pickle.load(handle, encoding="bytes")
-    data = batch.get(b"data", batch.get("data"))
-    labels = batch.get(b"labels", batch.get("labels"))
-    if data is None or labels is None:
-        raise UsageError(f"{path} is not a CIFAR-10 batch (no data/labels entries).")
-    data = np.asarray(data, dtype=np.uint8)
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
-        raise UsageError(f"{path} is not a CIFAR-10 batch: data has shape {data.shape}, "
-                         f"{len(labels)} labels.")
-    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
 
 
 @hookimpl

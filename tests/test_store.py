@@ -1,0 +1,80 @@
+"""One broken record breaks nothing: every command warns with its path, quarantines it and
+goes on; the next run redoes it."""
+
+import json
+import shutil
+
+import pytest
+
+from zgbench import cli
+from zgbench.store import RecordWarning, ResultStore
+
+RUN = ["run", "--tasks", "sphere[dim=2]", "--optimizers", "random-search,fd", "--seeds", "1",
+       "--evals", "20", "--no-leaderboard"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished") / "results"
+    assert cli.main(RUN + ["--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture
+def broken(finished, tmp_path):
+    """A copy of two finished runs, the first record truncated mid-file."""
+    results = tmp_path / "results"
+    shutil.copytree(finished, results)
+    path = sorted((results / "runs").glob("*.json"))[0]
+    path.write_text(path.read_text()[:150])
+    return results, path
+
+
+def _quarantined(results, path, err, redone=False):
+    assert path.exists() == redone and (results / "quarantine" / path.name).is_file()
+    assert f"broken record {path}" in err.replace("\n", "") and "not valid JSON" in err
+
+
+@pytest.mark.parametrize("command", [
+    ["leaderboard", "{r}", "-o", "{r}/lb"],
+    ["report", "{r}", "-o", "{r}/report"],
+    ["compare", "{r}", "{r}"],
+])
+def test_readers_quarantine_a_truncated_record(broken, capsys, command):
+    results, path = broken
+    code = cli.main([part.format(r=results) for part in command])
+    _quarantined(results, path, capsys.readouterr().err)
+    assert code == 0
+
+
+def test_run_redoes_a_truncated_record(broken, capsys):
+    results, path = broken
+    assert cli.main(RUN + ["--out", str(results)]) == 0
+    err = capsys.readouterr().err
+    _quarantined(results, path, err, redone=True)
+    assert "1 done, 1 skipped" in err
+    assert json.loads(path.read_text())["status"] == "ok"  # redone, whole again
+
+
+def test_broken_shapes_are_set_aside(tmp_path):
+    store = ResultStore(tmp_path)
+    store.runs.mkdir(parents=True)
+    (store.runs / "a.json").write_text("[1, 2]")
+    (store.runs / "b.json").write_text(json.dumps({"schema": 1, "run_id": "b"}))
+    (store.runs / "c.json").write_bytes(b"\xff\xfe")
+    (store.runs / "old.json").write_text(json.dumps({"schema": 0}))  # another version: kept
+    with pytest.warns(RecordWarning) as caught:
+        assert list(store) == []
+    assert sorted(p.name for p in store.quarantine.iterdir()) == ["a.json", "b.json", "c.json"]
+    assert (store.runs / "old.json").exists()
+    assert "a JSON list" in str(caught[0].message) and "no 'status'" in str(caught[1].message)
+
+
+def test_quarantine_keeps_both_copies_and_get_reads_none(tmp_path):
+    store = ResultStore(tmp_path)
+    for _ in range(2):
+        store.runs.mkdir(parents=True, exist_ok=True)
+        store.path("r").write_text("{")
+        with pytest.warns(RecordWarning, match="moved to"):
+            assert store.get("r") is None and not store.finished("r")
+    assert len(list(store.quarantine.iterdir())) == 2
