@@ -164,8 +164,8 @@ def _audit(record: dict[str, Any], ledger: Ledger, problem: Problem | None) -> N
     that broke its budget or tampered with the meter is ``violated``."""
     ledger.stop()
     ledger.detach()
-    record["trajectory"] = ledger.trajectory
-    record["final"] = ledger.trajectory[-1] if ledger.trajectory else None
+    record["trajectory"] = trajectory = ledger.trajectory
+    record["final"] = trajectory[-1] if trajectory else None
     record["audit"] = audit = ledger.audit(problem)
     if audit["violations"] and record["status"] != "n/a":
         reasons = "; ".join(audit["violations"])

@@ -32,6 +32,7 @@ only easy path and that the cheats a plugin author finds first are counted or vi
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -91,8 +92,10 @@ class Ledger:
         self._task = task
         self._original: dict[str, Callable[..., Any]] = {
             name: _original(task, name) for name in self._metered_names(task)}
-        self._loss = self._original["loss"]
-        self._grad = self._original.get("grad")
+        # what the task performed, counted where the originals are called: a closure, not an
+        # attribute of the ledger, so that changing the ledger's counters shows in the audit
+        self._loss, self._grad, self._performed = _counted(self._original["loss"],
+                                                           self._original.get("grad"))
         self._eval_key = eval_key
         self._cuda = self.device.type == "cuda"
         self.evals = self.grads = self.steps = 0  # charged through the metered path
@@ -110,7 +113,7 @@ class Ledger:
         self.best_cpu = math.inf
         self.best_theta: torch.Tensor | None = None
         self.reported: torch.Tensor | np.ndarray | None = None
-        self.trajectory: list[dict[str, Any]] = []
+        self._append, self._replace_last, self._entries = _journal()
         self._dtype = task.dtype
         self._installed = False
         self._limit_seconds = (None if budget.seconds is None else
@@ -297,6 +300,11 @@ class Ledger:
             return 0.0
         return (self.stopped or time.perf_counter()) - self.t0 - self.paused
 
+    @property
+    def trajectory(self) -> list[dict[str, Any]]:
+        """The checkpoints so far: a fresh copy each time (the journal keeps JSON text)."""
+        return self._entries()
+
     def best_loss(self) -> float:
         return float(self.best) if self._cuda else self.best_cpu
 
@@ -313,7 +321,7 @@ class Ledger:
     def initial(self) -> torch.Tensor:
         return self._task.initial().detach().clone()
 
-    def checkpoint(self) -> float:
+    def checkpoint(self, replace: bool = False) -> float:
         """Evaluate the recommendation (uncharged) and append a trajectory entry from the
         ledger's own counters; return the seconds it took (paused time)."""
         pause = time.perf_counter()
@@ -322,11 +330,11 @@ class Ledger:
         try:
             with torch.no_grad():
                 metrics = {k: float(v) for k, v in self._original["evaluate"](theta).items()}
-                current = float(self._loss(theta.reshape(1, -1), self._eval_key)[0])
+                current = float(self._original["loss"](theta.reshape(1, -1), self._eval_key)[0])
         finally:
             self.depth -= 1
         seconds = self.seconds()
-        self.trajectory.append({
+        (self._replace_last if replace else self._append)({
             "evals": self.evals,
             "grads": self.grads,
             "steps": self.steps,
@@ -344,11 +352,10 @@ class Ledger:
     def final(self) -> dict[str, Any]:
         """The harness's own evaluation of the final recommendation: the last entry of the
         trajectory (replacing one taken at the same spend, which may predate a report)."""
-        last = self.trajectory[-1] if self.trajectory else None
-        if last is not None and (last["evals"], last["grads"], last["steps"]) == (
-                self.evals, self.grads, self.steps):
-            self.trajectory.pop()
-        self.checkpoint()
+        entries = self.trajectory
+        last = entries[-1] if entries else None
+        self.checkpoint(replace=last is not None and (
+            last["evals"], last["grads"], last["steps"]) == (self.evals, self.grads, self.steps))
         return self.trajectory[-1]
 
     def flag(self, reason: str) -> None:
@@ -363,7 +370,13 @@ class Ledger:
                     self.flag(f"the metered task.{name} was replaced during the run")
         charged = {"evals": _read(front, "evals"), "grads": _read(front, "grads"),
                    "steps": _read(front, "steps")}
-        performed = {"evals": self.evals, "grads": self.grads, "steps": self.steps}
+        rows, grad_rows = self._performed()
+        if (rows, grad_rows) != (self.evals - self.declared_evals, self.grads - self.declared_grads):
+            self.flag(f"the ledger was changed: the task evaluated {rows} losses and {grad_rows} "
+                      f"gradients, the ledger counted {self.evals - self.declared_evals} and "
+                      f"{self.grads - self.declared_grads}")
+        performed = {"evals": rows + self.declared_evals, "grads": grad_rows + self.declared_grads,
+                     "steps": self.steps}
         for key in charged:
             if charged[key] != performed[key]:
                 self.flag(f"the problem's {key} counter was changed: it charged "
@@ -376,18 +389,50 @@ class Ledger:
                       f"of {seconds:.3f} s")
         limits = self.budget.as_dict()
         exceeded = any(limits[k] is not None and performed[k] > limits[k] for k in performed)
-        exceeded = exceeded or bool(self.refused) or (
+        exceeded = exceeded or (
             self._limit_seconds is not None and seconds > self._limit_seconds)
         return {
-            "evals_performed": self.evals, "evals_charged": charged["evals"],
-            "grads_performed": self.grads, "grads_charged": charged["grads"],
-            "steps_performed": self.steps, "steps_charged": charged["steps"],
+            "evals_performed": performed["evals"], "evals_charged": charged["evals"],
+            "grads_performed": performed["grads"], "grads_charged": charged["grads"],
+            "steps_performed": performed["steps"], "steps_charged": charged["steps"],
             "declared_evals": self.declared_evals, "declared_grads": self.declared_grads,
             "capability_calls": dict(self.calls), "direct_calls": self.direct,
             "seconds_wall": wall, "seconds_ledger": seconds, "seconds_charged": charged_seconds,
             "budget_exceeded": exceeded, "refused_calls": self.refused,
             "violations": list(self.violations),
         }
+
+
+def _counted(loss: Callable[..., Any], grad: Callable[..., Any] | None):
+    """``loss`` and ``grad`` counting the rows they evaluate, and a reader of the counts."""
+    performed = [0, 0]
+
+    def counted_loss(thetas: torch.Tensor, key: int) -> torch.Tensor:
+        performed[0] += thetas.shape[0]
+        return loss(thetas, key)
+
+    def counted_grad(thetas: torch.Tensor, key: int) -> tuple[torch.Tensor, torch.Tensor]:
+        performed[1] += thetas.shape[0]
+        return grad(thetas, key)
+
+    return counted_loss, counted_grad if grad else None, lambda: tuple(performed)
+
+
+def _journal():
+    """Append, replace-last and read functions over checkpoints kept as JSON text in a
+    closure: no object the optimizer can reach by attribute holds an entry it could edit."""
+    texts: list[str] = []
+
+    def append(entry: dict[str, Any]) -> None:
+        texts.append(json.dumps(entry))
+
+    def replace_last(entry: dict[str, Any]) -> None:
+        texts[-1] = json.dumps(entry)
+
+    def read() -> list[dict[str, Any]]:
+        return [json.loads(t) for t in texts]
+
+    return append, replace_last, read
 
 
 def _original(task: Task, name: str) -> Callable[..., Any]:

@@ -13,7 +13,6 @@ boundary); this module is the fast, optimizer-facing front.
 
 from __future__ import annotations
 
-import copy
 import functools
 import random
 import time
@@ -65,7 +64,7 @@ class Problem:
         self._ledger_recommendation = ledger.recommendation
         self._ledger_initial, self._ledger_start = ledger.initial, ledger.start
         self._ledger_final = ledger.final
-        self._ledger_trajectory = ledger.trajectory.copy
+        self._ledger_trajectory = ledger._entries
         self._ledger_task_seconds = functools.partial(getattr, ledger, "task_seconds")
         self._budget = budget
         self._dim = int(task.dim)
@@ -129,7 +128,7 @@ class Problem:
     @property
     def trajectory(self) -> tuple[dict[str, Any], ...]:
         """The checkpoints so far, as a copy: changing it changes no record."""
-        return tuple(copy.deepcopy(self._ledger_trajectory()))
+        return tuple(self._ledger_trajectory())
 
     def remaining(self) -> dict[str, float | int | None]:
         """What is left of each counter (``None`` where the budget does not bound it), so
