@@ -118,6 +118,19 @@ class Spinner(Optimizer):
                 pass
 
 
+class Deaf(Optimizer):
+    """Ignores SIGALRM (the in-process watchdog) and sleeps: only a kill ends it."""
+
+    name = "deaf"
+
+    def run(self, problem):
+        import signal
+
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+        while True:
+            time.sleep(0.05)
+
+
 class Exiter(Optimizer):
     """Calls sys.exit in the middle of its run."""
 
@@ -159,7 +172,7 @@ class Hog(Optimizer):
 
 
 CHEATS = [DirectTask, SetEvals, FakeTrajectory, ClockReset, GcFinder]
-MISBEHAVING = [Spinner, Exiter, Interrupter, Aborter, Hog]
+MISBEHAVING = [Spinner, Deaf, Exiter, Interrupter, Aborter, Hog]
 
 
 @hookimpl

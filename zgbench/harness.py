@@ -305,5 +305,5 @@ def _count(summary: Summary, run: RunSpec, record: dict[str, Any]) -> None:
 def _notify(registry: Registry, record: dict[str, Any]) -> None:
     try:
         registry.manager.hook.zgbench_run_finished(record=record)
-    except Exception as exc:  # a logging plugin must never fail the benchmark
+    except (Exception, SystemExit) as exc:  # a logging plugin must never stop the benchmark
         warnings.warn(f"zgbench_run_finished hook failed: {type(exc).__name__}: {exc}")
