@@ -189,7 +189,7 @@ def test_isolated_exit_abort_and_memory_fail_one_run_each(reg, tmp_path):
     names = ["exiter", "aborter", "hog", "random-search"]
     entries = [(specs.resolve_task(reg, "sphere[dim=3]"), Budget(evals=100),
                 [specs.resolve_optimizer(reg, n) for n in names])]
-    executor = PoolExecutor(workers=2, isolate=True, memory=6 * 2**30, timeout=60)
+    executor = PoolExecutor(workers=2, isolate=True, memory=2 * 2**30, timeout=60)
     summary = run_all(plan(entries, seeds=1), reg, tmp_path, executor)
     records = {r["optimizer"]["name"]: r for r in ResultStore(tmp_path)}
     assert summary.done == 1 and records["random-search"]["status"] == "ok"
