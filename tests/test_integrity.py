@@ -146,6 +146,18 @@ def test_a_loop_with_no_calls_ends_at_the_timeout(reg):
     assert record["final"]["evals"] == 50  # the last checkpoint was still taken
 
 
+def test_the_timeout_works_off_the_main_thread_too(reg):
+    import threading
+
+    out = {}
+    thread = threading.Thread(target=lambda: out.update(
+        record=_run(reg, "spinner", evals=50, timeout=1.0)))
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert out["record"]["status"] == "failed" and "--timeout" in out["record"]["error"]
+
+
 def test_seconds_budget_sets_a_default_timeout():
     from zgbench.watchdog import default_timeout
 

@@ -116,6 +116,7 @@ def execute(run: RunSpec, registry: Registry, results: Path | None = None,
     problem: Problem | None = None
     seeds = record["seeds"]
     limit = watchdog.default_timeout(run.budget.seconds) if timeout is None else timeout
+    warm_up_torch()  # the harness's own import time: before the run's clock and limit
     try:
         with watchdog.guard(limit):
             task = task_entry.cls(device=run.target_device, seed=seeds["task"], **run.task.kwargs)
@@ -124,7 +125,6 @@ def execute(run: RunSpec, registry: Registry, results: Path | None = None,
             problem = Problem(task, run.budget, seed=seeds["problem"],
                               eval_key=seeds["eval_key"], on_progress=on_progress, ledger=ledger)
             torch.manual_seed(seeds["optimizer"] % 2**63)  # for optimizers using the global RNG
-            warm_up_torch()
             problem.start()
             try:
                 optimizer.run(problem)  # its return value is ignored: the ledger is the record
@@ -142,8 +142,9 @@ def execute(run: RunSpec, registry: Registry, results: Path | None = None,
             raise  # a real Ctrl-C: stop zgbench, not just this run
         record.update(status="failed", error=_exit_reason(exc) + "\n" + traceback.format_exc())
         _salvage(ledger)
-    except watchdog.RunTimeout as exc:
-        record.update(status="failed", error=f"{exc}\n{traceback.format_exc()}")
+    except watchdog.RunTimeout as exc:  # raised off the main thread it carries no message
+        reason = str(exc) or f"the run passed its hard wall-clock limit of {limit:g} s (--timeout)"
+        record.update(status="failed", error=f"{reason}\n{traceback.format_exc()}")
         _salvage(ledger)
     except Exception:
         record.update(status="failed", error=traceback.format_exc())
@@ -228,7 +229,7 @@ def _salvage(ledger: Ledger | None) -> None:
     ledger.stop()
     ledger.detach()
     try:
-        with watchdog.guard(watchdog.GRACE[0]):  # a task stuck in evaluate must not hang us
+        with watchdog.guard(watchdog.SALVAGE):  # a task stuck in evaluate must not hang us
             ledger.final()
     except (Exception, watchdog.RunTimeout):
         pass

@@ -24,6 +24,9 @@ from contextlib import contextmanager
 GRACE = (60.0, 0.5)  # seconds, plus this share of the time budget
 #: The default --timeout of a run bounded by evaluations, gradients or steps only.
 DEFAULT_TIMEOUT = 3600.0
+#: The limit on the last checkpoint of a run that failed or was abandoned (shorter than the
+#: executors' kill grace, so that a worker gets to send its record).
+SALVAGE = 20.0
 
 
 def default_timeout(seconds: float | None) -> float:
