@@ -135,6 +135,8 @@ def test_no_cheat_outranks_an_honest_optimizer(reg, tmp_path):
     overall = leaderboard.overall_table({"sphere": table})
     first = overall.iloc[0]["optimizer"]
     assert statuses[first] == "ok"
+    written = leaderboard.write(tmp_path, tmp_path / "leaderboard")  # the whole board, too
+    assert len(written["tasks"]) == 1
 
 
 # ------------------------------------------------------------------- exits and hangs
@@ -222,3 +224,29 @@ def test_isolated_worker_stuck_past_its_limit_is_killed(reg, tmp_path):
     by_name = {run.optimizer.name: record for run, record in outcome}
     assert by_name["deaf"]["status"] == "failed" and "killed" in by_name["deaf"]["error"]
     assert by_name["random-search"]["status"] == "ok"
+
+
+# ------------------------------------------------------------------------------ the CLI
+@pytest.mark.parametrize("flags, message", [
+    (["--memory", "8G"], "add --isolate"),
+    (["--isolate", "--memory", "lots"], "give a size"),
+    (["--timeout", "0"], "positive number"),
+    (["--isolate", "--executor", "inprocess"], "drop --executor"),
+])
+def test_run_flags_are_checked(tmp_path, capsys, flags, message):
+    from zgbench import cli
+
+    code = cli.main(["run", "--tasks", "sphere[dim=2]", "--optimizers", "random-search",
+                     "--evals", "20", "--seeds", "1", "--out", str(tmp_path), *flags])
+    assert code == 2 and message in capsys.readouterr().err
+
+
+def test_run_isolated_from_the_command_line(tmp_path):
+    from zgbench import cli
+
+    code = cli.main(["run", "--tasks", "sphere[dim=2]", "--optimizers", "random-search",
+                     "--evals", "50", "--seeds", "2", "--out", str(tmp_path), "--isolate",
+                     "--memory", "4G", "--timeout", "120", "--no-leaderboard", "--strict"])
+    records = list(ResultStore(tmp_path))
+    assert code == 0 and len(records) == 2
+    assert all(r["status"] == "ok" and r["audit"]["evals_performed"] == 50 for r in records)
