@@ -26,7 +26,7 @@ def test_batch_crossing_the_budget_is_cut():
 
 def test_cut_batch_still_counts_for_best():
     problem = make_problem("sphere[dim=2]", budget=Budget(evals=3))
-    x_star = problem._task.x_star
+    x_star = Sphere(dim=2, seed=0).x_star  # the instance make_problem built
     batch = torch.stack([x_star + 5, x_star + 4, x_star, x_star + 1])  # optimum is the 3rd row
     with pytest.raises(BudgetExhausted):
         problem.loss(batch)
@@ -70,7 +70,7 @@ def test_shape_errors():
 
 def test_nan_is_ignored_for_best_and_recommendation():
     problem = make_problem("sphere[dim=2]")
-    x_star = problem._task.x_star
+    x_star = Sphere(dim=2, seed=0).x_star  # the instance make_problem built
     problem.loss(torch.stack([x_star + 1, x_star + 2]))
     # a task returning NaN for a candidate: simulate by a NaN parameter vector
     problem.loss(torch.stack([torch.full((2,), math.nan), x_star + 3]))
@@ -82,7 +82,7 @@ def test_nan_first_in_a_batch_is_ignored_too():
     """The CPU path takes Python's min over the batch's floats, which NaN fools only when it
     comes first: that case is handled apart."""
     problem = make_problem("sphere[dim=2]")
-    x_star = problem._task.x_star
+    x_star = Sphere(dim=2, seed=0).x_star  # the instance make_problem built
     problem.loss(torch.stack([torch.full((2,), math.nan), x_star + 1, torch.full((2,), math.nan)]))
     assert problem.best_loss == pytest.approx(2.0, rel=1e-5)
     assert torch.allclose(problem.recommendation(), x_star + 1)

@@ -12,6 +12,7 @@ from zgbench.errors import UsageError
 from zgbench.optimizers.smoothing import (
     SigmaSchedule, Smoothing, kernel_slope, sample_weight, slope_density, slope_samples)
 from zgbench.problem import Problem
+from zgbench.tasks.synthetic import Step
 from zgbench.testing import make_problem, run_once
 
 
@@ -79,7 +80,7 @@ def test_estimate_on_step_matches_smoothed_gradient():
     """On the step function the estimate is non-zero and points like the σ-smoothed slope
     along the smoothed coordinate (the gradient of a plateau is zero)."""
     problem = make_problem("step[dim=1]", budget=Budget(evals=10**9))
-    x_star = problem._task.x_star
+    x_star = Step(dim=1, seed=0).x_star  # the instance make_problem built
     est = Smoothing(seed=0, pairs=20_000, sigma=0.5)
     est.prepare(problem)
     theta = x_star + 1.3  # on the plateau of value 1, right of the optimum

@@ -27,6 +27,7 @@ import ipaddress
 import os
 import sys
 import tempfile
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -40,6 +41,7 @@ from zgbench.errors import MissingExtra, UsageError
 from zgbench.harness import RunSpec, execute, failure_record
 from zgbench.plugins import Registry
 from zgbench.store import atomic_write
+from zgbench.watchdog import default_timeout
 
 Outcome = tuple[dict[str, Any], dict[str, bytes]]
 
@@ -49,31 +51,39 @@ class InProcessExecutor:
 
     name = "inprocess"
 
+    def __init__(self, timeout: float | None = None) -> None:
+        self.timeout = timeout  # None: each run's default (zgbench.watchdog.default_timeout)
+
     def map(self, runs: Sequence[RunSpec], registry: Registry, results: Path,
             reporter=None) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
         for run in runs:
             if reporter:
                 reporter.start_run(run)
             on_progress = reporter.run_progress if reporter else None
-            yield run, execute(run, registry, results, on_progress)
+            yield run, execute(run, registry, results, on_progress, timeout=self.timeout)
 
 
 # ----------------------------------------------------------------------------- worker side
 @functools.lru_cache(maxsize=4)
-def _worker_registry(blocked: tuple[str, ...]) -> Registry:
-    return plugins.load(blocked=blocked)
+def _worker_registry(blocked: tuple[str, ...], modules: tuple[str, ...] = ()) -> Registry:
+    import importlib
+
+    return plugins.load(blocked=blocked,
+                        extra_plugins=[importlib.import_module(m) for m in modules])
 
 
-def _init_worker(blocked: tuple[str, ...], threads: int | None) -> None:
+def _init_worker(blocked: tuple[str, ...], threads: int | None,
+                 modules: tuple[str, ...] = ()) -> None:
     """Pool initializer: set torch's thread count and load the plugins once per process."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    _worker_registry(tuple(blocked))
+    _worker_registry(tuple(blocked), tuple(modules))
 
 
-def work(run: RunSpec, blocked: Sequence[str] = (), threads: int | None = None) -> Outcome:
+def work(run: RunSpec, blocked: Sequence[str] = (), threads: int | None = None,
+         timeout: float | None = None, modules: Sequence[str] = ()) -> Outcome:
     """Execute one run in a worker process; return its record and its pictures' bytes.
 
     The task writes pictures into a scratch folder (a cluster node may not share the driver's
@@ -84,9 +94,10 @@ def work(run: RunSpec, blocked: Sequence[str] = (), threads: int | None = None) 
         import torch
 
         torch.set_num_threads(threads)
-    registry = _worker_registry(tuple(blocked))
+    registry = (_worker_registry(tuple(blocked), tuple(modules)) if modules
+                else _worker_registry(tuple(blocked)))
     with tempfile.TemporaryDirectory(prefix="zgbench-run-") as scratch:
-        record = execute(run, registry, Path(scratch))
+        record = execute(run, registry, Path(scratch), timeout=timeout)
         files = {rel: (Path(scratch) / rel).read_bytes() for rel in record.get("artifacts") or []}
     return record, files
 
@@ -99,18 +110,35 @@ def worker_plugins(blocked: Sequence[str] = ()) -> set[str]:
     return names - set(blocked)
 
 
-def check_portable(runs: Sequence[RunSpec], registry: Registry) -> None:
+def check_portable(runs: Sequence[RunSpec], registry: Registry) -> tuple[str, ...]:
     """Fail before starting workers if a run needs a plugin they cannot load (one registered
-    in this process only, e.g. passed to ``plugins.load(extra_plugins=...)``)."""
+    in this process only, e.g. passed to ``plugins.load(extra_plugins=...)``). A plugin that
+    is an importable module (a test plugin on ``sys.path``) is imported by name in the
+    workers: its module names are returned."""
     loadable = worker_plugins(registry.blocked)
+    modules: list[str] = []
     for run in runs:
         for entry in (registry.task(run.task.name), registry.optimizer(run.optimizer.name)):
-            if entry.plugin not in loadable:
+            module = _importable(registry, entry.plugin)
+            if entry.plugin not in loadable and module:
+                modules.append(module)
+            elif entry.plugin not in loadable:
                 raise UsageError(
                     f"{entry.cls.kind} {entry.cls.name!r} comes from plugin {entry.plugin!r}, "
                     "which is registered in this process only; worker processes load built-in "
                     "and installed plugins (entry-point group 'zgbench'). Install the plugin "
                     "as a distribution, or run with the in-process executor.")
+    return tuple(dict.fromkeys(modules))
+
+
+def _importable(registry: Registry, plugin_name: str) -> str | None:
+    """The module name of a plugin that is a module a worker can import, else None."""
+    plugin = registry.manager.get_plugin(plugin_name)
+    name = getattr(plugin, "__name__", None)
+    if (isinstance(plugin, type(sys)) and getattr(plugin, "__file__", None)
+            and sys.modules.get(name) is plugin):
+        return name
+    return None
 
 
 def save_artifacts(results: Path, files: dict[str, bytes]) -> None:
@@ -168,61 +196,100 @@ class PoolExecutor:
     ``cpus // workers`` threads so that N workers do not oversubscribe the CPU. With a device
     list each worker slot owns one device and runs one run at a time on it; the run's identity
     keeps the planned device (``cuda``), so resume does not depend on which GPU a run landed on.
+
+    ``isolate``: every run in a fresh process of its own (``--isolate``), so a plugin's global
+    state, ``os.abort()``, a segfault or a memory blow-up (``memory``: an address-space limit
+    in bytes per run, ``resource.RLIMIT_AS``) fails that run only, with the cause (signal or
+    exit code) in its record. ``timeout``: each run's hard wall-clock limit (default: from
+    its budget, :func:`zgbench.watchdog.default_timeout`); the worker abandons a run at the
+    limit, and the driver kills a worker still busy ``kill_grace`` seconds later (a run stuck
+    inside C code): with ``isolate`` that worker only, else the whole pool, whose other runs in
+    flight fail too and are retried on the next ``zgbench run``.
     """
 
     name = "pool"
 
     def __init__(self, workers: int | None = None, devices: Sequence[str] | None = None,
-                 context: str | None = None) -> None:
+                 context: str | None = None, isolate: bool = False, memory: int | None = None,
+                 timeout: float | None = None, kill_grace: float | None = None) -> None:
         if devices and workers and workers != len(devices):
             raise UsageError(f"--workers {workers} does not match the {len(devices)} devices of "
                              "--device: a device list runs one worker per device; drop --workers.")
         self.slots: list[str | None] = list(devices) if devices else [None] * (workers or 1)
         if workers is not None and workers < 1:
             raise UsageError(f"--workers must be at least 1, got {workers}.")
-        self.context = context
+        if memory is not None and not isolate:
+            raise UsageError("--memory limits the process of each run: add --isolate.")
+        self.context, self.isolate, self.memory = context, isolate, memory
+        self.timeout = timeout
+        self.kill_grace = KILL_GRACE if kill_grace is None else kill_grace
 
     @property
     def threads(self) -> int:
         return max(1, (os.cpu_count() or 1) // len(self.slots))
 
-    def _pool(self, blocked: tuple[str, ...]):
+    def _context(self, blocked: tuple[str, ...]):
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
 
         method = self.context or ("forkserver" if "forkserver" in
                                   multiprocessing.get_all_start_methods() else "spawn")
         context = multiprocessing.get_context(method)
         if method == "forkserver":
             context.set_forkserver_preload(_PRELOAD + _plugin_modules(blocked))
+        return context
+
+    def _pool(self, blocked: tuple[str, ...], modules: tuple[str, ...] = ()):
+        from concurrent.futures import ProcessPoolExecutor
+
         return ProcessPoolExecutor(
-            max_workers=len(self.slots), mp_context=context,
-            initializer=_init_worker, initargs=(blocked, self.threads))
+            max_workers=len(self.slots), mp_context=self._context(blocked),
+            initializer=_init_worker, initargs=(blocked, self.threads, modules))
+
+    def deadline(self, run: RunSpec) -> float:
+        """Seconds after a run's start at which the driver kills its worker."""
+        limit = default_timeout(run.budget.seconds) if self.timeout is None else self.timeout
+        return limit + self.kill_grace
 
     def map(self, runs: Sequence[RunSpec], registry: Registry, results: Path,
             reporter=None) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
-        from concurrent.futures import FIRST_COMPLETED, wait
-        from concurrent.futures.process import BrokenProcessPool
-
         runs = list(runs)
         if not runs:
             return
-        check_portable(runs, registry)
+        modules = check_portable(runs, registry)
         blocked = tuple(registry.blocked)
-        state = {"pool": self._pool(blocked)}
+        if self.isolate:
+            yield from self._isolated(runs, registry, results, blocked, modules)
+        else:
+            yield from self._pooled(runs, registry, results, blocked, modules)
+
+    def _pooled(self, runs, registry, results, blocked, modules):
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        state = {"pool": self._pool(blocked, modules)}
+        due: dict[Any, tuple[float, float]] = {}  # future -> (deadline, limit)
+        args = (blocked, self.threads, self.timeout, modules)
+
+        def restart() -> None:
+            _terminate(state["pool"])
+            state["pool"] = self._pool(blocked, modules)
 
         def submit(run: RunSpec):
             try:
-                return state["pool"].submit(work, run, blocked, self.threads)
+                future = state["pool"].submit(work, run, *args)
             except BrokenProcessPool:  # a crashed worker broke the pool: a fresh one goes on
-                _terminate(state["pool"])
-                state["pool"] = self._pool(blocked)
-                return state["pool"].submit(work, run, blocked, self.threads)
+                restart()
+                future = state["pool"].submit(work, run, *args)
+            limit = self.deadline(run)
+            due[future] = (time.monotonic() + limit, limit)
+            return future
 
         def collect(futures: list[Any]) -> list[tuple[Any, Outcome | str]]:
-            done, _ = wait(futures, return_when=FIRST_COMPLETED)
+            wait_for = max(min(due[f][0] for f in futures) - time.monotonic(), 0.0)
+            done, _ = wait(futures, timeout=wait_for, return_when=FIRST_COMPLETED)
             out: list[tuple[Any, Outcome | str]] = []
             for future in done:
+                due.pop(future, None)
                 try:
                     out.append((future, future.result()))
                 except BrokenProcessPool as exc:
@@ -231,6 +298,18 @@ class PoolExecutor:
                                         "next `zgbench run`"))
                 except Exception:
                     out.append((future, traceback.format_exc()))
+            now = time.monotonic()
+            late = [f for f in futures if f not in done and due[f][0] <= now]
+            if late:  # a worker stuck past its limit: only a new pool frees the slot
+                restart()
+                for future in futures:
+                    if future in done:
+                        continue
+                    deadline, limit = due.pop(future)
+                    out.append((future, _killed(limit) if future in late else (
+                        "stopped: another run in the same pool passed its hard time limit and "
+                        "the pool was restarted; the run is retried on the next `zgbench run` "
+                        "(use --isolate to kill only the stuck run)")))
             return out
 
         def place(run: RunSpec, slot: str | None) -> RunSpec:
@@ -240,6 +319,110 @@ class PoolExecutor:
             yield from _schedule(runs, self.slots, registry, results, submit, collect, place)
         finally:
             _terminate(state["pool"])
+
+    def _isolated(self, runs, registry, results, blocked, modules):
+        from multiprocessing.connection import wait
+
+        context = self._context(blocked)
+
+        def submit(run: RunSpec) -> _Isolated:
+            receiver, sender = context.Pipe(duplex=False)
+            process = context.Process(
+                target=_isolated_main, name=f"zgbench-{run.run_id}", daemon=True,
+                args=(sender, run, blocked, self.threads, self.timeout, modules, self.memory))
+            process.start()
+            sender.close()  # the child holds its end; EOF here means the child is gone
+            limit = self.deadline(run)
+            return _Isolated(process, receiver, time.monotonic() + limit, limit)
+
+        def collect(handles: list[_Isolated]) -> list[tuple[Any, Outcome | str]]:
+            wait_for = max(min(h.deadline for h in handles) - time.monotonic(), 0.0)
+            ready = set(wait([h.receiver for h in handles], timeout=wait_for))
+            out: list[tuple[Any, Outcome | str]] = []
+            for handle in handles:
+                if handle.receiver in ready:
+                    out.append((handle, handle.result()))
+                elif handle.deadline <= time.monotonic():
+                    handle.kill()
+                    out.append((handle, _killed(handle.limit)))
+            return out
+
+        def cancel(handles: list[_Isolated]) -> None:
+            for handle in handles:
+                handle.kill()
+
+        def place(run: RunSpec, slot: str | None) -> RunSpec:
+            return replace(run, placement=slot) if slot else run
+
+        yield from _schedule(runs, self.slots, registry, results, submit, collect, place, cancel)
+
+
+#: Seconds the driver waits past a run's limit before it kills the worker: the worker itself
+#: abandons the run at the limit and then takes a last checkpoint (guarded by the same time).
+KILL_GRACE = 30.0
+
+
+def _killed(limit: float) -> str:
+    return (f"the run was killed after {limit:g} s: it passed its hard wall-clock limit "
+            "(--timeout, plus the grace for its last checkpoint) and its worker did not stop")
+
+
+class _Isolated:
+    """One run's own process, the pipe its outcome comes back on, and its deadline."""
+
+    def __init__(self, process, receiver, deadline: float, limit: float) -> None:
+        self.process, self.receiver, self.deadline, self.limit = process, receiver, deadline, limit
+
+    def result(self) -> Outcome | str:
+        try:
+            outcome = self.receiver.recv()
+        except (EOFError, OSError):  # died before sending anything
+            self.process.join(5)
+            return _exit_cause(self.process.exitcode)
+        finally:
+            self.receiver.close()
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+        return outcome
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+        self.receiver.close()
+
+
+def _exit_cause(code: int | None) -> str:
+    """Why a run's process ended without a record, in words."""
+    import signal
+
+    if code is None:
+        return "the run's process did not exit"
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else -code
+        hint = {"SIGKILL": " (killed: out of memory, or by the system)",
+                "SIGABRT": " (os.abort() or a failed C assertion)",
+                "SIGSEGV": " (a segmentation fault in native code)"}.get(str(name), "")
+        return f"the run's process was killed by signal {name}{hint}; no record came back"
+    return f"the run's process exited with status {code} before sending its record"
+
+
+def _isolated_main(sender, run: RunSpec, blocked: tuple[str, ...], threads: int | None,
+                   timeout: float | None, modules: tuple[str, ...], memory: int | None) -> None:
+    """Entry point of an isolated run's process: limit memory, run, send the outcome."""
+    if memory:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    try:
+        outcome: Outcome | str = work(run, blocked, threads, timeout, modules)
+    except BaseException:  # work() records the run's own failures; this is the rest
+        outcome = traceback.format_exc()
+    try:
+        sender.send(outcome)
+    finally:
+        sender.close()
 
 
 #: Imported once by the forkserver. torch.optim imports torch._dynamo lazily when the first
@@ -370,19 +553,21 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None,
-                 max_in_flight: int | None = None) -> None:
+                 max_in_flight: int | None = None, timeout: float | None = None) -> None:
         self.address, self.num_cpus, self.max_in_flight = address, num_cpus, max_in_flight
+        self.timeout = timeout  # enforced inside the Ray worker (zgbench.watchdog)
 
     def map(self, runs: Sequence[RunSpec], registry: Registry, results: Path,
             reporter=None) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
         runs = list(runs)
         if not runs:
             return
-        check_portable(runs, registry)
+        modules = check_portable(runs, registry)
         with ray_session(self.address, self.num_cpus) as ray:
-            yield from self._map(ray, runs, registry, results)
+            yield from self._map(ray, runs, registry, results, modules)
 
-    def _map(self, ray, runs: list[RunSpec], registry: Registry, results: Path):
+    def _map(self, ray, runs: list[RunSpec], registry: Registry, results: Path,
+             modules: tuple[str, ...] = ()):
         import torch
 
         blocked = tuple(registry.blocked)
@@ -392,7 +577,7 @@ class RayExecutor:
             gpus = 1 if torch.device(run.device).type == "cuda" else 0
             if gpus not in remotes:
                 remotes[gpus] = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(work)
-            return remotes[gpus].remote(run, blocked, 1)
+            return remotes[gpus].remote(run, blocked, 1, self.timeout, modules)
 
         def collect(refs: list[Any]) -> list[tuple[Any, Outcome | str]]:
             done, _ = ray.wait(refs, num_returns=1)

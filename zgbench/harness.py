@@ -21,7 +21,9 @@ from typing import Any
 import torch
 
 import zgbench
+from zgbench import watchdog
 from zgbench.budget import Budget, BudgetExhausted
+from zgbench.meter import Ledger
 from zgbench.plugins import Registry
 from zgbench.problem import Problem
 from zgbench.record import SCHEMA, environment, now, run_id
@@ -96,8 +98,13 @@ def plan(
 
 
 def execute(run: RunSpec, registry: Registry, results: Path | None = None,
-            on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
-    """Run one pair and return its record; never raises for a failure of the run itself."""
+            on_progress: Callable[[float], None] | None = None,
+            timeout: float | None = None) -> dict[str, Any]:
+    """Run one pair and return its record; never raises for a failure of the run itself.
+
+    ``timeout``: the run's hard wall-clock limit in seconds (default: from its budget, see
+    :func:`zgbench.watchdog.default_timeout`). A ``SystemExit`` or ``KeyboardInterrupt``
+    raised by plugin code fails this run only; a real Ctrl-C still stops the caller."""
     task_entry = registry.task(run.task.name)
     opt_entry = registry.optimizer(run.optimizer.name)
     record = _skeleton(run, task_entry, opt_entry)
@@ -105,31 +112,67 @@ def execute(run: RunSpec, registry: Registry, results: Path | None = None,
     if missing:
         record.update(status="n/a", error=f"task does not provide {sorted(missing)}")
         return _close(record)
+    ledger: Ledger | None = None
     problem: Problem | None = None
     seeds = record["seeds"]
+    limit = watchdog.default_timeout(run.budget.seconds) if timeout is None else timeout
+    warm_up_torch()  # the harness's own import time: before the run's clock and limit
     try:
-        task = task_entry.cls(device=run.target_device, seed=seeds["task"], **run.task.kwargs)
-        optimizer = opt_entry.cls(seed=seeds["optimizer"], **run.optimizer.kwargs)
-        problem = Problem(task, run.budget, seed=seeds["problem"], eval_key=seeds["eval_key"],
-                          on_progress=on_progress)
-        torch.manual_seed(seeds["optimizer"] % 2**63)  # for optimizers using the global RNG
-        warm_up_torch()
-        problem.start()
-        try:
-            optimizer.run(problem)
-        except BudgetExhausted:
-            pass
-        problem.finish()
+        with watchdog.guard(limit):
+            task = task_entry.cls(device=run.target_device, seed=seeds["task"], **run.task.kwargs)
+            optimizer = opt_entry.cls(seed=seeds["optimizer"], **run.optimizer.kwargs)
+            ledger = Ledger(task, run.budget, seeds["eval_key"])
+            problem = Problem(task, run.budget, seed=seeds["problem"],
+                              eval_key=seeds["eval_key"], on_progress=on_progress, ledger=ledger)
+            torch.manual_seed(seeds["optimizer"] % 2**63)  # for optimizers using the global RNG
+            problem.start()
+            try:
+                optimizer.run(problem)  # its return value is ignored: the ledger is the record
+            except BudgetExhausted:
+                pass
+            finally:
+                ledger.stop()
+            ledger.detach()
+            problem.finish()
         record["status"] = "ok"
         if results is not None:
-            record["artifacts"] = _artifacts(task, problem, results, record["run_id"])
+            record["artifacts"] = _artifacts(task, ledger, results, record["run_id"])
+    except (KeyboardInterrupt, SystemExit) as exc:
+        if isinstance(exc, KeyboardInterrupt) and watchdog.user_interrupted():
+            raise  # a real Ctrl-C: stop zgbench, not just this run
+        record.update(status="failed", error=_exit_reason(exc) + "\n" + traceback.format_exc())
+        _salvage(ledger)
+    except watchdog.RunTimeout as exc:  # raised off the main thread it carries no message
+        reason = str(exc) or f"the run passed its hard wall-clock limit of {limit:g} s (--timeout)"
+        record.update(status="failed", error=f"{reason}\n{traceback.format_exc()}")
+        _salvage(ledger)
     except Exception:
         record.update(status="failed", error=traceback.format_exc())
-        _salvage(problem)
-    if problem is not None:
-        record["trajectory"] = problem.trajectory
-        record["final"] = problem.trajectory[-1] if problem.trajectory else None
+        _salvage(ledger)
+    if ledger is not None:
+        _audit(record, ledger, problem)
     return _close(record)
+
+
+def _exit_reason(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"plugin code called sys.exit({exc.code!r}): this run failed, the others go on"
+    return "plugin code raised KeyboardInterrupt (not a Ctrl-C): this run failed"
+
+
+def _audit(record: dict[str, Any], ledger: Ledger, problem: Problem | None) -> None:
+    """The record's trajectory, final entry and audit come from the ledger alone; a run
+    that broke its budget or tampered with the meter is ``violated``."""
+    ledger.stop()
+    ledger.detach()
+    record["trajectory"] = trajectory = ledger.trajectory
+    record["final"] = trajectory[-1] if trajectory else None
+    record["audit"] = audit = ledger.audit(problem)
+    if audit["violations"] and record["status"] != "n/a":
+        reasons = "; ".join(audit["violations"])
+        if record["error"]:
+            reasons += "\n" + record["error"]
+        record.update(status="violated", error=reasons)
 
 
 @functools.cache
@@ -179,19 +222,22 @@ def _close(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _salvage(problem: Problem | None) -> None:
+def _salvage(ledger: Ledger | None) -> None:
     """After a failure, try to checkpoint where the run got to (best effort)."""
-    if problem is None or not problem.trajectory:
+    if ledger is None or not ledger.trajectory:
         return
+    ledger.stop()
+    ledger.detach()
     try:
-        problem.finish()
-    except Exception:
+        with watchdog.guard(watchdog.SALVAGE):  # a task stuck in evaluate must not hang us
+            ledger.final()
+    except (Exception, watchdog.RunTimeout):
         pass
 
 
-def _artifacts(task, problem: Problem, results: Path, rid: str) -> list[str]:
+def _artifacts(task, ledger: Ledger, results: Path, rid: str) -> list[str]:
     folder = results / "artifacts" / rid
-    paths = task.artifacts(problem.recommendation(), str(folder))
+    paths = task.artifacts(ledger.recommendation(), str(folder))
     return [str(Path(p).resolve().relative_to(results.resolve())) for p in paths]
 
 
@@ -260,5 +306,5 @@ def _count(summary: Summary, run: RunSpec, record: dict[str, Any]) -> None:
 def _notify(registry: Registry, record: dict[str, Any]) -> None:
     try:
         registry.manager.hook.zgbench_run_finished(record=record)
-    except Exception as exc:  # a logging plugin must never fail the benchmark
+    except (Exception, SystemExit) as exc:  # a logging plugin must never stop the benchmark
         warnings.warn(f"zgbench_run_finished hook failed: {type(exc).__name__}: {exc}")

@@ -75,7 +75,7 @@ def task_table(runs: pd.DataFrame) -> pd.DataFrame:
             "optimizer": optimizer, "status": "ok" if (ran["status"] == "ok").any() else "failed",
             "median": _quantile(values, 0.5), "q25": _quantile(values, 0.25),
             "q75": _quantile(values, 0.75), "runs_ok": int((ran["status"] == "ok").sum()),
-            "runs_failed": int((ran["status"] == "failed").sum()),
+            "runs_failed": int((ran["status"] != "ok").sum()),  # failed and violated
             "evals": float(ran["evals"].median()), "grads": float(ran["grads"].median()),
             "seconds": float(ran["seconds"].median()),
         })

@@ -6,11 +6,14 @@ left, evaluated, and then :class:`~zgbench.budget.BudgetExhausted` is raised), t
 loss seen (ignoring NaN), keeps the optimizer's reported recommendation, splits wall time into
 time inside the task and time inside the optimizer, and takes checkpoints at log-spaced
 fractions of the budget where the task's held-out ``evaluate`` runs uncharged.
+
+The counting that makes the record lives in :mod:`zgbench.meter` (the ledger at the task
+boundary); this module is the fast, optimizer-facing front.
 """
 
 from __future__ import annotations
 
-import math
+import functools
 import random
 import time
 from collections.abc import Callable
@@ -22,6 +25,7 @@ import torch
 from zgbench.budget import Budget, BudgetExhausted
 from zgbench.contracts import Task
 from zgbench.errors import ContractError
+from zgbench.meter import Ledger
 
 #: Fractions of the budget at which checkpoints are taken (plus one at 0 and one at the end).
 CHECKPOINTS = tuple(float(f) for f in np.geomspace(1e-3, 1.0, 31))
@@ -31,8 +35,13 @@ class Problem:
     """Metered access to one task instance for one run.
 
     Optimizers use :attr:`dim`, :attr:`device`, :meth:`initial`, :meth:`new_key`,
-    :meth:`loss`, :meth:`grad` (if the task provides it), :meth:`call` (other capabilities)
-    and :meth:`report`. The harness uses :meth:`start` and :meth:`finish`.
+    :meth:`loss`, :meth:`grad` (if the task provides it), :meth:`call` (other capabilities),
+    :meth:`report` and :meth:`remaining`. The harness uses :meth:`start` and :meth:`finish`.
+
+    Every attribute an optimizer reads is read-only, and the task itself is not one of them:
+    counters, clock, best loss and trajectory are kept by a :class:`~zgbench.meter.Ledger`
+    that the harness holds and that meters the task instance itself (see
+    :mod:`zgbench.meter`), so a write to a private attribute here changes no record.
     """
 
     def __init__(
@@ -43,36 +52,99 @@ class Problem:
         eval_key: int = 0,
         checkpoints: tuple[float, ...] = CHECKPOINTS,
         on_progress: Callable[[float], None] | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         if not budget.is_bounded():
             raise ValueError("a run needs a bounded budget (evals, grads, steps or seconds)")
-        self._task = task
-        self.budget = budget
-        self.dim = int(task.dim)
-        self.device = task.device
-        self.dtype = task.dtype
-        self.provides = frozenset(task.provides)
+        ledger = ledger or Ledger(task, budget, eval_key)
+        # bound methods only: no attribute of the problem is the ledger or the task
+        self._ledger_loss, self._ledger_grad = ledger.loss, ledger.grad
+        self._ledger_call, self._ledger_report = ledger.call, ledger.report
+        self._ledger_checkpoint, self._ledger_best = ledger.checkpoint, ledger.best_loss
+        self._ledger_recommendation = ledger.recommendation
+        self._ledger_initial, self._ledger_start = ledger.initial, ledger.start
+        self._ledger_final = ledger.final
+        self._ledger_trajectory = ledger._entries
+        self._ledger_task_seconds = functools.partial(getattr, ledger, "task_seconds")
+        self._budget = budget
+        self._dim = int(task.dim)
+        self._device = task.device
+        self._dtype = task.dtype
+        self._provides = frozenset(task.provides)
+        self._name = task.name
         self._keys = random.Random(seed)
-        self._eval_key = eval_key
         self._marks = list(checkpoints)
         self._on_progress = on_progress
         self._last_progress = 0.0
-        self._cuda = self.device.type == "cuda"
-        self.evals = self.grads = self.steps = 0
-        self.task_seconds = 0.0
+        self._cuda = self._device.type == "cuda"
+        self._evals = self._grads = self._steps = 0
         self._paused = 0.0  # time spent in uncharged evaluation
         self._t0: float | None = None
-        self._best = torch.tensor(math.inf, device=self.device)  # CUDA: stays on the device
-        self._best_cpu = math.inf  # CPU: a float (a tensor read per batch would cost µs)
-        self._best_theta: torch.Tensor | None = None
-        self._reported: torch.Tensor | np.ndarray | None = None
-        self._np_dtype = _numpy_dtype(self.dtype)
-        self.trajectory: list[dict[str, Any]] = []
+        self._np_dtype = _numpy_dtype(self._dtype)
+        ledger.install(self)
+
+    # ------------------------------------------------------------ read-only views
+    @property
+    def budget(self) -> Budget:
+        """The run's limits (a frozen dataclass)."""
+        return self._budget
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._dtype
+
+    @property
+    def provides(self) -> frozenset[str]:
+        return self._provides
+
+    @property
+    def evals(self) -> int:
+        """Loss evaluations charged so far (one per parameter vector)."""
+        return self._evals
+
+    @property
+    def grads(self) -> int:
+        """Gradient evaluations charged so far."""
+        return self._grads
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps (reports) so far."""
+        return self._steps
+
+    @property
+    def task_seconds(self) -> float:
+        """Wall time spent inside task calls so far."""
+        return self._ledger_task_seconds()
+
+    @property
+    def trajectory(self) -> tuple[dict[str, Any], ...]:
+        """The checkpoints so far, as a copy: changing it changes no record."""
+        return tuple(self._ledger_trajectory())
+
+    def remaining(self) -> dict[str, float | int | None]:
+        """What is left of each counter (``None`` where the budget does not bound it), so
+        optimizers need not redo the budget arithmetic."""
+        b = self._budget
+        return {
+            "evals": None if b.evals is None else max(b.evals - self._evals, 0),
+            "grads": None if b.grads is None else max(b.grads - self._grads, 0),
+            "steps": None if b.steps is None else max(b.steps - self._steps, 0),
+            "seconds": None if b.seconds is None else max(b.seconds - self.seconds, 0.0),
+        }
 
     # ----------------------------------------------------------------- optimizer side
     def initial(self) -> torch.Tensor:
         """A fresh copy of the task's starting point θ₀ (shape ``[dim]``)."""
-        return self._task.initial().detach().clone()
+        return self._ledger_initial()
 
     def new_key(self) -> int:
         """A fresh key for :meth:`loss`; reuse one key for common random numbers."""
@@ -84,22 +156,17 @@ class Problem:
         ``thetas`` may be a numpy array (what numpy-based libraries such as pycma ask): it is
         converted once, with no torch call before the conversion."""
         thetas, owned = self._batch(thetas)
-        n = self._allowed(thetas.shape[0], self.budget.evals, self.evals)
+        n = self._allowed(thetas.shape[0], self._budget.evals, self._evals)
         cut = n < thetas.shape[0]
         if cut:
             thetas = thetas[:n]
         key = self.new_key() if key is None else key
         if torch.is_grad_enabled():  # a black box: no autograd graph, whatever the task does
             with torch.no_grad():
-                values = self._timed(self._task.loss, thetas, key)
+                values = self._ledger_loss(thetas, key, owned)
         else:  # the optimizer already runs without autograd: skip the context's cost
-            values = self._timed(self._task.loss, thetas, key)
-        if not isinstance(values, torch.Tensor) or values.shape != (n,):
-            raise ContractError(
-                f"task {self._task.name!r}.loss returned shape "
-                f"{getattr(values, 'shape', type(values))} for {n} vectors; expected ({n},)")
-        self.evals += n
-        self._observe(thetas, values, owned)
+            values = self._ledger_loss(thetas, key, owned)
+        self._evals += n
         self._after_call(cut=cut)
         return values
 
@@ -107,15 +174,10 @@ class Problem:
         """``(loss[B], grad[B, dim])`` from the task's autodiff; counts ``B`` gradients."""
         self._require("grad")
         thetas, _ = self._batch(thetas)
-        n = self._allowed(thetas.shape[0], self.budget.grads, self.grads)
+        n = self._allowed(thetas.shape[0], self._budget.grads, self._grads)
         key = self.new_key() if key is None else key
-        values, grads = self._timed(self._task.grad, thetas[:n], key)
-        if grads.shape != (n, self.dim) or values.shape != (n,):
-            raise ContractError(
-                f"task {self._task.name!r}.grad returned shapes {tuple(values.shape)}, "
-                f"{tuple(grads.shape)} for {n} vectors; expected ({n},), ({n}, {self.dim})")
-        self.grads += n
-        self._observe(thetas[:n], values)
+        values, grads = self._ledger_grad(thetas[:n], key)
+        self._grads += n
         self._after_call(cut=n < thetas.shape[0])
         return values, grads
 
@@ -124,13 +186,17 @@ class Problem:
         time and charged ``evals`` loss and ``grads`` gradient evaluations. The charge is
         checked before the call: a call the budget cannot pay for raises BudgetExhausted."""
         self._require(capability)
-        if (self.budget.evals is not None and self.evals + evals > self.budget.evals) or (
-            self.budget.grads is not None and self.grads + grads > self.budget.grads):
+        if evals < 0 or grads < 0:
+            raise ContractError(f"{capability} call: charges cannot be negative "
+                                f"(evals={evals}, grads={grads})")
+        b = self._budget
+        if (b.evals is not None and self._evals + evals > b.evals) or (
+                b.grads is not None and self._grads + grads > b.grads):
             raise BudgetExhausted(f"{capability} call needs more than the budget left")
         self._check_time()
-        out = self._timed(getattr(self._task, capability), *args, **kwargs)
-        self.evals += evals
-        self.grads += grads
+        out = self._ledger_call(capability, args, kwargs, evals, grads)
+        self._evals += evals
+        self._grads += grads
         self._after_call(cut=False)
         return out
 
@@ -141,26 +207,27 @@ class Problem:
         a checkpoint needs it: reporting every generation of a numpy library costs no torch
         call."""
         if isinstance(theta, np.ndarray):
-            if theta.size != self.dim:
+            if theta.size != self._dim:
                 raise self._report_error(theta)
             # a copy, in the task's dtype where numpy has it (else converted by recommendation)
-            self._reported = np.array(theta, dtype=self._np_dtype).reshape(self.dim)
-        elif not isinstance(theta, torch.Tensor) or theta.numel() != self.dim:
+            theta = np.array(theta, dtype=self._np_dtype).reshape(self._dim)
+        elif not isinstance(theta, torch.Tensor) or theta.numel() != self._dim:
             raise self._report_error(theta)
         else:
             if theta.requires_grad:
                 theta = theta.detach()
             if theta.dim() != 1:
-                theta = theta.reshape(self.dim)
-            self._reported = theta.to(device=self.device, dtype=self.dtype, copy=True)
-        self.steps += 1
+                theta = theta.reshape(self._dim)
+            theta = theta.to(device=self._device, dtype=self._dtype, copy=True)
+        self._ledger_report(theta)
+        self._steps += 1
         self._after_call(cut=False)
-        if self.budget.steps is not None and self.steps >= self.budget.steps:
+        if self._budget.steps is not None and self._steps >= self._budget.steps:
             raise BudgetExhausted("step budget spent")
 
     def _report_error(self, theta: Any) -> ContractError:
         return ContractError(
-            f"report expects one parameter vector of {self.dim} values, got "
+            f"report expects one parameter vector of {self._dim} values, got "
             f"{tuple(getattr(theta, 'shape', ())) or type(theta).__name__}")
 
     @property
@@ -172,38 +239,30 @@ class Problem:
 
     @property
     def best_loss(self) -> float:
-        return float(self._best) if self._cuda else self._best_cpu
+        """The lowest loss evaluated so far (NaN ignored)."""
+        return self._ledger_best()
 
     def recommendation(self) -> torch.Tensor:
         """The last reported θ, else the best evaluated θ, else θ₀."""
-        if isinstance(self._reported, np.ndarray):  # reported by a numpy library
-            self._reported = torch.from_numpy(self._reported).to(self.device, self.dtype)
-        if self._reported is not None:
-            return self._reported
-        if self._best_theta is not None:
-            return self._best_theta
-        return self.initial()
+        return self._ledger_recommendation()
 
     # ------------------------------------------------------------------- harness side
     def start(self) -> None:
-        """Start the clock and take the checkpoint at zero spend."""
-        self._t0 = time.perf_counter()
+        """Start the clock (once) and take the checkpoint at zero spend."""
+        self._t0 = self._ledger_start()
         self._checkpoint()
 
     def finish(self) -> None:
-        """Take the final checkpoint (if the last one is not already at the current spend)."""
-        last = self.trajectory[-1] if self.trajectory else None
-        if last is None or (last["evals"], last["grads"], last["steps"]) != (
-                self.evals, self.grads, self.steps):
-            self._checkpoint()
+        """Take the final checkpoint: the harness's own evaluation of the recommendation."""
+        self._paused += _timed_pause(self._ledger_final)
         self._progress(1.0, force=True)
 
     # ------------------------------------------------------------------------ helpers
     def _require(self, capability: str) -> None:
-        if capability not in self.provides:
+        if capability not in self._provides:
             raise ContractError(
-                f"task {self._task.name!r} does not provide {capability!r} "
-                f"(it provides {sorted(self.provides) or 'nothing beyond loss'})")
+                f"task {self._name!r} does not provide {capability!r} "
+                f"(it provides {sorted(self._provides) or 'nothing beyond loss'})")
 
     def _batch(self, thetas: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, bool]:
         """``thetas`` checked and on the task's device and dtype, and whether the result is
@@ -211,28 +270,28 @@ class Problem:
         if isinstance(thetas, np.ndarray):
             self._check_shape(thetas)
             batch = torch.from_numpy(np.array(thetas, dtype=self._np_dtype))  # always a copy
-            if self.device.type == "cpu" and batch.dtype == self.dtype:
+            if self._device.type == "cpu" and batch.dtype == self._dtype:
                 return batch, True
-            return batch.to(self.device, self.dtype), True
+            return batch.to(self._device, self._dtype), True
         if not isinstance(thetas, torch.Tensor):
             raise self._shape_error(thetas)
         self._check_shape(thetas)
         if thetas.requires_grad:
             thetas = thetas.detach()
         # `.to` is a dispatch even when it has nothing to do: skip it on the common path
-        if thetas.dtype != self.dtype or thetas.device != self.device:
-            return thetas.to(device=self.device, dtype=self.dtype), True
+        if thetas.dtype != self._dtype or thetas.device != self._device:
+            return thetas.to(device=self._device, dtype=self._dtype), True
         return thetas, False
 
     def _check_shape(self, thetas: torch.Tensor | np.ndarray) -> None:
-        if thetas.ndim != 2 or thetas.shape[1] != self.dim:
+        if thetas.ndim != 2 or thetas.shape[1] != self._dim:
             raise self._shape_error(thetas)
         if thetas.shape[0] == 0:
             raise ContractError("expected at least one parameter vector, got an empty batch")
 
     def _shape_error(self, thetas: Any) -> ContractError:
         return ContractError(
-            f"expected parameter vectors of shape [B, {self.dim}], got "
+            f"expected parameter vectors of shape [B, {self._dim}], got "
             f"{tuple(getattr(thetas, 'shape', ())) or type(thetas).__name__}")
 
     def _allowed(self, asked: int, limit: int | None, used: int) -> int:
@@ -246,47 +305,12 @@ class Problem:
         return min(asked, left)
 
     def _check_time(self) -> None:
-        if self.budget.seconds is not None and self.seconds >= self.budget.seconds:
+        if self._budget.seconds is not None and self.seconds >= self._budget.seconds:
             raise BudgetExhausted("time budget spent")
 
-    def _timed(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if self._cuda:  # charge queued optimizer work to the optimizer, task work to the task
-            torch.cuda.synchronize(self.device)
-        start = time.perf_counter()
-        out = fn(*args, **kwargs)
-        if self._cuda:
-            torch.cuda.synchronize(self.device)
-        self.task_seconds += time.perf_counter() - start
-        return out
-
-    def _observe(self, thetas: torch.Tensor, values: torch.Tensor, owned: bool = False) -> None:
-        """Track the best loss and its θ. ``owned``: ``thetas`` is the problem's own copy, so
-        a row of it may be kept without cloning."""
-        if values.requires_grad:
-            values = values.detach()
-        if not self._cuda:  # on the CPU reading values is free: skip work when nothing improved
-            # One torch call, then Python floats: between a numpy library's ask and tell every
-            # torch call costs µs, more than min() over a batch's few floats here.
-            floats = values.tolist()
-            low = min(floats)  # skips NaN (comparisons with NaN are false) unless it is first
-            if low != low:
-                low = min((v for v in floats if v == v), default=math.inf)
-            if low < self._best_cpu:
-                row = thetas[floats.index(low)]
-                self._best_cpu = low
-                self._best_theta = row if owned else row.clone()
-            return
-        # on CUDA, tensor ops only (no .item()): no host sync in the hot path
-        value, index = values.nan_to_num(nan=math.inf).min(0)
-        value = value.to(self._best.dtype)
-        if self._best_theta is None:
-            self._best_theta = thetas[index].clone()
-        self._best_theta = torch.where(value < self._best, thetas[index], self._best_theta)
-        self._best = torch.minimum(self._best, value)
-
     def _after_call(self, cut: bool) -> None:
-        seconds = self.seconds if self.budget.seconds is not None else 0.0
-        fraction = self.budget.fraction(self.evals, self.grads, self.steps, seconds)
+        seconds = self.seconds if self._budget.seconds is not None else 0.0
+        fraction = self._budget.fraction(self._evals, self._grads, self._steps, seconds)
         if self._marks and fraction >= self._marks[0]:
             while self._marks and fraction >= self._marks[0]:
                 self._marks.pop(0)
@@ -296,24 +320,7 @@ class Problem:
             raise BudgetExhausted("budget spent in the middle of a batch (batch was cut)")
 
     def _checkpoint(self) -> None:
-        pause = time.perf_counter()
-        theta = self.recommendation()
-        with torch.no_grad():
-            metrics = {k: float(v) for k, v in self._task.evaluate(theta).items()}
-            current = float(self._task.loss(theta.reshape(1, -1), self._eval_key)[0])
-        seconds = self.seconds
-        self.trajectory.append({
-            "evals": self.evals,
-            "grads": self.grads,
-            "steps": self.steps,
-            "seconds": seconds,
-            "task_seconds": self.task_seconds,
-            "optimizer_seconds": max(seconds - self.task_seconds, 0.0),
-            "best_loss": _finite_or_none(self.best_loss),
-            "current_loss": _finite_or_none(current),
-            "metrics": {k: _finite_or_none(v) for k, v in metrics.items()},
-        })
-        self._paused += time.perf_counter() - pause
+        self._paused += self._ledger_checkpoint()
 
     def _progress(self, fraction: float, force: bool = False) -> None:
         if self._on_progress is None:
@@ -324,6 +331,12 @@ class Problem:
             self._on_progress(min(fraction, 1.0))
 
 
+def _timed_pause(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def _numpy_dtype(dtype: torch.dtype) -> np.dtype | None:
     """numpy's twin of a torch dtype, or None where numpy has none (bfloat16): numpy batches
     of such a task keep their own dtype until torch converts them."""
@@ -331,8 +344,3 @@ def _numpy_dtype(dtype: torch.dtype) -> np.dtype | None:
         return torch.empty((), dtype=dtype).numpy().dtype
     except TypeError:
         return None
-
-
-def _finite_or_none(value: float) -> float | None:
-    """JSON has no inf/NaN: store them as null."""
-    return value if math.isfinite(value) else None

@@ -10,8 +10,11 @@ Schema version 1 (a JSON object; bump :data:`SCHEMA` on any incompatible change)
                    primary_metric, metrics: {name: "min"|"max"}, provides}
     optimizer     {name, label, canonical, params, plugin, plugin_version, requires}
     seeds         {task, optimizer, problem, eval_key}: the derived seeds actually used
-    status        "ok" | "failed" | "n/a"
-    error         null, or the traceback text of a failed run; for "n/a" the reason
+    status        "ok" | "failed" | "violated" | "n/a"; "violated": the run broke its budget
+                   or tampered with the meter (ranked as a failure, like "failed")
+    error         null, or the traceback text of a failed run (for a timeout, an exit or a
+                   killed worker: the cause first); for "n/a" the reason; for "violated" the
+                   violations, one per clause, then any traceback
     environment   {hostname, platform, python, torch, zgbench, device_name}
     started, finished   ISO 8601 UTC times; duration seconds
     trajectory    [{evals, grads, steps, seconds, task_seconds, optimizer_seconds,
@@ -19,8 +22,24 @@ Schema version 1 (a JSON object; bump :data:`SCHEMA` on any incompatible change)
                    fractions of the budget, the first at zero spend, the last at the end
     final         the last trajectory entry (or null if the run failed before starting)
     artifacts     paths (relative to the results folder) of pictures the task wrote
+    audit         (absent in records of runs that never built their task, and in records
+                   written before it existed) what the harness's ledger saw
+                   (zgbench.meter): {evals_performed, evals_charged, grads_performed,
+                   grads_charged, steps_performed, steps_charged: what the task evaluated vs
+                   what the optimizer-facing problem charged; declared_evals, declared_grads:
+                   charges declared by problem.call; capability_calls: {name: calls};
+                   direct_calls: loss/grad calls that reached the task instance itself (metered
+                   all the same); seconds_wall: from start to the end of run(), checkpoints
+                   included; seconds_ledger: the ledger's charged time; seconds_charged: the
+                   problem's; budget_exceeded: the task performed more than the budget (or ran
+                   past the time budget beyond the slack); refused_calls: calls the ledger cut
+                   itself because the problem's counters or clock were changed; violations:
+                   [reason, ...], non-empty exactly when status is "violated"}
 
-Non-finite numbers are stored as null.
+Trajectory, final and audit are the harness's: the final entry is its own evaluation of the
+recommendation after ``run`` returned. Non-finite numbers are stored as null. Schema 1 gained
+"violated" and "audit" compatibly: code reading records treats every status other than "ok"
+and "n/a" as a failure and an absent audit as unknown.
 """
 
 from __future__ import annotations

@@ -21,17 +21,20 @@ from zgbench.plugins import Registry
 def run_once(task: str, optimizer: str, *, evals: int | None = None, grads: int | None = None,
              steps: int | None = None, seconds: float | None = None, seed: int = 0,
              device: str = "cpu", registry: Registry | None = None,
-             results: Path | None = None) -> dict[str, Any]:
+             results: Path | None = None, timeout: float | None = None) -> dict[str, Any]:
     """Run ``task`` × ``optimizer`` once (repetition ``seed``) and return the record.
 
-    The budget is the task's default with the given limits replaced.
+    The budget is the task's default with the given limits replaced; ``timeout`` is the
+    run's hard wall-clock limit (default: as ``zgbench run``). ``record["audit"]`` says what
+    the harness counted; a status ``violated`` names what the optimizer did wrong.
     """
     registry = registry or plugins.load()
     task_spec = specs.resolve_task(registry, task)
     opt_spec = specs.resolve_optimizer(registry, optimizer)
     budget = registry.task(task_spec.name).cls.default_budget.override(
         evals=evals, grads=grads, steps=steps, seconds=seconds)
-    return execute(RunSpec(task_spec, opt_spec, seed, budget, device), registry, results)
+    return execute(RunSpec(task_spec, opt_spec, seed, budget, device), registry, results,
+                   timeout=timeout)
 
 
 def make_problem(task: str, *, budget: Budget | None = None, seed: int = 0, device: str = "cpu",

@@ -7,6 +7,12 @@ Finished runs in --out are skipped (resume); a failed run is recorded with its t
 the others go on. At the end a leaderboard is written to OUT/leaderboard unless
 --no-leaderboard, and with --report DIR also the HTML report (leaderboard files + index.html).
 
+Integrity: each run is metered at the task boundary and audited (its record says what the
+task performed against what was charged; a run that broke its budget or tampered with the
+meter is "violated"). --timeout SECONDS is each run's hard wall-clock limit (a default always
+applies); --isolate runs each run in a fresh process, so that a plugin's sys.exit, os.abort,
+crash or memory blow-up (--memory 8G) fails that run only.
+
 Where runs execute: in this process (default); --workers N local processes; --device
 cuda:0,cuda:1 one worker per GPU, one run per GPU at a time; --executor ray each run a Ray task,
 on the cluster at --address or on a local Ray instance bound to 127.0.0.1. Records always come
@@ -18,6 +24,7 @@ Examples:
   zgbench run --suite paper --device cuda:0,cuda:1 --out results-paper/
   zgbench run --workers 2 --out results/quick --report leaderboards/quick
   zgbench run --executor ray --address 10.0.0.5:6379 --device cuda --suite paper
+  zgbench run --isolate --memory 8G --timeout 600 --optimizers my-plugin-optimizer
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import torch
 from rich.console import Console
 from rich.markup import escape
 
-from zgbench import harness, leaderboard, specs
+from zgbench import harness, leaderboard, specs, watchdog
 from zgbench import suite as suites
 from zgbench.cli import load_registry
 from zgbench.errors import UsageError
@@ -71,6 +78,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the HTML report (leaderboard files + index.html) to DIR")
     parser.add_argument("--strict", action="store_true",
                         help="exit with status 1 if any run failed")
+    parser.add_argument("--isolate", action="store_true",
+                        help="run each run in a fresh process of its own: a plugin's exit, "
+                             "abort, crash or memory blow-up fails that run only, with its cause")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="hard wall-clock limit per run: a run still going is abandoned "
+                             "(in-process) or killed (workers) and recorded as failed. Default: "
+                             f"with --seconds S, S * {1 + watchdog.GRACE[1]:g} + "
+                             f"{watchdog.GRACE[0]:g}; otherwise {watchdog.DEFAULT_TIMEOUT:g}")
+    parser.add_argument("--memory", metavar="SIZE",
+                        help="with --isolate: address-space limit per run (e.g. 8G, 512M)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -153,7 +170,15 @@ def _executor(args: argparse.Namespace, devices: list[str]):
     if args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}.")
     listed = len(devices) > 1
-    kind = args.executor or ("pool" if listed or (workers or 1) > 1 else "inprocess")
+    timeout = _timeout(args)
+    memory = _memory(args.memory)
+    isolate = getattr(args, "isolate", False)
+    if memory is not None and not isolate:
+        raise UsageError("--memory limits the process of each run: add --isolate.")
+    kind = args.executor or ("pool" if listed or (workers or 1) > 1 or isolate else "inprocess")
+    if isolate and kind != "pool":
+        raise UsageError(f"--isolate runs each run in a local process of its own: drop "
+                         f"--executor {kind} (Ray already runs each run in a worker process).")
     if args.address and kind != "ray":
         raise UsageError("--address is the Ray cluster to use: add --executor ray.")
     if kind == "inprocess":
@@ -161,15 +186,44 @@ def _executor(args: argparse.Namespace, devices: list[str]):
             raise UsageError("the in-process executor runs one run at a time: drop --executor "
                              "inprocess to run --workers/--device lists in a pool.")
         torch.set_num_threads(args.threads)
-        return InProcessExecutor()
+        return InProcessExecutor(timeout=timeout)
     if kind == "pool":
-        return PoolExecutor(workers=workers if listed else workers or os.cpu_count(),
-                            devices=devices if listed else None)
+        default = 1 if isolate else os.cpu_count()  # --isolate alone: one run at a time
+        return PoolExecutor(workers=workers if listed else workers or default,
+                            devices=devices if listed else None, isolate=isolate,
+                            memory=memory, timeout=timeout)
     if listed:
         raise UsageError("with --executor ray give --device cuda (or cpu): Ray assigns each run "
                          "its GPU.")
     import_ray()  # a missing extra stops here, before anything runs
-    return RayExecutor(address=args.address, num_cpus=workers, max_in_flight=workers)
+    return RayExecutor(address=args.address, num_cpus=workers, max_in_flight=workers,
+                       timeout=timeout)
+
+
+def _timeout(args: argparse.Namespace) -> float | None:
+    timeout = getattr(args, "timeout", None)
+    if timeout is not None and not (timeout > 0 and timeout != float("inf")):
+        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout}.")
+    return timeout
+
+
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def _memory(text: str | None) -> int | None:
+    """Bytes from ``8G``, ``512M``, ``1.5G`` or a plain number of bytes."""
+    if text is None:
+        return None
+    value, unit = text.strip().upper().rstrip("IB") or "0", ""
+    if value[-1:] in _UNITS:
+        value, unit = value[:-1], value[-1]
+    try:
+        size = int(float(value) * _UNITS[unit])
+    except ValueError:
+        size = 0
+    if size <= 0:
+        raise UsageError(f"--memory {text!r}: give a size such as 8G or 512M.")
+    return size
 
 
 def _check_device(device: str) -> None:
