@@ -29,6 +29,7 @@ import io
 import json
 import math
 import re
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -73,9 +74,10 @@ def task_table(runs: pd.DataFrame) -> pd.DataFrame:
         values = ran["value"].to_numpy(dtype=float)
         rows.append({
             "optimizer": optimizer, "status": "ok" if (ran["status"] == "ok").any() else "failed",
-            "median": _quantile(values, 0.5), "q25": _quantile(values, 0.25),
-            "q75": _quantile(values, 0.75), "runs_ok": int((ran["status"] == "ok").sum()),
-            "runs_failed": int((ran["status"] == "failed").sum()),
+            "median": _quantile(values, 0.5, direction),
+            "q25": _quantile(values, 0.25, direction),
+            "q75": _quantile(values, 0.75, direction), "runs_ok": int((ran["status"] == "ok").sum()),
+            "runs_failed": int((ran["status"] != "ok").sum()),  # failed, violated, ...
             "evals": float(ran["evals"].median()), "grads": float(ran["grads"].median()),
             "seconds": float(ran["seconds"].median()),
         })
@@ -92,12 +94,13 @@ def task_table(runs: pd.DataFrame) -> pd.DataFrame:
     return table[[c for c in COLUMNS + ["status"] if c in table.columns]].reset_index(drop=True)
 
 
-def _quantile(values: np.ndarray, q: float) -> float:
-    """Linear-interpolated quantile; where interpolation meets two infinities (inf - inf is
-    NaN) the nearest order statistic is used instead."""
-    with np.errstate(invalid="ignore"):
-        value = float(np.quantile(values, q))
-    return float(np.quantile(values, q, method="nearest")) if math.isnan(value) else value
+def _quantile(values: np.ndarray, q: float, direction: str = "min") -> float:
+    """Quantile ``q`` of a metric's values (q25 is the lower quartile of the metric itself),
+    interpolated between finite neighbours and the worse neighbour next to a failure
+    (:func:`zgbench.stats.worse_quantile`)."""
+    if direction == "min":
+        return float(stats.worse_quantile(values, q))
+    return -float(stats.worse_quantile(-np.asarray(values, dtype=float), 1.0 - q))
 
 
 def overall_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -148,9 +151,13 @@ def curves(records: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
         grid = np.unique(np.concatenate([xs for xs, _ in series]))
         stacked = np.stack([ys[np.clip(np.searchsorted(xs, grid, side="right") - 1, 0, None)]
                             for xs, ys in series])
-        out[optimizer] = pd.DataFrame({
-            "calls": grid, "median": np.nanmedian(stacked, 0),
-            "q25": np.nanquantile(stacked, 0.25, axis=0), "q75": np.nanquantile(stacked, 0.75, axis=0)})
+        stacked = np.where(np.isfinite(stacked), stacked, math.nan)  # plots skip NaN / inf
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
+            out[optimizer] = pd.DataFrame({
+                "calls": grid, "median": np.nanmedian(stacked, 0),
+                "q25": np.nanquantile(stacked, 0.25, axis=0),
+                "q75": np.nanquantile(stacked, 0.75, axis=0)})
     return out
 
 
@@ -165,15 +172,20 @@ def plot_task(label: str, metric: str, direction: str, data: dict[str, pd.DataFr
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    positive = True
+    shown = []  # every finite value drawn: a log axis needs them all positive, and one at least
     for optimizer, frame in sorted(data.items()):
         x = np.maximum(frame["calls"].to_numpy(), 1)
         (line,) = ax.step(x, frame["median"], where="post", label=optimizer)
         ax.fill_between(x, frame["q25"], frame["q75"], step="post", alpha=0.2, color=line.get_color())
-        positive &= bool(np.nanmin(frame["q25"].to_numpy(dtype=float), initial=1.0) > 0)
-    ax.set_xscale("log")
-    if positive and direction == "min":
-        ax.set_yscale("log")
+        values = frame[["median", "q25", "q75"]].to_numpy(dtype=float)
+        shown.append(values[np.isfinite(values)])
+    drawn = np.concatenate(shown) if shown else np.array([])
+    if drawn.size:  # log axes without any finite point cannot place ticks (matplotlib raises)
+        ax.set_xscale("log")
+        if direction == "min" and (drawn > 0).all():
+            ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, "no finite value to plot", transform=ax.transAxes, ha="center")
     ax.set_xlabel("oracle calls (loss + gradient evaluations)")
     ax.set_ylabel(f"{metric} ({'lower' if direction == 'min' else 'higher'} is better)")
     ax.set_title(f"{label}: median and interquartile range over seeds")
