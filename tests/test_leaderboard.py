@@ -68,7 +68,7 @@ def test_overall_and_files(tmp_path):
     assert {"t1.csv", "t2.csv", "t1.png", "t2.png", "overall.csv", "machine.json"} <= names
     assert json.loads((tmp_path / "lb" / "machine.json").read_text()) == [{"hostname": "h", "torch": "t"}]
     csv = pd.read_csv(tmp_path / "lb" / "t1.csv")
-    assert list(csv.columns[:3]) == ["rank", "optimizer", "median"]
+    assert list(csv.columns[:4]) == ["rank", "optimizer", "spec", "median"]
 
 
 def test_curves_hold_values_between_checkpoints():

@@ -430,18 +430,19 @@ def compare(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     metric are **incomparable**. Failures are the worst value, so a pair that now fails on most
     seeds regresses.
     """
-    keys = ["task", "optimizer"]
+    keys = ["task", "optimizer"] + (["spec"] if "spec" in old and "spec" in new else [])
     merged = old.merge(new, on=keys, how="outer", suffixes=("_old", "_new"), indicator=True)
     rows = []
     for _, row in merged.iterrows():
         rows.append({"task": row["task"], "optimizer": row["optimizer"],
+                     **({"spec": row["spec"]} if "spec" in keys else {}),
                      "metric": row.get("metric_new") if isinstance(row.get("metric_new"), str)
                      else row.get("metric_old"),
                      "old_median": row.get("median_old"), "old_lo": row.get("median_lo_old"),
                      "old_hi": row.get("median_hi_old"), "new_median": row.get("median_new"),
                      "new_lo": row.get("median_lo_new"), "new_hi": row.get("median_hi_new"),
                      "verdict": _verdict(row)})
-    columns = ["task", "optimizer", "metric", "old_median", "old_lo", "old_hi", "new_median",
+    columns = keys + ["metric", "old_median", "old_lo", "old_hi", "new_median",
                "new_lo", "new_hi", "verdict"]
     return pd.DataFrame(rows, columns=columns).sort_values(keys, ignore_index=True)
 

@@ -2,7 +2,10 @@
 (PNG), plus overall.csv and machine.json (the machines and versions behind the numbers).
 
 Ranking: median over seeds of the task's primary metric; failed runs count as the worst
-value, n/a pairs are not ranked, ties share the better rank. See zgbench/leaderboard.py.
+value, n/a pairs are not ranked, ties share the better rank. One row per optimizer name; the
+main table ranks the optimizers ranked on at least half the tasks, the partial table the rest
+(zgbench/boards.py). With --tuned RESULTS2 the tuned track is written to OUT/tuned and both
+tracks side by side to OUT/tracks.csv.
 """
 
 from __future__ import annotations
@@ -29,19 +32,27 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.results) / "leaderboard"
     written = leaderboard.write(args.results, out)
     console = Console()
-    console.print(overall_rich(written["overall"]))
+    overall = written["overall"]
+    if overall.empty:
+        console.print("no ranked optimizer")
+    else:
+        console.print(overall_rich(overall[overall["board"] == "main"]))
+        partial = overall[overall["board"] == "partial"]
+        if not partial.empty:
+            console.print(overall_rich(partial, "Partial coverage (ranked on fewer than half "
+                                                "the tasks; not comparable overall)"))
     console.print(f"{written['records']} records, {len(written['tasks'])} tasks -> {out}", markup=False)
     return 0
 
 
 #: The columns shown on the terminal; overall.csv holds every column.
-SHOWN = ("position", "optimizer", "mean_rank", "rank_lo", "rank_hi", "norm_score", "wins", "n/a",
-         "failed_tasks")
+SHOWN = ("position", "optimizer", "mean_rank", "rank_lo", "rank_hi", "coverage", "norm_score",
+         "wins", "n/a", "failed_tasks")
 
 
-def overall_rich(frame) -> Table:
-    table = Table(title="Overall (mean rank over tasks, 95% interval; lower is better)",
-                  title_justify="left")
+def overall_rich(frame, title: str = "Overall (mean rank over tasks, 95% interval; lower is "
+                                     "better)") -> Table:
+    table = Table(title=title, title_justify="left")
     columns = [c for c in SHOWN if c in frame.columns]
     for column in columns:
         table.add_column(str(column))
