@@ -22,7 +22,7 @@ class GradientEstimator(Optimizer):
     """Base: estimate ∇ℓ(θ) from the metered problem, take one torch.optim step, repeat."""
 
     step = Param("sgd", "outer step", choices=("sgd", "adam"))
-    lr = Param(0.1, "learning rate of the outer step")
+    lr = Param(0.1, "learning rate of the outer step", tune=(1e-4, 1.0), log=True)
     momentum = Param(0.9, "SGD momentum")
     weight_decay = Param(5e-4, "weight decay of the outer step")
     schedule = Param("cosine", "learning-rate schedule over the planned steps",

@@ -38,7 +38,7 @@ class ResidualOptimizer(Optimizer):
     """Base: one ``residual`` call per step, a surrogate loss, backward, an Adam step."""
 
     requires = frozenset({"residual"})
-    lr = Param(5e-4, "Adam learning rate (the papers: 5e-4)")
+    lr = Param(5e-4, "Adam learning rate (the papers: 5e-4)", tune=(1e-4, 0.1), log=True)
     decay = Param(0.35, "learning-rate factor applied every decay_every steps")
     decay_every = Param(10000, "steps between learning-rate decays")
     eps = Param(0.01, "ε of the relative normalisation 1 / (sg(L)² + ε)")
