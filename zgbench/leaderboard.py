@@ -294,6 +294,20 @@ def write(results: str | Path, out: str | Path) -> dict[str, Any]:
             "profiles": analysis.profiles}
 
 
+def write_tracks(default: str | Path, tuned: str | Path, out: str | Path) -> dict[str, Any]:
+    """Both tracks: the default track's leaderboard in ``out``, the tuned track's in
+    ``out/tuned``, and ``out/tracks.csv`` with each optimizer's overall position in both
+    (:func:`zgbench.boards.tracks_table`). Returns :func:`write`'s dict for the default
+    track with ``tuned`` (the tuned track's) and ``tracks`` added."""
+    out = Path(out)
+    written = write(default, out)
+    written["tuned"] = write(tuned, out / "tuned")
+    written["tracks"] = boards.tracks_table({"default": written["overall"],
+                                             "tuned": written["tuned"]["overall"]})
+    atomic_write_text(out / "tracks.csv", written["tracks"].to_csv(index=False))
+    return written
+
+
 def _write_stats(out: Path, labels: list[str], analysis: stats.Analysis) -> None:
     atomic_write_text(out / "win_rate.csv", analysis.win_rate.to_csv())
     plot_win_rate(analysis.win_rate, out / "win_rate.png")

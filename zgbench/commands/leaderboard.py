@@ -26,11 +26,15 @@ HELP = "write per-task ranked CSVs, convergence plots and overall.csv from a res
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", help="results folder written by zgbench run")
     parser.add_argument("-o", "--out", help="output folder (default: RESULTS/leaderboard)")
+    parser.add_argument("--tuned", metavar="RESULTS2",
+                        help="results of the tuned suite (zgbench tune): the tuned track, "
+                             "written to OUT/tuned, both tracks in OUT/tracks.csv")
 
 
 def main(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.results) / "leaderboard"
-    written = leaderboard.write(args.results, out)
+    written = (leaderboard.write_tracks(args.results, args.tuned, out) if args.tuned
+               else leaderboard.write(args.results, out))
     console = Console()
     overall = written["overall"]
     if overall.empty:
@@ -41,6 +45,8 @@ def main(args: argparse.Namespace) -> int:
         if not partial.empty:
             console.print(overall_rich(partial, "Partial coverage (ranked on fewer than half "
                                                 "the tasks; not comparable overall)"))
+    if args.tuned:
+        console.print(tracks_rich(written["tracks"]))
     console.print(f"{written['records']} records, {len(written['tasks'])} tasks -> {out}", markup=False)
     return 0
 
@@ -56,6 +62,18 @@ def overall_rich(frame, title: str = "Overall (mean rank over tasks, 95% interva
     columns = [c for c in SHOWN if c in frame.columns]
     for column in columns:
         table.add_column(str(column))
+    for _, row in frame[columns].iterrows():
+        table.add_row(*[escape(_fmt(v)) for v in row])
+    return table
+
+
+def tracks_rich(frame) -> Table:
+    table = Table(title="Tracks: overall position at defaults and after equal tuning "
+                        "(moved > 0: better after tuning)", title_justify="left")
+    columns = [c for c in ("optimizer", "default_position", "default_coverage",
+                           "tuned_position", "tuned_coverage", "moved") if c in frame.columns]
+    for column in columns:
+        table.add_column(column)
     for _, row in frame[columns].iterrows():
         table.add_row(*[escape(_fmt(v)) for v in row])
     return table
