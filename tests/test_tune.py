@@ -112,5 +112,22 @@ def test_space_leaves_parameters_the_spec_sets_fixed():
 
     registry = plugins.load()
     names = lambda text: [d.name for d in tuning.space(registry, resolve_optimizer(registry, text))]
-    assert names("rge") == ["mu", "q", "lr"] or set(names("rge")) == {"mu", "q", "lr"}
-    assert "lr" not in names("rge[lr=0.01]")
+    assert set(names("rge")) == {"step", "lr", "mu", "q"}
+    assert set(names("rge[lr=0.01,step=adam]")) == {"mu", "q"}
+
+
+def test_a_refused_combination_is_a_spent_worst_trial(tmp_path):
+    """smoothing refuses sigma < sigma_min: such a suggestion still counts as one of the N
+    trials, with the worst value, and never becomes the tuned spec."""
+    from zgbench.budget import Budget
+    from zgbench.executors import InProcessExecutor
+    from zgbench.specs import resolve_optimizer, resolve_task
+
+    registry = plugins.load()
+    dims = [tuning.Dimension("sigma", float, 1e-4, 5e-3, log=True)]
+    result = tuning.tune_pair(registry, resolve_task(registry, "sphere[dim=2]"), Budget(evals=20),
+                              resolve_optimizer(registry, "smoothing"), dims, tmp_path,
+                              InProcessExecutor(), trials=3)
+    assert len(result.trials) == 3 and result.best.label == "smoothing"
+    assert [t["value"] for t in result.trials[1:]] == [float("inf")] * 2
+    assert all(t["repetitions"].startswith("invalid:") for t in result.trials[1:])

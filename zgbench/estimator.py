@@ -21,7 +21,7 @@ from zgbench.problem import Problem
 class GradientEstimator(Optimizer):
     """Base: estimate ∇ℓ(θ) from the metered problem, take one torch.optim step, repeat."""
 
-    step = Param("sgd", "outer step", choices=("sgd", "adam"))
+    step = Param("sgd", "outer step", choices=("sgd", "adam"), tune=True)
     lr = Param(0.1, "learning rate of the outer step", tune=(1e-4, 1.0), log=True)
     momentum = Param(0.9, "SGD momentum")
     weight_decay = Param(5e-4, "weight decay of the outer step")

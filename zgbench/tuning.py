@@ -23,7 +23,8 @@ Protocol (issue 15.2):
   specs, to be run into another results folder and ranked as the ``tuned`` track.
 - **Objective**: the median over the tuning repetitions of the final primary metric, failures
   worst (:func:`zgbench.stats.worse_median`); suggested floats are rounded to 3 significant
-  digits, so tuned specs read well and resume exactly.
+  digits, so tuned specs read well and resume exactly. A suggested combination the optimizer
+  refuses (``check_params``, e.g. ``sigma < sigma_min``) is a spent trial with the worst value.
 """
 
 from __future__ import annotations
@@ -176,7 +177,13 @@ def tune_pair(registry: Registry, task: Spec, budget: Budget, base: Spec, dims: 
 
     def objective(trial) -> float:
         values = {d.name: d.suggest(trial) for d in dims}
-        spec = resolve_optimizer(registry, base.label, values)
+        try:
+            spec = resolve_optimizer(registry, base.label, values)
+        except UsageError as exc:  # a combination check_params refuses: a spent, worst trial
+            result.trials.append({"task": task.label, "optimizer": base.name,
+                                  "trial": trial.number, "spec": _text(base.name, values),
+                                  "value": math.inf, "repetitions": f"invalid: {exc}"})
+            return math.inf
         specs[trial.number] = spec
         runs = [harness.RunSpec(task, spec, TUNE_OFFSET + r, budget, device)
                 for r in range(reps)]
@@ -190,8 +197,12 @@ def tune_pair(registry: Registry, task: Spec, budget: Budget, base: Spec, dims: 
     with warnings.catch_warnings():  # trial 0 (the spec as given) may lie outside a --range
         warnings.filterwarnings("ignore", message="Fixed parameter", category=UserWarning)
         study.optimize(objective, n_trials=trials)
-    result.best = specs[study.best_trial.number]
+    result.best = specs.get(study.best_trial.number, base)
     return result
+
+
+def _text(name: str, values: dict[str, Any]) -> str:
+    return name + "[" + ",".join(f"{k}={v}" for k, v in values.items()) + "]"
 
 
 def objective_value(records: list[dict[str, Any] | None]) -> float:

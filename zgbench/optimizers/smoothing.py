@@ -97,7 +97,8 @@ class Smoothing(GradientEstimator):
     """PRDPT: importance-sampled Gaussian-smoothed gradient, antithetic, Adam, σ annealing."""
 
     name = "smoothing"
-    sigma = Param(0.5, "standard deviation σ of the smoothing kernel", tune=(1e-3, 1.0), log=True)
+    sigma = Param(0.5, "standard deviation σ of the smoothing kernel", tune=(1e-2, 1.0),
+                  log=True)
     anneal = Param("linear", "σ schedule", choices=("constant", "linear"))
     sigma_min = Param(0.01, "σ at the end of a linear anneal")
     anneal_start = Param(0.5, "share of the planned steps with constant σ before annealing")

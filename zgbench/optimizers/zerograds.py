@@ -351,7 +351,7 @@ class ZeroGrads(GradientEstimator):
     """ZeroGrads: Adam on θ through a neural surrogate fitted online to local samples."""
 
     name = "zerograds"
-    sigma = Param(0.33, "standard deviation σ of the locality samples", tune=(1e-3, 1.0),
+    sigma = Param(0.33, "standard deviation σ of the locality samples", tune=(1e-2, 1.0),
                   log=True)
     batch = Param(10, "locality samples per step; antithetic pairs make 2·batch evaluations")
     antithetic = Param(True, "evaluate both θ − ε and θ + ε")
