@@ -139,3 +139,24 @@ def test_tracks_side_by_side_and_kendall_tau():
     assert boards.kendall_tau(table["default_position"], table["tuned_position"]) == \
         pytest.approx(1 / 3)
     assert boards.kendall_tau(default["position"], default["position"]) == 1.0
+
+
+def test_leaderboard_command_writes_both_tracks_and_the_readme_table(tmp_path, capsys):
+    from zgbench.cli import main
+
+    for folder, specs in (("default", ("cma-es", "rs")), ("tuned", ("cma-es[sigma0=0.02]", "rs"))):
+        store = ResultStore(tmp_path / folder)
+        for task in ("t1", "t2"):
+            for spec, value in zip(specs, (2.0, 1.0) if folder == "default" else (1.0, 2.0)):
+                for s in range(2):
+                    store.put(_record(task, spec.split("[")[0], s, value, spec))
+    out = tmp_path / "lb"
+    assert main(["leaderboard", str(tmp_path / "default"), "--tuned", str(tmp_path / "tuned"),
+                 "-o", str(out), "--markdown"]) == 0
+    text = capsys.readouterr().out
+    assert "| optimizer | default_position |" in text
+    assert "| cma-es | 2 | 2 | - | 1 | 1 | - | 2/2 | 1 |" in text
+    tracks = pd.read_csv(out / "tracks.csv").set_index("optimizer")
+    assert tracks.loc["cma-es", "moved"] == 1 and tracks.loc["rs", "moved"] == -1
+    assert pd.read_csv(out / "tuned" / "t1.csv").set_index("optimizer").loc[
+        "cma-es", "spec"] == "cma-es[sigma0=0.02]"

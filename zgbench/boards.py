@@ -156,3 +156,21 @@ def kendall_tau(a: pd.Series, b: pd.Series) -> float:
     concordant = (dx * dy)[upper].sum()
     tx, ty = (dx[upper] != 0).sum(), (dy[upper] != 0).sum()
     return float(concordant / math.sqrt(tx * ty)) if tx and ty else math.nan
+
+
+def markdown(frame: pd.DataFrame, columns: list[str]) -> str:
+    """A board as a Markdown table (numbers to 3 significant digits, blanks as ``-``), for
+    the README; hand-written because ``DataFrame.to_markdown`` needs ``tabulate``."""
+    columns = [c for c in columns if c in frame.columns]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for _, row in frame[columns].iterrows():
+        lines.append("| " + " | ".join(_cell(row[c]) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        return f"{value:.0f}" if value.is_integer() and abs(value) < 1e6 else f"{value:.3g}"
+    return str(value)

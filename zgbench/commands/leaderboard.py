@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tuned", metavar="RESULTS2",
                         help="results of the tuned suite (zgbench tune): the tuned track, "
                              "written to OUT/tuned, both tracks in OUT/tracks.csv")
+    parser.add_argument("--markdown", action="store_true",
+                        help="also print the README's tables (tracks, or the overall board)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -47,6 +49,8 @@ def main(args: argparse.Namespace) -> int:
                                                 "the tasks; not comparable overall)"))
     if args.tuned:
         console.print(tracks_rich(written["tracks"]))
+    if args.markdown:
+        print(readme_tables(written, bool(args.tuned)))
     console.print(f"{written['records']} records, {len(written['tasks'])} tasks -> {out}", markup=False)
     return 0
 
@@ -65,6 +69,20 @@ def overall_rich(frame, title: str = "Overall (mean rank over tasks, 95% interva
     for _, row in frame[columns].iterrows():
         table.add_row(*[escape(_fmt(v)) for v in row])
     return table
+
+
+def readme_tables(written, tracks: bool) -> str:
+    """The Markdown tables of the README's leaderboard section."""
+    from zgbench import boards
+
+    if tracks:
+        table = written["tracks"]
+        columns = ["optimizer", "default_position", "default_mean_rank", "default_norm_score",
+                   "tuned_position", "tuned_mean_rank", "tuned_norm_score", "default_coverage",
+                   "moved"]
+        return boards.markdown(table, columns)
+    return boards.markdown(written["overall"], ["position", "optimizer", "mean_rank", "rank_lo",
+                                                "rank_hi", "coverage", "norm_score", "wins"])
 
 
 def tracks_rich(frame) -> Table:
