@@ -73,7 +73,8 @@ def overall_table(tables: dict[str, pd.DataFrame], summary: pd.DataFrame | None 
     n_tasks = len(tables)
     rows: dict[str, dict[str, Any]] = {}
     for table in tables.values():
-        for _, row in table[table.get("counted", True) == True].iterrows():  # noqa: E712
+        rows_counted = table[table["counted"].astype(bool)] if "counted" in table else table
+        for _, row in rows_counted.iterrows():
             entry = rows.setdefault(row["optimizer"], {"optimizer": row["optimizer"], "ranks": [],
                                                         "wins": 0, "n/a": 0, "failed_tasks": 0})
             if row["status"] == "n/a":
@@ -99,7 +100,8 @@ def overall_table(tables: dict[str, pd.DataFrame], summary: pd.DataFrame | None 
     out = out.sort_values(["_partial", "mean_rank", "optimizer"],
                           na_position="last").drop(columns="_partial").reset_index(drop=True)
     main = (out["board"] == "main").to_numpy()
-    out.insert(0, "position", np.where(main, np.cumsum(main), np.nan))
+    out.insert(0, "position", pd.array(np.where(main, np.cumsum(main), 0), dtype="Int64"))
+    out.loc[~main, "position"] = pd.NA  # the partial table has no positions
     return out
 
 
@@ -169,6 +171,8 @@ def markdown(frame: pd.DataFrame, columns: list[str]) -> str:
 
 
 def _cell(value: Any) -> str:
+    if value is pd.NA:
+        return "-"
     if isinstance(value, float):
         if math.isnan(value):
             return "-"

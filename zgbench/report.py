@@ -191,7 +191,9 @@ def build(results: str | Path, out: str | Path, title: str = "zgbench report",
 
 
 def html_table(frame: pd.DataFrame) -> str:
-    """A DataFrame as an HTML table (escaped; numbers to 4 significant digits)."""
+    """A DataFrame as an HTML table (escaped; numbers to 4 significant digits; blanks -)."""
+    nullable = [c for c in frame.columns if str(frame[c].dtype) == "Int64"]
+    frame = frame.astype({c: float for c in nullable})  # positions: NA shows as -, not <NA>
     table = frame.to_html(index=False, classes="data", border=0, na_rep="-", escape=True,
                           float_format=_fmt)
     return f'<div class="scroll">{table}</div>'

@@ -14,6 +14,7 @@ import argparse
 import math
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -98,6 +99,8 @@ def tracks_rich(frame) -> Table:
 
 
 def _fmt(value) -> str:
+    if value is pd.NA:
+        return "-"
     if isinstance(value, float):
         return "-" if math.isnan(value) else f"{value:.3g}"
     return str(value)
