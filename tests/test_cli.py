@@ -49,7 +49,8 @@ def test_run_then_leaderboard(tmp_path, capsys):
     assert "12 runs: 0 done, 12 skipped (already finished), 0 failed" in capsys.readouterr().err
     assert main(["leaderboard", str(tmp_path / "res"), "-o", str(tmp_path / "lb")]) == 0
     table = pd.read_csv(tmp_path / "lb" / "sphere_dim=4.csv")
-    assert set(table["optimizer"]) == {"random-search", "rge[q=4]", "adam"}
+    assert set(table["spec"]) == {"random-search", "rge[q=4]", "adam"}
+    assert set(table["optimizer"]) == {"random-search", "rge", "adam"}
     assert (tmp_path / "lb" / "step_dim=3.png").stat().st_size > 1000
     assert (tmp_path / "res" / "leaderboard" / "overall.csv").exists()
 

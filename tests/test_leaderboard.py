@@ -68,7 +68,7 @@ def test_overall_and_files(tmp_path):
     assert {"t1.csv", "t2.csv", "t1.png", "t2.png", "overall.csv", "machine.json"} <= names
     assert json.loads((tmp_path / "lb" / "machine.json").read_text()) == [{"hostname": "h", "torch": "t"}]
     csv = pd.read_csv(tmp_path / "lb" / "t1.csv")
-    assert list(csv.columns[:3]) == ["rank", "optimizer", "median"]
+    assert list(csv.columns[:4]) == ["rank", "optimizer", "spec", "median"]
 
 
 def test_curves_hold_values_between_checkpoints():
@@ -100,3 +100,80 @@ def test_statistics_extend_the_files(tmp_path):
     assert rate.loc["a", "b"] == pytest.approx((1 + 0 + 0.5 + 1 + 0 + 0) / 6)
     long = pd.read_csv(tmp_path / "lb" / "stats.csv")
     assert set(long["task"]) == {"t1", "t2"} and len(long) == 6
+
+
+@pytest.mark.parametrize("seeds", [2, 4, 6])
+@pytest.mark.parametrize("direction", ["min", "max"])
+def test_half_failing_never_ranks_above_an_honest_optimizer(tmp_path, seeds, direction):
+    """Issue 18.5: with an even number of seeds, {0.09, inf} must not have median 0.09."""
+    good, honest = (0.09, 0.5) if direction == "min" else (0.91, 0.5)
+    rs = []
+    for s in range(seeds):
+        failing = s >= seeds // 2
+        rs.append(_record("t", "half", s, None if failing else good,
+                          status="failed" if failing else "ok", direction=direction))
+        rs.append(_record("t", "honest", s, honest, direction=direction))
+        rs.append(_record("t", "random-search", s, honest + (0.1 if direction == "min" else -0.1),
+                          direction=direction))
+    store = ResultStore(tmp_path / "results")
+    for r in rs:
+        store.put(r)
+    written = leaderboard.write(tmp_path / "results", tmp_path / "lb")
+    table = written["tasks"]["t"].set_index("optimizer")
+    worst = math.inf if direction == "min" else -math.inf
+    assert table.loc["half", "median"] == worst
+    assert table.loc["honest", "rank"] < table.loc["half", "rank"]
+    # the bootstrap agrees: the half-failing median interval reaches the worst value, and its
+    # normalised score is the cap, worse than the honest optimizer's
+    assert worst in (table.loc["half", "median_lo"], table.loc["half", "median_hi"])
+    assert table.loc["half", "norm_score"] == 5.0 > table.loc["honest", "norm_score"]
+    overall = written["overall"].set_index("optimizer")
+    assert overall.loc["honest", "mean_rank"] < overall.loc["half", "mean_rank"]
+
+
+def test_worse_quantile_interpolates_finite_and_takes_the_worse_at_failures():
+    from zgbench import stats
+
+    inf = math.inf
+    assert stats.worse_median([0.09, inf]) == inf
+    assert stats.worse_median([1.0, 2.0, inf, inf]) == inf
+    assert stats.worse_median([1.0, 2.0, 3.0, inf]) == 2.5  # finite middle: interpolated
+    assert stats.worse_median([1.0, 3.0]) == 2.0
+    assert stats.worse_quantile([1.0, 2.0, 3.0, 4.0, 5.0], 0.25) == 2.0
+    assert math.isnan(stats.worse_median([math.nan, math.nan]))
+    assert stats.worse_median([math.nan, 1.0, inf]) == inf  # NaN = missing seed, ignored
+    matrix = [[1.0, inf], [1.0, 2.0]]
+    assert stats.worse_median(matrix, axis=1).tolist() == [inf, 1.5]
+
+
+def test_nan_metric_is_the_worst_value_and_every_file_is_written(tmp_path):
+    """Issue 18.6: a task returning NaN (stored as null) for its metric at some checkpoints
+    and at the end: the run counts as the worst value, plots skip the points, and every file
+    (overall.csv included) is written."""
+    rs = []
+    for s in range(3):
+        bad = _record("t", "nan-opt", s, 1.0)
+        for point in bad["trajectory"]:
+            point["metrics"] = {"score": None}
+        rs += [bad, _record("t", "fine", s, 2.0 + s), _record("t", "random-search", s, 5.0)]
+    half = _record("t", "half-nan", 0, 0.5)
+    half["trajectory"][0]["metrics"] = {"score": None}  # NaN at the start, finite at the end
+    rs += [half, _record("t", "half-nan", 1, 0.5), _record("t", "half-nan", 2, 0.5)]
+    for s in range(2):  # a task on which every metric is NaN: nothing to plot on a log axis
+        only = _record("u", "nan-opt", s, 1.0)
+        for point in only["trajectory"]:
+            point["metrics"] = {"score": None}
+        rs.append(only)
+    store = ResultStore(tmp_path / "results")
+    for r in rs:
+        store.put(r)
+    written = leaderboard.write(tmp_path / "results", tmp_path / "lb")
+    table = written["tasks"]["t"].set_index("optimizer")
+    assert table.loc["nan-opt", "median"] == math.inf
+    assert table.loc["nan-opt", "rank"] == 4 and table.loc["half-nan", "rank"] == 1
+    names = {p.name for p in (tmp_path / "lb").iterdir()}
+    assert {"overall.csv", "t.csv", "t.png", "u.csv", "u.png", "stats.csv",
+            "profiles.png"} <= names
+    assert written["tasks"]["u"]["median"].tolist() == [math.inf]
+    data = leaderboard.curves(rs)
+    assert "half-nan" in data and data["half-nan"]["median"].notna().any()

@@ -189,8 +189,8 @@ def test_report_renders_in_chromium(results, tmp_path):
         browser.screenshot(tmp_path / "report.png")
         assert browser.errors() == []
         assert state["title"] == "zgbench report"
-        # overall, win rate, two task tables, machine, plugins
-        assert state["tables"] == 6 and state["overallRows"] == 2
+        # overall, one family board, win rate, two task tables, machine, plugins
+        assert state["tables"] == 7 and state["overallRows"] == 2
         assert state["taskSections"] == ["picture-sphere[dim=3]", "step[dim=3]"]
         sources = {i["src"] for i in state["images"]}
         assert all(i["ok"] for i in state["images"]), state["images"]
@@ -228,3 +228,27 @@ def test_run_writes_the_report_in_one_command(tmp_path):
     names = {p.name for p in (tmp_path / "board").iterdir()}
     assert {"index.html", "overall.csv", "stats.csv", "machine.json", "win_rate.png",
             "profiles.png", "sphere_dim=2.csv", "sphere_dim=2.png"} <= names
+
+
+def test_report_shows_both_tracks(results, tmp_path):
+    """Issue 15.3: with the tuned track's results the page shows both tracks, with the
+    sentence on how to read them, and each task's tuned table and plot."""
+    registry = plugins.load()
+    tuned_specs = [specs.resolve_optimizer(registry, o)
+                   for o in ("random-search[sigma=0.1]", "rge[lr=0.01]")]
+    entries = [(specs.resolve_task(registry, "step[dim=3]"), Budget(evals=200), tuned_specs)]
+    tuned = tmp_path / "tuned-results"
+    assert run_all(plan(entries, 2), registry, tuned, InProcessExecutor()).done == 4
+    out = tmp_path / "report"
+    assert cli.main(["report", str(results), "--tuned", str(tuned), "-o", str(out)]) == 0
+    html = (out / "index.html").read_text()
+    assert "Tracks: default and tuned" in html and "How to read the two tracks" in html
+    assert "Overall, tuned track" in html and 'src="tuned/step_dim=3.png"' in html
+    assert (out / "tuned" / "step_dim=3.png").exists() and (out / "tracks.csv").exists()
+    import pandas as pd
+
+    tracks = pd.read_csv(out / "tracks.csv").set_index("optimizer")
+    assert {"default_position", "tuned_position", "moved"} <= set(tracks.columns)
+    assert set(tracks.index) == {"random-search", "rge"}
+    tuned_table = pd.read_csv(out / "tuned" / "step_dim=3.csv").set_index("optimizer")
+    assert tuned_table.loc["rge", "spec"] == "rge[lr=0.01]"

@@ -125,6 +125,9 @@ class Task(Component):
     primary_metric: ClassVar[str] = ""
     #: The budget a run gets unless the suite or the command line says otherwise.
     default_budget: ClassVar[Budget] = Budget(evals=1000)
+    #: The family of tasks it belongs to, for the family sub-boards (synthetic, graphics,
+    #: learning, radiosity, pde, or a plugin's own word); ``other`` unless declared.
+    family: ClassVar[str] = "other"
 
     #: Length of the parameter vector; set it in :meth:`setup` (or declare it as a Param).
     dim: int

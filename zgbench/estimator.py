@@ -21,8 +21,8 @@ from zgbench.problem import Problem
 class GradientEstimator(Optimizer):
     """Base: estimate ∇ℓ(θ) from the metered problem, take one torch.optim step, repeat."""
 
-    step = Param("sgd", "outer step", choices=("sgd", "adam"))
-    lr = Param(0.1, "learning rate of the outer step", gt=0)
+    step = Param("sgd", "outer step", choices=("sgd", "adam"), tune=True)
+    lr = Param(0.1, "learning rate of the outer step", tune=(1e-4, 1.0), log=True, gt=0)
     momentum = Param(0.9, "SGD momentum", ge=0)
     weight_decay = Param(5e-4, "weight decay of the outer step", ge=0)
     schedule = Param("cosine", "learning-rate schedule over the planned steps",

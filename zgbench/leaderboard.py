@@ -1,18 +1,28 @@
-"""Leaderboards from a results folder: a ranked CSV and a convergence plot per task, and an
-overall table.
+"""Leaderboards from a results folder: a ranked CSV and a convergence plot per task, and the
+overall and family boards.
 
 Per task, optimizers are ranked by the median over seeds of the task's primary metric at the
 end of the run. Explicit rules for the awkward cases:
 
-- a failed run (or an ok run whose metric is not finite) counts as the worst possible value
-  (+inf for "min" metrics, -inf for "max"), so failing on hard seeds never helps a median;
+- a failed run (any status but ``ok`` and ``n/a``: failed, violated, ...) or an ok run whose
+  metric is not finite (NaN is stored as null) counts as the worst possible value (+inf for
+  "min" metrics, -inf for "max"), so failing on hard seeds never helps a median;
+- medians and quartiles interpolate between finite neighbours and take the worse neighbour
+  next to a failure (:func:`zgbench.stats.worse_quantile`): with 2 seeds {0.09, inf} has
+  median inf, never 0.09;
 - an incompatible pair (status ``n/a``) is not ranked on that task and is counted as n/a;
-- ties share the better rank (competition ranking: 1, 2, 2, 4).
+- ties share the better rank (competition ranking: 1, 2, 2, 4);
+- one row per optimizer name: the spec that ran is the ``spec`` column; with several specs of
+  one optimizer on a task the worst counts and the others are listed unranked
+  (:mod:`zgbench.boards` states the rules, coverage and families included).
 
-The overall table gives each optimizer its mean rank over the tasks it was ranked on, its wins
-(tasks ranked first, ties included) and its n/a and failed counts. Everything is written
-atomically; plots are median lines with an interquartile band over seeds, against oracle calls
-(loss evaluations + gradient evaluations).
+The overall board (``overall.csv``) gives each optimizer its mean rank over the tasks it was
+ranked on, its coverage, wins (tasks ranked first, ties included), n/a and failed counts; the
+main table holds the optimizers ranked on at least half the tasks, the partial table the
+rest. ``families.csv`` holds the same board per family of tasks. Everything is written
+atomically, tables before plots; plots are median lines with an interquartile band over
+seeds, against oracle calls (loss evaluations + gradient evaluations), and skip non-finite
+points.
 
 Statistics from :mod:`zgbench.stats` extend the same files and add a few (see there for the
 definitions): each task table gains bootstrap intervals on the median (``median_lo``,
@@ -28,7 +38,9 @@ from __future__ import annotations
 import io
 import json
 import math
+import functools
 import re
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -36,15 +48,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from zgbench import stats
+from zgbench import boards, stats
 from zgbench.store import ResultStore, atomic_write, atomic_write_text
 
-COLUMNS = ["rank", "optimizer", "median", "q25", "q75", "runs_ok", "runs_failed", "evals",
-           "grads", "seconds", "metric", "direction"]
+COLUMNS = ["rank", "optimizer", "spec", "median", "q25", "q75", "runs_ok", "runs_failed",
+           "evals", "grads", "seconds", "metric", "direction"]
 
 
 def runs_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """One row per run: identity, status and the final primary metric (worst if missing)."""
+    """One row per run: identity, status and the final primary metric (worst if missing or
+    not finite: a NaN metric is stored as null). ``optimizer`` is the optimizer's name (its
+    row on the boards), ``spec`` the spec that ran (label: only non-default parameters)."""
     rows = []
     for r in records:
         task, direction = r["task"], r["task"]["metrics"][r["task"]["primary_metric"]]
@@ -52,8 +66,10 @@ def runs_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
         value = (final.get("metrics") or {}).get(task["primary_metric"])
         if r["status"] != "ok" or value is None or not math.isfinite(value):
             value = math.inf if direction == "min" else -math.inf
+        optimizer = r["optimizer"]
         rows.append({
-            "task": task["label"], "task_id": task["canonical"], "optimizer": r["optimizer"]["label"],
+            "task": task["label"], "task_id": task["canonical"], "family": family(r),
+            "optimizer": optimizer.get("name", optimizer["label"]), "spec": optimizer["label"],
             "seed": r["identity"]["seed"], "status": r["status"], "metric": task["primary_metric"],
             "direction": direction, "value": value, "evals": final.get("evals", 0),
             "grads": final.get("grads", 0), "seconds": final.get("seconds", 0.0),
@@ -61,70 +77,86 @@ def runs_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def family(record: dict[str, Any]) -> str:
+    """The task family of a record (``Task.family``); records written before families were
+    recorded are looked up in the installed plugins by task name."""
+    value = record["task"].get("family")
+    return value if isinstance(value, str) and value else _installed_family(record["task"]["name"])
+
+
+@functools.cache
+def _installed_family(name: str) -> str:
+    try:
+        return getattr(_registry().task(name).cls, "family", boards.OTHER) or boards.OTHER
+    except Exception:  # a task whose plugin is not installed here
+        return boards.OTHER
+
+
+@functools.cache
+def _registry():
+    from zgbench import plugins
+
+    return plugins.load()
+
+
 def task_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """The ranked table of one task (rows of :func:`runs_frame` for that task)."""
+    """The ranked table of one task (rows of :func:`runs_frame` for that task): one row per
+    optimizer name from the runs that count (``counted``, see :mod:`zgbench.boards`), ranked;
+    then one row per other spec of the same names, unranked (``counted = False``)."""
     direction = runs["direction"].iloc[0]
-    rows = []
-    for optimizer, group in runs.groupby("optimizer", sort=True):
-        ran = group[group["status"] != "n/a"]
-        if ran.empty:
-            rows.append({"optimizer": optimizer, "status": "n/a", "runs_ok": 0, "runs_failed": 0})
-            continue
-        values = ran["value"].to_numpy(dtype=float)
-        rows.append({
-            "optimizer": optimizer, "status": "ok" if (ran["status"] == "ok").any() else "failed",
-            "median": _quantile(values, 0.5), "q25": _quantile(values, 0.25),
-            "q75": _quantile(values, 0.75), "runs_ok": int((ran["status"] == "ok").sum()),
-            "runs_failed": int((ran["status"] != "ok").sum()),  # failed and violated
-            "evals": float(ran["evals"].median()), "grads": float(ran["grads"].median()),
-            "seconds": float(ran["seconds"].median()),
-        })
-    table = pd.DataFrame(rows)
+    counted = runs["counted"] if "counted" in runs else pd.Series(True, index=runs.index)
+    rows = [_row(name, group, direction) for name, group in
+            runs[counted].groupby("optimizer", sort=True)]
+    extra = [_row(group["optimizer"].iloc[0], group, direction, counted=False) for _, group in
+             runs[~counted].groupby("spec", sort=True)]
+    table = pd.DataFrame(rows + extra)
     for column in ("median", "q25", "q75", "evals", "grads", "seconds"):
         if column not in table:  # every pair n/a on this task
             table[column] = math.nan
     table["metric"] = runs["metric"].iloc[0]
     table["direction"] = direction
-    ranked = table["status"] != "n/a"
+    ranked = (table["status"] != "n/a") & table["counted"]
     key = table.loc[ranked, "median"] * (1 if direction == "min" else -1)
     table.loc[ranked, "rank"] = key.rank(method="min")
-    table = table.sort_values(["rank", "optimizer"], na_position="last")
-    return table[[c for c in COLUMNS + ["status"] if c in table.columns]].reset_index(drop=True)
+    table = table.sort_values(["counted", "rank", "optimizer", "spec"],
+                              ascending=[False, True, True, True], na_position="last")
+    columns = [c for c in COLUMNS + ["status", "counted"] if c in table.columns]
+    return table[columns].reset_index(drop=True)
 
 
-def _quantile(values: np.ndarray, q: float) -> float:
-    """Linear-interpolated quantile; where interpolation meets two infinities (inf - inf is
-    NaN) the nearest order statistic is used instead."""
-    with np.errstate(invalid="ignore"):
-        value = float(np.quantile(values, q))
-    return float(np.quantile(values, q, method="nearest")) if math.isnan(value) else value
+def _row(name: str, group: pd.DataFrame, direction: str, counted: bool = True) -> dict[str, Any]:
+    """One table row: medians and quartiles over the group's seeds (one spec)."""
+    spec = group["spec"].iloc[0] if "spec" in group else name
+    ran = group[group["status"] != "n/a"]
+    if ran.empty:
+        return {"optimizer": name, "spec": spec, "status": "n/a", "runs_ok": 0,
+                "runs_failed": 0, "counted": counted}
+    values = ran["value"].to_numpy(dtype=float)
+    return {
+        "optimizer": name, "spec": spec,
+        "status": "ok" if (ran["status"] == "ok").any() else "failed",
+        "median": _quantile(values, 0.5, direction), "q25": _quantile(values, 0.25, direction),
+        "q75": _quantile(values, 0.75, direction), "runs_ok": int((ran["status"] == "ok").sum()),
+        "runs_failed": int((ran["status"] != "ok").sum()),  # failed, violated, ...
+        "evals": float(ran["evals"].median()), "grads": float(ran["grads"].median()),
+        "seconds": float(ran["seconds"].median()), "counted": counted,
+    }
 
 
-def overall_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Mean rank across tasks, wins, and n/a / failed counts per optimizer."""
-    rows: dict[str, dict[str, Any]] = {}
-    for table in tables.values():
-        for _, row in table.iterrows():
-            entry = rows.setdefault(row["optimizer"], {"optimizer": row["optimizer"], "ranks": [],
-                                                        "wins": 0, "n/a": 0, "failed_tasks": 0})
-            if row["status"] == "n/a":
-                entry["n/a"] += 1
-                continue
-            entry["ranks"].append(row["rank"])
-            entry["wins"] += int(row["rank"] == 1)
-            entry["failed_tasks"] += int(row["status"] == "failed")
-    out = pd.DataFrame([
-        {"optimizer": e["optimizer"],
-         "mean_rank": float(np.mean(e["ranks"])) if e["ranks"] else math.nan,
-         "tasks_ranked": len(e["ranks"]), "wins": e["wins"], "n/a": e["n/a"],
-         "failed_tasks": e["failed_tasks"]}
-        for e in rows.values()
-    ])
-    if out.empty:
-        return out
-    out = out.sort_values(["mean_rank", "optimizer"], na_position="last").reset_index(drop=True)
-    out.insert(0, "position", range(1, len(out) + 1))
-    return out
+def _quantile(values: np.ndarray, q: float, direction: str = "min") -> float:
+    """Quantile ``q`` of a metric's values (q25 is the lower quartile of the metric itself),
+    interpolated between finite neighbours and the worse neighbour next to a failure
+    (:func:`zgbench.stats.worse_quantile`)."""
+    if direction == "min":
+        return float(stats.worse_quantile(values, q))
+    return -float(stats.worse_quantile(-np.asarray(values, dtype=float), 1.0 - q))
+
+
+def overall_table(tables: dict[str, pd.DataFrame],
+                  summary: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The overall board (one row per optimizer, coverage, main and partial tables): see
+    :func:`zgbench.boards.overall_table`."""
+    return boards.overall_table(tables, summary)
 
 
 def slug(text: str) -> str:
@@ -148,9 +180,13 @@ def curves(records: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
         grid = np.unique(np.concatenate([xs for xs, _ in series]))
         stacked = np.stack([ys[np.clip(np.searchsorted(xs, grid, side="right") - 1, 0, None)]
                             for xs, ys in series])
-        out[optimizer] = pd.DataFrame({
-            "calls": grid, "median": np.nanmedian(stacked, 0),
-            "q25": np.nanquantile(stacked, 0.25, axis=0), "q75": np.nanquantile(stacked, 0.75, axis=0)})
+        stacked = np.where(np.isfinite(stacked), stacked, math.nan)  # plots skip NaN / inf
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
+            out[optimizer] = pd.DataFrame({
+                "calls": grid, "median": np.nanmedian(stacked, 0),
+                "q25": np.nanquantile(stacked, 0.25, axis=0),
+                "q75": np.nanquantile(stacked, 0.75, axis=0)})
     return out
 
 
@@ -165,15 +201,20 @@ def plot_task(label: str, metric: str, direction: str, data: dict[str, pd.DataFr
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    positive = True
+    shown = []  # every finite value drawn: a log axis needs them all positive, and one at least
     for optimizer, frame in sorted(data.items()):
         x = np.maximum(frame["calls"].to_numpy(), 1)
         (line,) = ax.step(x, frame["median"], where="post", label=optimizer)
         ax.fill_between(x, frame["q25"], frame["q75"], step="post", alpha=0.2, color=line.get_color())
-        positive &= bool(np.nanmin(frame["q25"].to_numpy(dtype=float), initial=1.0) > 0)
-    ax.set_xscale("log")
-    if positive and direction == "min":
-        ax.set_yscale("log")
+        values = frame[["median", "q25", "q75"]].to_numpy(dtype=float)
+        shown.append(values[np.isfinite(values)])
+    drawn = np.concatenate(shown) if shown else np.array([])
+    if drawn.size:  # log axes without any finite point cannot place ticks (matplotlib raises)
+        ax.set_xscale("log")
+        if direction == "min" and (drawn > 0).all():
+            ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, "no finite value to plot", transform=ax.transAxes, ha="center")
     ax.set_xlabel("oracle calls (loss + gradient evaluations)")
     ax.set_ylabel(f"{metric} ({'lower' if direction == 'min' else 'higher'} is better)")
     ax.set_title(f"{label}: median and interquartile range over seeds")
@@ -185,28 +226,44 @@ def plot_task(label: str, metric: str, direction: str, data: dict[str, pd.DataFr
 
 def compute(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Every table of a leaderboard, in memory: per-task tables (by label) with their
-    statistics, the overall table, the long ``stats`` table and the :class:`stats.Analysis`."""
+    statistics, the overall and family boards, the long ``stats`` table and the
+    :class:`stats.Analysis` (computed on the runs that count, one spec per optimizer)."""
     runs = runs_frame(records)
-    analysis = stats.analyse(runs, records)
+    runs["counted"] = boards.counted_specs(runs)
+    counted = runs[runs["counted"]]
+    keep = set(zip(counted["task_id"], counted["spec"]))
+    chosen = [_by_name(r) for r in records
+              if (r["task"]["canonical"], r["optimizer"]["label"]) in keep]
+    analysis = stats.analyse(counted, chosen)
     tables: dict[str, pd.DataFrame] = {}
     task_ids: dict[str, str] = {}
     for task_id, group in runs.groupby("task_id", sort=True):
         label = group["task"].iloc[0]
-        tables[label] = task_table(group).merge(analysis.tasks[task_id].table, on="optimizer",
-                                                how="left")
+        tables[label] = task_table(group).merge(
+            analysis.tasks[task_id].table.assign(counted=True), on=["optimizer", "counted"],
+            how="left")
         task_ids[label] = task_id
-    overall = overall_table(tables)
-    if not overall.empty:
-        overall = overall.merge(analysis.overall, on="optimizer", how="left")
+    overall = overall_table(tables, analysis.overall)
+    families = dict(zip(runs["task_id"], runs["family"]))
+    by_family = boards.family_tables(tables, task_ids, families, analysis)
     long = pd.concat([t.assign(task=label) for label, t in tables.items()], ignore_index=True)
     long = long[["task"] + [c for c in long.columns if c != "task"]]
     return {"runs": runs, "tasks": tables, "task_ids": task_ids, "overall": overall,
-            "stats": long, "analysis": analysis}
+            "families": by_family, "stats": long, "analysis": analysis}
+
+
+def _by_name(record: dict[str, Any]) -> dict[str, Any]:
+    """A shallow copy whose optimizer label is its name: the statistics (win rates, runtime
+    profiles) key optimizers by label, and on the boards one spec per name stands for it."""
+    optimizer = record["optimizer"]
+    return {**record, "optimizer": {**optimizer, "label": optimizer.get("name",
+                                                                         optimizer["label"])}}
 
 
 def write(results: str | Path, out: str | Path) -> dict[str, Any]:
-    """Write every task's CSV and PNG, ``overall.csv`` and ``machine.json`` under ``out``, and
-    the statistics files (``stats.csv``, ``win_rate.*``, ``profiles.*``, ``*.profile.png``)."""
+    """Write every task's CSV and PNG, ``overall.csv``, ``families.csv`` and ``machine.json``
+    under ``out``, and the statistics files (``stats.csv``, ``win_rate.*``, ``profiles.*``,
+    ``*.profile.png``). Every table is written before any plot."""
     records = list(ResultStore(results))
     out = Path(out)
     if not records:
@@ -218,18 +275,37 @@ def write(results: str | Path, out: str | Path) -> dict[str, Any]:
     tables, runs = computed["tasks"], computed["runs"]
     for label, table in tables.items():
         atomic_write_text(out / f"{slug(label)}.csv", table.to_csv(index=False))
-        group = runs[runs["task_id"] == computed["task_ids"][label]]
-        task_records = [r for r in records if r["task"]["canonical"] == computed["task_ids"][label]]
-        plot_task(label, group["metric"].iloc[0], group["direction"].iloc[0],
-                  curves(task_records), out / f"{slug(label)}.png")
     atomic_write_text(out / "overall.csv", computed["overall"].to_csv(index=False))
+    atomic_write_text(out / "families.csv", computed["families"].to_csv(index=False))
     atomic_write_text(out / "machine.json", json.dumps(_machines(records), indent=1))
     atomic_write_text(out / "stats.csv", computed["stats"].to_csv(index=False))
+    counted = set(zip(runs.loc[runs["counted"], "task_id"], runs.loc[runs["counted"], "spec"]))
+    for label, table in tables.items():
+        task_id = computed["task_ids"][label]
+        group = runs[runs["task_id"] == task_id]
+        task_records = [r for r in records if (r["task"]["canonical"], r["optimizer"]["label"])
+                        in counted and r["task"]["canonical"] == task_id]
+        plot_task(label, group["metric"].iloc[0], group["direction"].iloc[0],
+                  curves(task_records), out / f"{slug(label)}.png")
     _write_stats(out, list(tables), computed["analysis"])
     analysis = computed["analysis"]
-    return {"tasks": tables, "overall": computed["overall"], "records": len(records),
-            "stats": computed["stats"], "win_rate": analysis.win_rate,
+    return {"tasks": tables, "overall": computed["overall"], "families": computed["families"],
+            "records": len(records), "stats": computed["stats"], "win_rate": analysis.win_rate,
             "profiles": analysis.profiles}
+
+
+def write_tracks(default: str | Path, tuned: str | Path, out: str | Path) -> dict[str, Any]:
+    """Both tracks: the default track's leaderboard in ``out``, the tuned track's in
+    ``out/tuned``, and ``out/tracks.csv`` with each optimizer's overall position in both
+    (:func:`zgbench.boards.tracks_table`). Returns :func:`write`'s dict for the default
+    track with ``tuned`` (the tuned track's) and ``tracks`` added."""
+    out = Path(out)
+    written = write(default, out)
+    written["tuned"] = write(tuned, out / "tuned")
+    written["tracks"] = boards.tracks_table({"default": written["overall"],
+                                             "tuned": written["tuned"]["overall"]})
+    atomic_write_text(out / "tracks.csv", written["tracks"].to_csv(index=False))
+    return written
 
 
 def _write_stats(out: Path, labels: list[str], analysis: stats.Analysis) -> None:

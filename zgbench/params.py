@@ -41,6 +41,11 @@ class Param:
     ge: float | None = None
     lt: float | None = None
     le: float | None = None
+    #: What ``zgbench tune`` may search: ``(low, high)`` for an int or float parameter, or
+    #: ``True`` for one with ``choices`` (or a bool): every choice. ``None``: not tunable.
+    tune: tuple[float, float] | bool | None = None
+    #: Search ``(low, high)`` on a log scale (step sizes, learning rates, populations).
+    log: bool = False
     name: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
@@ -48,6 +53,14 @@ class Param:
             if self.default is None:
                 raise TypeError("Param(None, ...) needs an explicit type=")
             self.type = type(self.default)
+        if isinstance(self.tune, tuple):
+            low, high = self.tune
+            if self.type not in (int, float) or not low < high or (self.log and low <= 0):
+                raise TypeError(f"Param tune={self.tune!r}: give (low, high) with low < high "
+                                "(low > 0 with log=True) on an int or float parameter")
+        elif self.tune and self.choices is None and self.type is not bool:
+            raise TypeError("Param tune=True needs choices= (or a bool): give (low, high) "
+                            "for a number")
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
@@ -87,12 +100,16 @@ class Param:
         return " and ".join(words)
 
     def describe(self) -> str:
-        """``name=default`` with choices, as ``zgbench list`` shows it."""
+        """``name=default`` with choices and the tuning range, as ``zgbench list`` shows it."""
         text = f"{self.name}={self.default}"
         if self.choices is not None:
             text += " {" + "|".join(map(str, self.choices)) + "}"
         if self.bounds():
             text += f" ({self.bounds()})"
+        if isinstance(self.tune, tuple):
+            text += f" tune {self.tune[0]:g}..{self.tune[1]:g}{' log' if self.log else ''}"
+        elif self.tune:
+            text += " tune"
         return text
 
 

@@ -4,8 +4,10 @@ with everything a leaderboard holds, for people.
 ``build(results, out)`` writes the leaderboard files (:func:`zgbench.leaderboard.write`) into
 ``out``, copies the pictures tasks saved (record ``artifacts``, relative to the results folder)
 next to the page under the same relative paths, and renders ``out/index.html`` with Jinja2:
-the overall table, the win-rate matrix, the runtime ECDFs, one section per task (ranked table,
-convergence plot, ECDF, pictures) and the machines and versions the numbers came from.
+the overall board (main and partial tables), the family boards, the win-rate matrix, the
+runtime ECDFs, one section per task (ranked table, convergence plot, ECDF, pictures) and the
+machines and versions the numbers came from. ``build(..., tuned=RESULTS2)`` adds the tuned
+track (:mod:`zgbench.tuning`): both tracks side by side, the tuned board and tuned tables.
 The statistics it shows are defined in :mod:`zgbench.stats` (Bayesmark-style normalised scores,
 Turner et al. 2021; COCO runtime ECDFs, Hansen et al. 2021; percentile bootstrap, Efron &
 Tibshirani 1993).
@@ -32,10 +34,21 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"}
 MAX_PICTURES = 24
 
 _EXPLAIN = {
-    "overall": "Position by mean rank over tasks (lower is better; rank_lo/rank_hi: 95% "
-               "bootstrap interval of the mean rank over seeds). norm_score: mean over tasks of "
-               "the median normalised score, 0 = best value any run reached, 1 = random "
-               "search's median, clipped at 5 (failures). wins: tasks ranked first.",
+    "overall": "One row per optimizer (the spec each task used is in its table). Position by "
+               "mean rank over the tasks ranked (lower is better; rank_lo/rank_hi: 95% "
+               "bootstrap interval of the mean rank over seeds). Only optimizers ranked on at "
+               "least half the tasks (coverage) get a position; the others are in the partial "
+               "table below. norm_score: mean over tasks of the normalised median, 0 = best "
+               "value any run reached, 1 = random search's median, clipped at 5 (failures). "
+               "wins: tasks ranked first.",
+    "partial": "Ranked on fewer than half the tasks: their mean rank is over too few tasks to "
+               "compare with the table above (see the family boards).",
+    "families": "The same board over each family's own tasks: methods that only run on one "
+                "family (radiosity, pde) are compared there.",
+    "tracks": "How to read the two tracks: default is every optimizer out of the box, tuned is "
+              "every optimizer after the same number of tuning trials per task on seeds apart "
+              "from these (zgbench tune); an optimizer that climbs only in the tuned track "
+              "depends on its hyper-parameters, one that leads both is robust.",
     "task": "Median over seeds of the final primary metric (failed runs count as the worst "
             "value) with its 95% bootstrap interval (median_lo, median_hi), quartiles, "
             "normalised score and rank interval.",
@@ -71,13 +84,30 @@ figure img { max-width: 560px; border: 1px solid #eee; }
 <h1>{{ title }}</h1>
 <p class="note">{{ records }} runs on {{ tasks|length }} tasks from <code>{{ results }}</code>;
 generated {{ generated }} by zgbench {{ version }}.</p>
-<nav><a href="#overall">overall</a><a href="#win-rate">win rate</a><a href="#profiles">profiles</a>
+<nav><a href="#overall">overall</a>{% if tracks %}<a href="#tracks">tracks</a>{% endif %}
+<a href="#families">families</a><a href="#win-rate">win rate</a><a href="#profiles">profiles</a>
 {% for task in tasks %}<a href="#{{ task.anchor }}">{{ task.label }}</a>{% endfor %}
 <a href="#machine">machine</a></nav>
 
-<section id="overall"><h2>Overall</h2>
+{% if tracks %}<section id="tracks"><h2>Tracks: default and tuned</h2>
+<p class="note">{{ explain.tracks }} {{ tracks_note }}</p>
+{{ tracks|safe }}
+</section>{% endif %}
+
+<section id="overall"><h2>Overall{% if tracks %} (default track){% endif %}</h2>
 <p class="note">{{ explain.overall }}</p>
 {{ overall|safe }}
+{% if partial %}<h3>Partial coverage</h3><p class="note">{{ explain.partial }}</p>
+{{ partial|safe }}{% endif %}
+{% if tuned_overall %}<h3>Overall, tuned track</h3>
+{{ tuned_overall|safe }}{% endif %}
+</section>
+
+<section id="families"><h2>Families</h2>
+<p class="note">{{ explain.families }}</p>
+{% for family in families %}<h3>{{ family.name }}</h3>
+<p class="note">Tasks: {{ family.tasks }}</p>
+{{ family.table|safe }}{% endfor %}
 </section>
 
 <section id="win-rate"><h2>Win rate</h2>
@@ -98,6 +128,11 @@ Files: <a href="{{ task.csv }}">{{ task.csv }}</a></p>
 {{ task.table|safe }}
 <figure><img src="{{ task.plot }}" alt="convergence of {{ task.label }}">
 <figcaption>median and interquartile range over seeds</figcaption></figure>
+{% if task.tuned %}<h3>Tuned track</h3>
+{{ task.tuned.table|safe }}
+<figure><img src="{{ task.tuned.plot }}" alt="convergence of {{ task.label }}, tuned track">
+<figcaption>tuned track: median and interquartile range over seeds</figcaption></figure>
+{% endif %}
 {% if task.profile %}<figure><img src="{{ task.profile }}" alt="runtime ECDF of {{ task.label }}">
 <figcaption>runtime ECDF</figcaption></figure>{% endif %}
 {% if task.pictures %}<h3>Pictures</h3><div class="gallery">
@@ -121,21 +156,33 @@ Files: <a href="{{ task.csv }}">{{ task.csv }}</a></p>
 """
 
 
-def build(results: str | Path, out: str | Path, title: str = "zgbench report") -> Path:
-    """Write the leaderboard files and ``index.html`` into ``out``; return the page's path."""
+def build(results: str | Path, out: str | Path, title: str = "zgbench report",
+          tuned: str | Path | None = None) -> Path:
+    """Write the leaderboard files and ``index.html`` into ``out``; return the page's path.
+    With ``tuned`` (the results of a suite written by ``zgbench tune``) the page shows both
+    tracks: the tracks table, the tuned overall board and each task's tuned table."""
     from jinja2 import Environment
 
     results, out = Path(results), Path(out)
-    written = leaderboard.write(results, out)
+    written = (leaderboard.write_tracks(results, tuned, out) if tuned is not None
+               else leaderboard.write(results, out))
     records = list(ResultStore(results))
     pictures = copy_artifacts(records, results, out)
-    tasks = [_task_context(label, table, pictures.get(label, []), out)
+    tuned_tasks = written["tuned"]["tasks"] if tuned is not None else {}
+    tasks = [_task_context(label, table, pictures.get(label, []), out, tuned_tasks.get(label))
              for label, table in written["tasks"].items()]
+    overall = written["overall"]
+    main = overall[overall["board"] == "main"] if "board" in overall else overall
+    partial = overall[overall["board"] == "partial"] if "board" in overall else overall[:0]
     page = Environment(autoescape=True).from_string(TEMPLATE).render(
         title=title, records=len(records), tasks=tasks, results=str(results),
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         version=zgbench.__version__, explain=_EXPLAIN,
-        overall=html_table(written["overall"]),
+        overall=html_table(main), partial=html_table(partial) if len(partial) else "",
+        families=_families(written["families"]),
+        tracks=html_table(written["tracks"]) if tuned is not None else "",
+        tracks_note=_tracks_note(written) if tuned is not None else "",
+        tuned_overall=html_table(written["tuned"]["overall"]) if tuned is not None else "",
         win_rate=html_table(written["win_rate"].reset_index()),
         machines=html_table(pd.DataFrame(json.loads((out / "machine.json").read_text()))),
         plugins=html_table(plugin_versions(records)))
@@ -145,7 +192,9 @@ def build(results: str | Path, out: str | Path, title: str = "zgbench report") -
 
 
 def html_table(frame: pd.DataFrame) -> str:
-    """A DataFrame as an HTML table (escaped; numbers to 4 significant digits)."""
+    """A DataFrame as an HTML table (escaped; numbers to 4 significant digits; blanks -)."""
+    nullable = [c for c in frame.columns if str(frame[c].dtype) == "Int64"]
+    frame = frame.astype({c: float for c in nullable})  # positions: NA shows as -, not <NA>
     table = frame.to_html(index=False, classes="data", border=0, na_rep="-", escape=True,
                           float_format=_fmt)
     return f'<div class="scroll">{table}</div>'
@@ -191,11 +240,32 @@ def _describe(record: dict[str, Any]) -> str:
             f"seed {record['identity']['seed']}")
 
 
+def _families(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """One table per family of the long ``families.csv`` frame."""
+    if frame.empty:
+        return []
+    return [{"name": family, "tasks": group["tasks"].iloc[0],
+             "table": html_table(group.drop(columns=["family", "tasks"]))}
+            for family, group in frame.groupby("family", sort=True)]
+
+
+def _tracks_note(written: dict[str, Any]) -> str:
+    """Kendall's tau between the tracks' overall positions (main tables of both)."""
+    from zgbench.boards import kendall_tau
+
+    tracks = written["tracks"]
+    tau = kendall_tau(tracks["default_position"], tracks["tuned_position"])
+    return ("" if math.isnan(tau) else
+            f"Kendall's tau between the two tracks' positions: {tau:.2f} (1 = same order).")
+
+
 def _task_context(label: str, table: pd.DataFrame, pictures: list[dict[str, Any]],
-                  out: Path) -> dict[str, Any]:
+                  out: Path, tuned: pd.DataFrame | None = None) -> dict[str, Any]:
     name = leaderboard.slug(label)
     profile = f"{name}.profile.png"
     return {
+        "tuned": None if tuned is None else {"table": html_table(tuned),
+                                             "plot": f"tuned/{name}.png"},
         "label": label, "anchor": f"task-{name}", "table": html_table(table),
         "metric": table["metric"].iloc[0], "csv": f"{name}.csv", "plot": f"{name}.png",
         "direction": "lower is better" if table["direction"].iloc[0] == "min"

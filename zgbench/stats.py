@@ -12,6 +12,13 @@ runtime ECDFs, so that tasks with different metrics can be compared and averaged
   ``CAP`` times random search's distance to the best, so one catastrophe cannot dominate a
   mean over tasks, and failing is never better than finishing. A task without a finished
   random-search baseline has no normalised score.
+- **Medians with failures** (:func:`worse_quantile`): a failed run is the worst value (+inf
+  once oriented). Between two finite order statistics a quantile interpolates linearly, as
+  numpy does; where one of the two neighbours is a failure it takes the worse neighbour, so
+  with an even number of seeds {0.09, inf} has median inf: failing half the runs never ranks
+  above an honest optimizer. Every median and quantile that ranks (the tables' median and
+  quartiles, the bootstrap replicates, the baseline's median) uses this rule, and the
+  normalised score of an optimizer is the normalised value of that median.
 - **Bootstrap intervals** (percentile bootstrap, Efron & Tibshirani, "An Introduction to the
   Bootstrap", 1993): seeds are resampled with replacement, paired across optimizers (every
   optimizer faces the same task instance for a seed), ``n_boot`` times from a generator seeded
@@ -94,13 +101,40 @@ def bootstrap_indices(n_seeds: int, n_boot: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n_seeds, size=(n_boot, n_seeds))
 
 
-def resampled_medians(matrix: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Medians over resampled seeds: ``matrix[O, S]``, ``idx[B, S]`` -> ``[B, O]`` (NaN-aware)."""
-    import warnings
+def worse_quantile(values: Any, q: float, axis: int = -1) -> np.ndarray:
+    """Quantile ``q`` of oriented values ("lower is better", failures +inf) along ``axis``,
+    ignoring NaN (missing seeds; all NaN gives NaN).
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: n/a optimizers
-        return np.nanmedian(matrix[:, idx], axis=2).T
+    Linear interpolation between the two order statistics around ``q (n - 1)`` when both are
+    finite, else the worse (larger) of the two: numpy's interpolation turns {0.09, inf} into
+    NaN (inf - inf) and ``method="nearest"`` then rounds to 0.09, which let half-failing
+    optimizers rank first. Hand-written because no numpy method interpolates finite pairs and
+    rounds toward the worse side at infinities.
+    """
+    values = np.moveaxis(np.asarray(values, dtype=float), axis, -1)
+    ordered = np.sort(values, axis=-1)  # NaN sort last
+    n = (~np.isnan(ordered)).sum(-1)
+    pos = q * np.maximum(n - 1, 0)
+    lo = np.floor(pos).astype(int)[..., None]
+    hi = np.ceil(pos).astype(int)[..., None]
+    a = np.take_along_axis(ordered, lo, -1)[..., 0]
+    b = np.take_along_axis(ordered, hi, -1)[..., 0]
+    frac = pos - np.floor(pos)
+    with np.errstate(invalid="ignore"):
+        mixed = a + (b - a) * frac
+    out = np.where(np.isfinite(a) & np.isfinite(b), mixed, b)
+    return np.where(n == 0, math.nan, out)
+
+
+def worse_median(values: Any, axis: int = -1) -> np.ndarray:
+    """:func:`worse_quantile` at 0.5: the median, taking the worse middle value at failures."""
+    return worse_quantile(values, 0.5, axis)
+
+
+def resampled_medians(matrix: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Medians (:func:`worse_median`) over resampled seeds: ``matrix[O, S]`` (oriented),
+    ``idx[B, S]`` -> ``[B, O]`` (NaN-aware)."""
+    return worse_median(matrix[:, idx], axis=2).T
 
 
 def interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
@@ -168,12 +202,12 @@ def task_stats(runs: pd.DataFrame, records: list[dict[str, Any]], *, baseline: s
     optimizers = list(pivot.index)
     matrix = oriented(pivot.to_numpy(dtype=float), direction)  # [O, S], NaN = missing seed
     best = min(best_known(records), float(np.nanmin(matrix, initial=math.inf)))
-    ref = (float(np.nanmedian(matrix[optimizers.index(baseline)]))
+    ref = (float(worse_median(matrix[optimizers.index(baseline)]))
            if baseline in optimizers else math.nan)
-    scores = normalise(matrix, best, ref, cap)
+    scores = normalise(worse_median(matrix, axis=1), best, ref, cap)  # [O]
     idx = bootstrap_indices(matrix.shape[1], n_boot, derive_seed("bootstrap", task_id, seed))
     median_reps = resampled_medians(matrix, idx)
-    score_reps = resampled_medians(scores, idx)
+    score_reps = normalise(median_reps, best, ref, cap)
     rank_reps = competition_ranks(median_reps)
     table = _task_frame(optimizers, scores, median_reps, score_reps, rank_reps, direction,
                         confidence, best, ref)
@@ -182,16 +216,12 @@ def task_stats(runs: pd.DataFrame, records: list[dict[str, Any]], *, baseline: s
 
 def _task_frame(optimizers, scores, median_reps, score_reps, rank_reps, direction, confidence,
                 best, ref) -> pd.DataFrame:
-    import warnings
-
     lo, hi = interval(median_reps, confidence)
     if direction == "max":  # back to the metric's own sign: the interval flips
         lo, hi = -hi, -lo
     score_lo, score_hi = interval(score_reps, confidence)
     rank_lo, rank_hi = interval(rank_reps, confidence)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        score = np.nanmedian(scores, axis=1) if scores.size else np.array([])
+    score = np.asarray(scores, dtype=float).reshape(-1)  # normalised worse medians, [O]
     sign = 1.0 if direction == "min" else -1.0
     return pd.DataFrame({
         "optimizer": optimizers, "median_lo": lo, "median_hi": hi, "norm_score": score,
@@ -295,6 +325,8 @@ def runtimes(records: list[dict[str, Any]], n_targets: int = TARGETS) -> Runtime
     if not ok:
         return None
     best = best_known(ok)
+    if not math.isfinite(best):  # every metric NaN or infinite: no target to reach
+        return None
     series = [_series(r) for r in ok]
     initial_gaps = np.array([ys[0] - best for _, _, ys in series])
     g0 = float(np.median(initial_gaps[np.isfinite(initial_gaps)])) if np.isfinite(
@@ -398,18 +430,19 @@ def compare(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     metric are **incomparable**. Failures are the worst value, so a pair that now fails on most
     seeds regresses.
     """
-    keys = ["task", "optimizer"]
+    keys = ["task", "optimizer"] + (["spec"] if "spec" in old and "spec" in new else [])
     merged = old.merge(new, on=keys, how="outer", suffixes=("_old", "_new"), indicator=True)
     rows = []
     for _, row in merged.iterrows():
         rows.append({"task": row["task"], "optimizer": row["optimizer"],
+                     **({"spec": row["spec"]} if "spec" in keys else {}),
                      "metric": row.get("metric_new") if isinstance(row.get("metric_new"), str)
                      else row.get("metric_old"),
                      "old_median": row.get("median_old"), "old_lo": row.get("median_lo_old"),
                      "old_hi": row.get("median_hi_old"), "new_median": row.get("median_new"),
                      "new_lo": row.get("median_lo_new"), "new_hi": row.get("median_hi_new"),
                      "verdict": _verdict(row)})
-    columns = ["task", "optimizer", "metric", "old_median", "old_lo", "old_hi", "new_median",
+    columns = keys + ["metric", "old_median", "old_lo", "old_hi", "new_median",
                "new_lo", "new_hi", "verdict"]
     return pd.DataFrame(rows, columns=columns).sort_values(keys, ignore_index=True)
 

@@ -2,7 +2,10 @@
 (PNG), plus overall.csv and machine.json (the machines and versions behind the numbers).
 
 Ranking: median over seeds of the task's primary metric; failed runs count as the worst
-value, n/a pairs are not ranked, ties share the better rank. See zgbench/leaderboard.py.
+value, n/a pairs are not ranked, ties share the better rank. One row per optimizer name; the
+main table ranks the optimizers ranked on at least half the tasks, the partial table the rest
+(zgbench/boards.py). With --tuned RESULTS2 the tuned track is written to OUT/tuned and both
+tracks side by side to OUT/tracks.csv.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 import math
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -23,25 +27,43 @@ HELP = "write per-task ranked CSVs, convergence plots and overall.csv from a res
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", help="results folder written by zgbench run")
     parser.add_argument("-o", "--out", help="output folder (default: RESULTS/leaderboard)")
+    parser.add_argument("--tuned", metavar="RESULTS2",
+                        help="results of the tuned suite (zgbench tune): the tuned track, "
+                             "written to OUT/tuned, both tracks in OUT/tracks.csv")
+    parser.add_argument("--markdown", action="store_true",
+                        help="also print the README's tables (tracks, or the overall board)")
 
 
 def main(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.results) / "leaderboard"
-    written = leaderboard.write(args.results, out)
+    written = (leaderboard.write_tracks(args.results, args.tuned, out) if args.tuned
+               else leaderboard.write(args.results, out))
     console = Console()
-    console.print(overall_rich(written["overall"]))
+    overall = written["overall"]
+    if overall.empty:
+        console.print("no ranked optimizer")
+    else:
+        console.print(overall_rich(overall[overall["board"] == "main"]))
+        partial = overall[overall["board"] == "partial"]
+        if not partial.empty:
+            console.print(overall_rich(partial, "Partial coverage (ranked on fewer than half "
+                                                "the tasks; not comparable overall)"))
+    if args.tuned:
+        console.print(tracks_rich(written["tracks"]))
+    if args.markdown:
+        print(readme_tables(written, bool(args.tuned)))
     console.print(f"{written['records']} records, {len(written['tasks'])} tasks -> {out}", markup=False)
     return 0
 
 
 #: The columns shown on the terminal; overall.csv holds every column.
-SHOWN = ("position", "optimizer", "mean_rank", "rank_lo", "rank_hi", "norm_score", "wins", "n/a",
-         "failed_tasks")
+SHOWN = ("position", "optimizer", "mean_rank", "rank_lo", "rank_hi", "coverage", "norm_score",
+         "wins", "n/a", "failed_tasks")
 
 
-def overall_rich(frame) -> Table:
-    table = Table(title="Overall (mean rank over tasks, 95% interval; lower is better)",
-                  title_justify="left")
+def overall_rich(frame, title: str = "Overall (mean rank over tasks, 95% interval; lower is "
+                                     "better)") -> Table:
+    table = Table(title=title, title_justify="left")
     columns = [c for c in SHOWN if c in frame.columns]
     for column in columns:
         table.add_column(str(column))
@@ -50,7 +72,35 @@ def overall_rich(frame) -> Table:
     return table
 
 
+def readme_tables(written, tracks: bool) -> str:
+    """The Markdown tables of the README's leaderboard section."""
+    from zgbench import boards
+
+    if tracks:
+        table = written["tracks"]
+        columns = ["optimizer", "default_position", "default_mean_rank", "default_norm_score",
+                   "tuned_position", "tuned_mean_rank", "tuned_norm_score", "default_coverage",
+                   "moved"]
+        return boards.markdown(table, columns)
+    return boards.markdown(written["overall"], ["position", "optimizer", "mean_rank", "rank_lo",
+                                                "rank_hi", "coverage", "norm_score", "wins"])
+
+
+def tracks_rich(frame) -> Table:
+    table = Table(title="Tracks: overall position at defaults and after equal tuning "
+                        "(moved > 0: better after tuning)", title_justify="left")
+    columns = [c for c in ("optimizer", "default_position", "default_coverage",
+                           "tuned_position", "tuned_coverage", "moved") if c in frame.columns]
+    for column in columns:
+        table.add_column(column)
+    for _, row in frame[columns].iterrows():
+        table.add_row(*[escape(_fmt(v)) for v in row])
+    return table
+
+
 def _fmt(value) -> str:
+    if value is pd.NA:
+        return "-"
     if isinstance(value, float):
         return "-" if math.isnan(value) else f"{value:.3g}"
     return str(value)

@@ -63,11 +63,13 @@ def _details(registry, name: str) -> Table:
     cls = entry.cls
     table = Table(title=f"{cls.kind} {name} ({entry.plugin} {entry.version}): "
                         f"{escape(cls.description())}", title_justify="left")
-    for column in ("parameter", "default", "choices", "help"):
+    for column in ("parameter", "default", "choices", "tune", "help"):
         table.add_column(column, overflow="fold")
     for param in cls.declared_params().values():
         choices = "|".join(map(str, param.choices)) if param.choices is not None else param.bounds()
-        table.add_row(param.name, escape(str(param.default)), escape(choices),
+        tune = (f"{param.tune[0]:g}..{param.tune[1]:g}{' log' if param.log else ''}"
+                if isinstance(param.tune, tuple) else "choices" if param.tune else "")
+        table.add_row(param.name, escape(str(param.default)), escape(choices), tune,
                       escape(param.help))
     missing = cls.missing_dependency()
     if missing:

@@ -6,6 +6,7 @@ server is needed. The leaderboard CSVs and PNGs are written into the same folder
 Examples:
   zgbench report results/ -o report/
   zgbench run --out results/quick && zgbench report results/quick -o leaderboards/quick
+  zgbench report results/quick --tuned results/quick-tuned -o leaderboards/quick
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", help="results folder written by zgbench run")
     parser.add_argument("-o", "--out", help="output folder (default: RESULTS/report)")
     parser.add_argument("--title", default="zgbench report", help="page title")
+    parser.add_argument("--tuned", metavar="RESULTS2",
+                        help="results of the tuned suite (zgbench tune): show both tracks")
 
 
 def main(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.results) / "report"
-    page = report.build(args.results, out, title=args.title)
+    page = report.build(args.results, out, title=args.title, tuned=args.tuned)
     Console().print(f"report: {page}", markup=False)
     return 0

@@ -19,7 +19,7 @@ class RandomSearch(Optimizer):
     """Random search: Gaussian samples around the incumbent, keep the best."""
 
     name = "random-search"
-    sigma = Param(0.3, "standard deviation of the samples", gt=0)
+    sigma = Param(0.3, "standard deviation of the samples", tune=(1e-3, 1.0), log=True, gt=0)
     batch = Param(16, "samples per loss call (plus the incumbent)", ge=1)
 
     def run(self, problem: Problem) -> None:
@@ -39,7 +39,7 @@ class Adam(Optimizer):
 
     name = "adam"
     requires = frozenset({"grad"})
-    lr = Param(0.05, "learning rate", gt=0)
+    lr = Param(0.05, "learning rate", tune=(1e-4, 0.5), log=True, gt=0)
 
     def run(self, problem: Problem) -> None:
         theta = torch.nn.Parameter(problem.initial())

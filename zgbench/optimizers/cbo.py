@@ -67,15 +67,16 @@ class CBO(Optimizer):
 
     name = "cbo"
     particles = Param(20, "number of particles N (one batched loss call per step)")
-    dt = Param(0.01, "time step")
+    dt = Param(0.01, "time step", tune=(1e-3, 0.1), log=True)
     lam = Param(1.0, "drift rate λ towards the consensus")
-    sigma = Param(5.1, "noise scale σ")
+    sigma = Param(5.1, "noise scale σ", tune=(0.1, 10.0), log=True)
     alpha = Param(1.0, "initial inverse temperature α of the consensus weights")
     alpha_factor = Param(1.05, "α is multiplied by this after every step")
     alpha_max = Param(1e5, "cap on α")
     noise = Param("anisotropic", "noise D(x − c): anisotropic (per coordinate) or isotropic",
                   choices=("anisotropic", "isotropic"))
-    radius = Param(1.0, "initial spread r: particles start at θ₀ + U(−r, r)^d")
+    radius = Param(1.0, "initial spread r: particles start at θ₀ + U(−r, r)^d",
+                   tune=(1e-2, 2.0), log=True)
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:

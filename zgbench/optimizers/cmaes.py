@@ -82,7 +82,8 @@ class CMAES(Optimizer):
     name = "cma-es"
     needs = ("cma",)
     extra = "dfo"
-    sigma0 = Param(0.3, "initial step size σ₀ (random-search's σ, so both start on one scale)")
+    sigma0 = Param(0.3, "initial step size σ₀ (random-search's σ, so both start on one scale)",
+                   tune=(1e-3, 1.0), log=True)
     popsize = Param(0, "candidates per generation; 0 = pycma's default 4 + ⌊3 ln d⌋")
     diagonal = Param("auto", f"sep-CMA (diagonal covariance): true, false, or auto (true for "
                      f"d >= {AUTO_DIAGONAL_DIM})", choices=("auto", "true", "false"))

@@ -115,8 +115,8 @@ class MeZO(Optimizer):
     """MeZO: two-point SPSA with regenerated perturbations; memory of inference."""
 
     name = "mezo"
-    lr = Param(1e-3, "learning rate", gt=0)
-    eps = Param(1e-3, "perturbation size ε")
+    lr = Param(1e-3, "learning rate", tune=(1e-5, 0.1), log=True, gt=0)
+    eps = Param(1e-3, "perturbation size ε", tune=(1e-5, 0.1), log=True)
     q = Param(1, "perturbations per step (two evaluations each)")
     weight_decay = Param(0.0, "weight decay", ge=0)
     chunk = Param(2**20, "entries of z drawn at once: bounds the memory beyond θ")

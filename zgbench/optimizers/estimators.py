@@ -44,7 +44,7 @@ class CoordinateEstimator(GradientEstimator):
     charged as one evaluation.
     """
 
-    mu = Param(5e-3, "perturbation size μ", gt=0)
+    mu = Param(5e-3, "perturbation size μ", tune=(1e-5, 0.1), log=True, gt=0)
     scheme = Param("forward", "difference scheme", choices=("forward", "central"))
     batch = Param(1024, "most parameter vectors per loss call", ge=1)
     reuse = Param(False, "feature reuse through the task's layers (restart at perturbed layer)")
@@ -114,10 +114,10 @@ class FD(CoordinateEstimator):
     """Finite differences: central differences on every coordinate with an Adam step."""
 
     name = "fd"
-    mu = Param(1e-3, "perturbation size μ", gt=0)
+    mu = Param(1e-3, "perturbation size μ", tune=(1e-5, 0.1), log=True, gt=0)
     scheme = Param("central", "difference scheme", choices=("forward", "central"))
     step = Param("adam", "outer step", choices=("sgd", "adam"))
-    lr = Param(0.05, "learning rate of the outer step", gt=0)
+    lr = Param(0.05, "learning rate of the outer step", tune=(1e-4, 1.0), log=True, gt=0)
     weight_decay = Param(0.0, "weight decay of the outer step", ge=0)
     schedule = Param("constant", "learning-rate schedule", choices=("cosine", "constant"))
 
@@ -126,8 +126,8 @@ class RGE(GradientEstimator):
     """RGE (DeepZero): random-direction forward differences, q directions per step."""
 
     name = "rge"
-    mu = Param(5e-3, "perturbation size μ", gt=0)
-    q = Param(10, "random directions per gradient estimate", ge=1)
+    mu = Param(5e-3, "perturbation size μ", tune=(1e-5, 0.1), log=True, gt=0)
+    q = Param(10, "random directions per gradient estimate", tune=(2, 50), log=True, ge=1)
     directions = Param("sphere", "direction distribution", choices=("sphere", "gaussian"))
 
     def evals_per_step(self, dim: int) -> int:

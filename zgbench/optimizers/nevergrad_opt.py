@@ -101,7 +101,8 @@ class Nevergrad(Optimizer):
     optimizer = Param("NGOpt", "name in nevergrad.optimizers.registry: NGOpt, TwoPointsDE, "
                       "CMA, PSO, OnePlusOne, ...")
     num_workers = Param(0, "candidates per batched loss call; 0 = 4 + ⌊3 ln d⌋ (CMA's population)")
-    sigma = Param(0.3, "initial mutation scale of the parameter vector (random-search's σ)")
+    sigma = Param(0.3, "initial mutation scale of the parameter vector (random-search's σ)",
+                  tune=(1e-3, 1.0), log=True)
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ class NonSol(Optimizer):
 
     name = "non-sol"
     requires = frozenset({"pairs"})
-    lr = Param(0.01, "Adam learning rate", gt=0)
+    lr = Param(0.01, "Adam learning rate", tune=(1e-4, 0.1), log=True, gt=0)
 
     def run(self, problem: Problem) -> None:
         theta = torch.nn.Parameter(problem.initial())

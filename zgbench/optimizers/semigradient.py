@@ -38,19 +38,29 @@ class ResidualOptimizer(Optimizer):
     """Base: one ``residual`` call per step, a surrogate loss, backward, an Adam step."""
 
     requires = frozenset({"residual"})
-    lr = Param(5e-4, "Adam learning rate (the papers: 5e-4)")
+    lr = Param(5e-4, "Adam learning rate (the papers: 5e-4)", tune=(1e-4, 0.1), log=True)
     decay = Param(0.35, "learning-rate factor applied every decay_every steps")
-    decay_every = Param(10000, "steps between learning-rate decays")
+    decay_every = Param(0, "steps between learning-rate decays; 0 = a third of the planned "
+                           "steps (the papers' two decays, 10k of 30k, scaled to the budget)")
     eps = Param(0.01, "ε of the relative normalisation 1 / (sg(L)² + ε)")
     #: which right-side estimates to request: True = detached (evaluated under no-grad)
     detach: ClassVar[tuple[bool, ...]] = (False,)
 
     @classmethod
     def check_params(cls, params):
-        if params["lr"] <= 0 or params["eps"] <= 0 or params["decay_every"] < 1:
-            raise UsageError(f"{cls.name}: lr and eps must be positive and decay_every >= 1.")
+        if params["lr"] <= 0 or params["eps"] <= 0 or params["decay_every"] < 0:
+            raise UsageError(f"{cls.name}: lr and eps must be positive and decay_every >= 0 "
+                             "(0: a third of the planned steps).")
         if not 0 < params["decay"] <= 1:
             raise UsageError(f"{cls.name}: decay must be in (0, 1], got {params['decay']}.")
+
+    def decay_period(self, problem: Problem) -> int:
+        """``decay_every``, or with 0 a third of the steps the budget plans (one residual
+        call is one step and one gradient evaluation); no decay if neither is bounded."""
+        if self.decay_every:
+            return self.decay_every
+        planned = [v for v in (problem.budget.steps, problem.budget.grads) if v]
+        return max(1, min(planned) // 3) if planned else 2**62
 
     def requested(self) -> tuple[bool, ...]:
         """The ``detach`` argument of the residual call."""
@@ -63,7 +73,8 @@ class ResidualOptimizer(Optimizer):
     def run(self, problem: Problem) -> None:
         theta = torch.nn.Parameter(problem.initial())
         opt = torch.optim.Adam([theta], lr=self.lr)
-        schedule = torch.optim.lr_scheduler.StepLR(opt, self.decay_every, gamma=self.decay)
+        schedule = torch.optim.lr_scheduler.StepLR(opt, self.decay_period(problem),
+                                                   gamma=self.decay)
         detach = self.requested()
         while True:
             res = problem.call("residual", theta, problem.new_key(), detach=detach, grads=1)

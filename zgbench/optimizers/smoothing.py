@@ -97,13 +97,14 @@ class Smoothing(GradientEstimator):
     """PRDPT: importance-sampled Gaussian-smoothed gradient, antithetic, Adam, σ annealing."""
 
     name = "smoothing"
-    sigma = Param(0.5, "standard deviation σ of the smoothing kernel")
+    sigma = Param(0.5, "standard deviation σ of the smoothing kernel", tune=(1e-2, 1.0),
+                  log=True)
     anneal = Param("linear", "σ schedule", choices=("constant", "linear"))
     sigma_min = Param(0.01, "σ at the end of a linear anneal")
     anneal_start = Param(0.5, "share of the planned steps with constant σ before annealing")
     pairs = Param(1, "antithetic pairs per step (2 evaluations each)")
     step = Param("adam", "outer step", choices=("sgd", "adam"))
-    lr = Param(2e-2, "learning rate of the outer step", gt=0)
+    lr = Param(2e-2, "learning rate of the outer step", tune=(1e-4, 0.5), log=True, gt=0)
     weight_decay = Param(0.0, "weight decay of the outer step", ge=0)
     schedule = Param("constant", "learning-rate schedule", choices=("cosine", "constant"))
 

@@ -351,7 +351,8 @@ class ZeroGrads(GradientEstimator):
     """ZeroGrads: Adam on θ through a neural surrogate fitted online to local samples."""
 
     name = "zerograds"
-    sigma = Param(0.33, "standard deviation σ of the locality samples")
+    sigma = Param(0.33, "standard deviation σ of the locality samples", tune=(1e-2, 1.0),
+                  log=True)
     batch = Param(10, "locality samples per step; antithetic pairs make 2·batch evaluations")
     antithetic = Param(True, "evaluate both θ − ε and θ + ε")
     smooth = Param(False, "evaluate at θ − ε − t, t ~ N(0, (inner_sigma·σ)²): a smoothing sample")
@@ -375,7 +376,7 @@ class ZeroGrads(GradientEstimator):
     anneal_start = Param(0.5, "share of the planned steps with constant σ before annealing")
     probe_batches = Param(10, "batches a fresh surrogate is fitted on by estimate_gradient")
     step = Param("adam", "outer step on θ (the public code: Adam)", choices=("sgd", "adam"))
-    lr = Param(5e-4, "learning rate lr_θ of the θ step", gt=0)
+    lr = Param(5e-4, "learning rate lr_θ of the θ step", tune=(1e-5, 0.1), log=True, gt=0)
     weight_decay = Param(0.0, "weight decay of the θ step", ge=0)
     schedule = Param("constant", "learning-rate schedule of the θ step",
                      choices=("cosine", "constant"))

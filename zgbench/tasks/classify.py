@@ -78,6 +78,7 @@ class Classify(Task):
     extra = "learn"
     metrics = {"accuracy": "max", "test_loss": "min"}
     primary_metric = "accuracy"
+    family = "learning"
     default_budget = Budget(evals=100_000, grads=300)
 
     dataset = Param("digits", "image data", choices=("digits", "cifar10"))

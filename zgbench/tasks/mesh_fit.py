@@ -76,6 +76,7 @@ class MeshFit(Task):
     name = "mesh-fit"
     metrics = {"image_relmse": "min", "chamfer": "min"}
     primary_metric = "image_relmse"
+    family = "graphics"
     default_budget = Budget(evals=20000)
 
     verts = Param(642, "icosphere vertices (10*4^k+2: 42, 162, 642, 2562, 10242); d = 3*verts")

@@ -69,6 +69,7 @@ class PdeSol(Task):
     provides = frozenset({"grad", "pairs"})
     metrics = {"rollout_mae": "min", "coarse_mae": "min", "relative_mae": "min"}
     primary_metric = "rollout_mae"
+    family = "pde"
     default_budget = Budget(evals=2000, grads=50)
 
     resolution = Param(16, "coarse grid cells per side of the unit box")

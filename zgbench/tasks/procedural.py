@@ -103,6 +103,7 @@ class Procedural(Task):
     name = "procedural"
     metrics = {"image_relmse": "min", "param_error": "min"}
     primary_metric = "image_relmse"
+    family = "graphics"
     default_budget = Budget(evals=20000)
 
     shapes = Param(4, "shape slots K (d = 11 + 8 K)")

@@ -140,6 +140,7 @@ class Radiosity(Task):
     extra = "graphics"
     metrics = {"relmse": "min", "mape": "min", "mse": "min"}
     primary_metric = "relmse"
+    family = "radiosity"
     default_budget = Budget(evals=4000, grads=300, steps=300)
 
     scene = Param("cornell-box", "scene", choices=tuple(SCENES))

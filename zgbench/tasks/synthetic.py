@@ -27,6 +27,7 @@ class Synthetic(Task):
 
     metrics = {"gap": "min", "distance": "min"}
     primary_metric = "gap"
+    family = "synthetic"
     default_budget = Budget(evals=2000, grads=200)
     dim = Param(8, "number of coordinates")
     #: value of f at the optimum (0 for every function here)

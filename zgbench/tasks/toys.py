@@ -68,6 +68,7 @@ class SplineToy(Task):
     name = "spline-toy"
     metrics = {"distance": "min", "loss": "min"}
     primary_metric = "distance"
+    family = "synthetic"
     #: the paper's run: 6000 iterations of 10 antithetic pairs
     default_budget = Budget(evals=120_000)
     dim = 1

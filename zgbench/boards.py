@@ -1,0 +1,180 @@
+"""Overall boards: one row per optimizer, coverage, family sub-boards and the two tracks.
+
+Rules (issue 15; the README's leaderboard section states them for readers):
+
+- **One row per optimizer name.** A per-task spec such as ``cma-es[sigma0=0.02]`` counts for
+  ``cma-es`` on that task; the task's CSV shows the spec used (column ``spec``).
+- **Several specs of one optimizer on one task** (hand-run variants): every spec is in the
+  task's CSV, but only one counts for the optimizer, the one with the **worst** median over
+  seeds (ties: the first spec by name); the others are listed with ``counted = False`` and no
+  rank. Picking the best of k specs on the seeds being ranked would reward running more
+  variants (selection on the evaluation seeds); the fair way to choose a spec is
+  ``zgbench tune`` on tuning seeds, which leaves one spec per optimizer and task.
+- **Coverage.** Each row states ``tasks_ranked / tasks`` (tasks of the board). The **main**
+  table ranks the optimizers ranked on at least half of the board's tasks
+  (:data:`MIN_COVERAGE`); the others sit in the **partial** table (``board = partial``, no
+  position): a mean rank over one or two tasks says little against one over ten.
+- **Families.** Each task declares a family (``Task.family``: synthetic, graphics, learning,
+  radiosity, pde); each family gets the same board over its own tasks, since some methods
+  (radiosity residual methods, NON for the PDE) can only run there.
+- **Tracks.** ``default`` ranks every optimizer at its defaults; ``tuned`` ranks the specs
+  ``zgbench tune`` chose after the same number of trials for everyone. They come from two
+  results folders; :func:`tracks_table` puts the positions side by side.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from zgbench import stats
+
+#: Share of a board's tasks an optimizer must be ranked on to enter its main table.
+MIN_COVERAGE = 0.5
+#: Family of a task that declares none (and of records from before families).
+OTHER = "other"
+
+
+def counted_specs(runs: pd.DataFrame) -> pd.Series:
+    """Boolean mask over :func:`zgbench.leaderboard.runs_frame` rows: the runs of the one spec
+    per (task, optimizer) that counts, the worst by median when there are several."""
+    counted = pd.Series(True, index=runs.index)
+    for _, group in runs.groupby(["task_id", "optimizer"], sort=False):
+        specs = sorted(group["spec"].unique())
+        if len(specs) < 2:
+            continue
+        worst = max(specs, key=lambda spec: (_median_key(group[group["spec"] == spec]),
+                                             -specs.index(spec)))
+        counted[group.index] = group["spec"] == worst
+    return counted
+
+
+def _median_key(runs: pd.DataFrame) -> float:
+    """Oriented worse median of a spec's runs (n/a only: -inf, so a spec that ran counts)."""
+    ran = runs[runs["status"] != "n/a"]
+    if ran.empty:
+        return -math.inf
+    return float(stats.worse_median(stats.oriented(ran["value"], ran["direction"].iloc[0])))
+
+
+def min_tasks(n_tasks: int, coverage: float = MIN_COVERAGE) -> int:
+    """Tasks an optimizer must be ranked on for the main table of an ``n_tasks`` board."""
+    return max(1, math.ceil(coverage * n_tasks))
+
+
+def overall_table(tables: dict[str, pd.DataFrame], summary: pd.DataFrame | None = None,
+                  coverage: float = MIN_COVERAGE) -> pd.DataFrame:
+    """Per optimizer name over the task tables: mean rank, coverage, wins, n/a and failed
+    counts, then ``summary`` (:func:`stats.overall_stats`: norm_score and rank intervals)
+    merged in; the main table first (by mean rank, with positions), then the partial one."""
+    n_tasks = len(tables)
+    rows: dict[str, dict[str, Any]] = {}
+    for table in tables.values():
+        rows_counted = table[table["counted"].astype(bool)] if "counted" in table else table
+        for _, row in rows_counted.iterrows():
+            entry = rows.setdefault(row["optimizer"], {"optimizer": row["optimizer"], "ranks": [],
+                                                        "wins": 0, "n/a": 0, "failed_tasks": 0})
+            if row["status"] == "n/a":
+                entry["n/a"] += 1
+                continue
+            entry["ranks"].append(row["rank"])
+            entry["wins"] += int(row["rank"] == 1)
+            entry["failed_tasks"] += int(row["status"] == "failed")
+    need = min_tasks(n_tasks, coverage)
+    out = pd.DataFrame([
+        {"optimizer": e["optimizer"],
+         "board": "main" if len(e["ranks"]) >= need else "partial",
+         "mean_rank": float(np.mean(e["ranks"])) if e["ranks"] else math.nan,
+         "tasks_ranked": len(e["ranks"]), "coverage": f"{len(e['ranks'])}/{n_tasks}",
+         "wins": e["wins"], "n/a": e["n/a"], "failed_tasks": e["failed_tasks"]}
+        for e in rows.values()
+    ])
+    if out.empty:
+        return out
+    if summary is not None and not summary.empty:
+        out = out.merge(summary, on="optimizer", how="left")
+    out["_partial"] = out["board"] != "main"
+    out = out.sort_values(["_partial", "mean_rank", "optimizer"],
+                          na_position="last").drop(columns="_partial").reset_index(drop=True)
+    main = (out["board"] == "main").to_numpy()
+    out.insert(0, "position", pd.array(np.where(main, np.cumsum(main), 0), dtype="Int64"))
+    out.loc[~main, "position"] = pd.NA  # the partial table has no positions
+    return out
+
+
+def family_tables(tables: dict[str, pd.DataFrame], task_ids: dict[str, str],
+                  families: dict[str, str], analysis: stats.Analysis,
+                  coverage: float = MIN_COVERAGE) -> pd.DataFrame:
+    """One :func:`overall_table` per family over its own tasks, in one long table (column
+    ``family`` first; ``tasks`` lists the family's task labels)."""
+    parts = []
+    for family in sorted(set(families.values())):
+        labels = [label for label in tables if families[task_ids[label]] == family]
+        subset = {label: tables[label] for label in labels}
+        summary = stats.overall_stats([analysis.tasks[task_ids[label]] for label in labels])
+        board = overall_table(subset, summary, coverage)
+        if not board.empty:
+            parts.append(board.assign(family=family, tasks=", ".join(labels)))
+    if not parts:
+        return pd.DataFrame(columns=["family"])
+    long = pd.concat(parts, ignore_index=True)
+    return long[["family"] + [c for c in long.columns if c != "family"]]
+
+
+def tracks_table(boards: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The overall boards of each track side by side, one row per optimizer: for every track
+    its position (blank: partial table), mean rank, coverage and normalised score, and with
+    two tracks the positions moved (``moved`` > 0: better after tuning)."""
+    merged: pd.DataFrame | None = None
+    for track, board in boards.items():
+        columns = [c for c in ("optimizer", "position", "mean_rank", "coverage", "norm_score")
+                   if c in board.columns]
+        part = board[columns].rename(columns={c: f"{track}_{c}" for c in columns
+                                              if c != "optimizer"})
+        merged = part if merged is None else merged.merge(part, on="optimizer", how="outer")
+    if merged is None:
+        return pd.DataFrame(columns=["optimizer"])
+    names = list(boards)
+    if len(names) == 2:
+        a, b = (f"{n}_position" for n in names)
+        merged["moved"] = merged[a] - merged[b]
+    sort = [f"{n}_position" for n in names if f"{n}_position" in merged]
+    return merged.sort_values(sort + ["optimizer"], na_position="last").reset_index(drop=True)
+
+
+def kendall_tau(a: pd.Series, b: pd.Series) -> float:
+    """Kendall's tau-b between two rankings over their common, non-missing entries; 1 = the
+    same order. Hand-written (O(n²), a few dozen optimizers) because scipy is not a core
+    dependency."""
+    both = pd.concat([a, b], axis=1).dropna().to_numpy(dtype=float)
+    if len(both) < 2:
+        return math.nan
+    dx = np.sign(both[:, None, 0] - both[None, :, 0])
+    dy = np.sign(both[:, None, 1] - both[None, :, 1])
+    upper = np.triu_indices(len(both), 1)
+    concordant = (dx * dy)[upper].sum()
+    tx, ty = (dx[upper] != 0).sum(), (dy[upper] != 0).sum()
+    return float(concordant / math.sqrt(tx * ty)) if tx and ty else math.nan
+
+
+def markdown(frame: pd.DataFrame, columns: list[str]) -> str:
+    """A board as a Markdown table (numbers to 3 significant digits, blanks as ``-``), for
+    the README; hand-written because ``DataFrame.to_markdown`` needs ``tabulate``."""
+    columns = [c for c in columns if c in frame.columns]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for _, row in frame[columns].iterrows():
+        lines.append("| " + " | ".join(_cell(row[c]) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is pd.NA:
+        return "-"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        return f"{value:.0f}" if value.is_integer() and abs(value) < 1e6 else f"{value:.3g}"
+    return str(value)
