@@ -115,3 +115,17 @@ def test_only_end_to_end_and_resume(tmp_path, capsys):
     assert "1 done, 9 skipped" in capsys.readouterr().out.replace("\n", " ")
     with open(out / "claims.csv", encoding="utf-8") as handle:
         assert list(csv.DictReader(handle))[0]["effect"] == row["effect"]
+
+
+def test_report_has_a_claims_section(tmp_path):
+    from zgbench import report
+
+    out = tmp_path / "claims"
+    assert main(["claims", "--only", "prdpt-step-progress", "--out", str(out)]) == 0
+    page = report.build(out / "records", tmp_path / "report").read_text(encoding="utf-8")
+    assert '<section id="claims">' in page and "prdpt-step-progress" in page
+    assert (tmp_path / "report" / "claims" / "prdpt-step-progress.png").is_file()
+    plain = report.build(out / "records", tmp_path / "plain")  # claims.csv absent: no section
+    (out / "claims.csv").unlink()
+    assert '<section id="claims">' not in report.build(out / "records", tmp_path / "p2").read_text()
+    assert plain.exists()

@@ -346,3 +346,31 @@ def plot(claim: Claim, verdict: Verdict, records: Sequence[dict[str, Any]], path
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def html_section(results: Path, out: Path) -> str:
+    """The report's "Claims" block: claims.csv as a table and each claim's plot, when
+    ``zgbench claims`` wrote them in ``results`` or its parent (``OUT/records``); else ""."""
+    import shutil
+    from html import escape
+
+    import pandas as pd
+
+    found = [d for d in (Path(results), Path(results).parent) if (d / "claims.csv").is_file()]
+    if not found:
+        return ""
+    where = found[0]
+    frame = pd.read_csv(where / "claims.csv", keep_default_na=False)
+    figures = []
+    for name in frame["claim"]:
+        png = where / "claims" / f"{name}.png"
+        if png.is_file():
+            (out / "claims").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(png, out / "claims" / png.name)
+            figures.append(f'<figure><img src="claims/{escape(png.name)}" alt="{escape(name)}">'
+                           f"<figcaption>{escape(name)}</figcaption></figure>")
+    table = frame.to_html(index=False, classes="data", border=0, escape=True)
+    return ('<section id="claims"><h2>Claims</h2><p class="note">Each seed paper\'s claim, '
+            "judged by the rule declared in tasks/claims.toml before the run: measured effect "
+            "with its 95% bootstrap interval over seeds, the paper's figure, the verdict.</p>"
+            f'<div class="scroll">{table}</div>{"".join(figures)}</section>')

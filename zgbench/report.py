@@ -73,6 +73,7 @@ generated {{ generated }} by zgbench {{ version }}.</p>
 <nav><a href="#overall">overall</a><a href="#win-rate">win rate</a><a href="#profiles">profiles</a>
 {% for task in tasks %}<a href="#{{ task.anchor }}">{{ task.label }}</a>{% endfor %}
 <a href="#machine">machine</a></nav>
+{{ claims|safe }}
 
 <section id="overall"><h2>Overall</h2>
 <p class="note">{{ explain.overall }}</p>
@@ -137,10 +138,18 @@ def build(results: str | Path, out: str | Path, title: str = "zgbench report") -
         overall=html_table(written["overall"]),
         win_rate=html_table(written["win_rate"].reset_index()),
         machines=html_table(pd.DataFrame(json.loads((out / "machine.json").read_text()))),
-        plugins=html_table(plugin_versions(records)))
+        plugins=html_table(plugin_versions(records)),
+        claims=claims_html(results, out))
     path = out / "index.html"
     atomic_write_text(path, page)
     return path
+
+
+def claims_html(results: Path, out: Path) -> str:
+    """The "Claims" section when ``zgbench claims`` wrote claims.csv beside these records."""
+    from zgbench import claims
+
+    return claims.html_section(results, out)
 
 
 def html_table(frame: pd.DataFrame) -> str:
