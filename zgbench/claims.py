@@ -329,6 +329,12 @@ def plot(claim: Claim, verdict: Verdict, records: Sequence[dict[str, Any]], path
     xs, ys = effect_curve(claim, records)
     fig, ax = plt.subplots(figsize=(6.4, 4))
     ax.plot(xs, ys, marker="o", label="measured (all seeds)")
+    finite = ys[np.isfinite(ys)]
+    top = max([*finite, claim.paper_value, claim.rule.reproduced, 1.0]) * 1.15
+    infinite = np.isposinf(ys)
+    if infinite.any():  # the method reached 0 where a baseline did not: drawn at the top
+        ax.plot(xs[infinite], np.full(infinite.sum(), top), "^", color="tab:blue",
+                label="infinite ratio (method at 0)")
     if math.isfinite(verdict.effect):
         ax.errorbar([xs[-1]], [verdict.effect],
                     yerr=[[max(verdict.effect - verdict.lo, 0)], [max(verdict.hi - verdict.effect, 0)]],
