@@ -77,6 +77,7 @@ def test_suite_file(tmp_path, capsys):
     (["run", "--suite", "nonexistent"], "unknown suite 'nonexistent'"),
     (["run", "--tasks", "sphere", "--optimizers", "cge", "--evals", "0"], "must be positive"),
     (["list", "-p", "synthetic"], "only -p no:NAME"),
+    (["-p", "synthetic", "list"], "only -p no:NAME"),
     (["leaderboard", "/nonexistent-results"], "no run records"),
 ])
 def test_bad_input_exits_2(args, message, capsys):
@@ -90,6 +91,18 @@ def test_disable_plugin(capsys):
     assert "│ sphere " not in out and "synthetic 0.1.0" not in out
     assert main(["list", "tasks"]) == 0
     assert "│ sphere " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [
+    ["-p", "no:synthetic", "list", "tasks"],  # before the subcommand, as pytest allows
+    ["-p", "no:synthetic", "list", "tasks", "-p", "no:toys"],  # both places, both apply
+])
+def test_disable_plugin_before_the_command(argv, capsys):
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "│ sphere " not in out and "synthetic 0.1.0" not in out
+    if "no:toys" in argv:
+        assert "spline-toy" not in out
 
 
 def test_missing_extra_message(monkeypatch, tmp_path, capsys):

@@ -77,7 +77,11 @@ def test_cli_writes_csv_and_plot(tmp_path):
     with open(tmp_path / "gradcheck.csv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     step = [r for r in rows if r["task"].startswith("step") and r["status"] == "ok"]
-    assert {r["reference"] for r in step} == {"smoothed(sigma=0.25,pairs=2000)"}
+    # each estimator is judged at its own σ: fd at --sigma, smoothing and zerograds at theirs
+    sigma_of = {r["optimizer"]: r["reference_sigma"] for r in step}
+    assert sigma_of == {"fd": "0.25", "smoothing": "0.5", "zerograds[batch=2]": "0.33"}
+    assert {r["reference"] for r in step if r["optimizer"] == "fd"} == {
+        "smoothed(sigma=0.25,pairs=2000)"}
     fd_on_step = [float(r["cosine"]) for r in step if r["optimizer"] == "fd"]
     smooth_on_step = [float(r["cosine"]) for r in step if r["optimizer"] == "smoothing"]
     assert all(c == 0 for c in fd_on_step)  # a plateau: central differences see nothing
@@ -92,3 +96,42 @@ def test_cli_writes_csv_and_plot(tmp_path):
 ])
 def test_bad_input_exits_2(tmp_path, argv):
     assert main(["gradcheck", "--tasks", "sphere[dim=2]", *argv, "-o", str(tmp_path)]) == 2
+
+
+def test_smoothing_is_unbiased_against_its_own_sigma(registry):
+    """PRDPT at σ 0.5 on a step function, judged against a σ 0.5 reference, shows no bias
+    beyond its noise floor; against the σ 0.25 default it would read ~0.4 relative bias."""
+    tasks = [specs.resolve_task(registry, "step[dim=2]")]
+    opts = [specs.resolve_optimizer(registry, "smoothing[anneal=constant]")]
+    settings = gradcheck.Settings(evals=(200,), samples=30, points=1, reference_samples=20_000)
+    (row,) = gradcheck.run(registry, tasks, opts, settings)
+    assert row.reference_sigma == 0.5 and "sigma=0.5" in row.reference
+    assert row.bias < 4 * row.bias_floor + 3 * row.reference_rel_stderr * row.reference_norm
+    assert row.scale == pytest.approx(1.0, abs=0.2)
+
+
+def _row(point, rel_bias, cosine=0.5, rel_std=1.0):
+    return gradcheck.Row("t", "fd", "ok", point=point, evals_target=10, evals=10.0,
+                         reference_sigma=0.25, cosine=cosine, rel_bias=rel_bias, rel_std=rel_std)
+
+
+def test_summary_is_median_and_range_not_mean():
+    """One outlier point (relative bias 17) moves a mean, not the median; the range bounds stay
+    non-negative for a non-negative quantity."""
+    rows = [_row(0, 0.1), _row(1, 0.2), _row(2, 17.0)]
+    (entry,) = gradcheck.summary(rows)
+    assert entry["rel_bias"] == pytest.approx(0.2)
+    assert entry["rel_bias_lo"] == pytest.approx(0.1) and entry["rel_bias_hi"] == 17.0
+    assert entry["rel_bias_lo"] >= 0 and entry["reference_sigma"] == 0.25
+
+
+def test_cli_table_is_per_point(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    code = main(["gradcheck", "--tasks", "step[dim=2]", "--optimizers", "fd,smoothing",
+                 "--evals", "10", "--samples", "2", "--points", "3", "--reference-samples",
+                 "200", "-o", str(tmp_path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "per point" in out
+    table_lines = [line for line in out.splitlines() if "smoothing" in line and "│" in line]
+    assert len(table_lines) == 3  # one line per point, not one mean

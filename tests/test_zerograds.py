@@ -44,6 +44,22 @@ def test_spline_toy_matches_scipy_akima():
     assert values[1] == 0 and values[2] == pytest.approx(1.0) and values[0] > 30
 
 
+def test_spline_toy_distance_is_to_the_nearest_zero():
+    """Both zeros of f are global minimisers: a point at either one scores distance 0 and loss
+    0; between them, the distance is to the nearer; 1.1 is 2.9 from 4.0."""
+    toy = SplineToy(seed=0)
+    first, second = toy.minimisers
+    assert first == 4.0 and second == pytest.approx(4.1163, abs=1e-4)
+    assert abs(float(toy.f(torch.tensor([second], dtype=torch.float64))[0])) < 1e-10
+    for zero in (first, second):
+        metrics = toy.evaluate(torch.tensor([zero], dtype=torch.float64))
+        assert metrics["distance"] == pytest.approx(0.0, abs=1e-12)
+        assert metrics["loss"] == pytest.approx(0.0, abs=1e-18)
+    assert toy.evaluate(torch.tensor([4.1]))["distance"] == pytest.approx(second - 4.1, abs=1e-6)
+    assert toy.evaluate(torch.tensor([1.1]))["distance"] == pytest.approx(2.9)
+    assert toy.evaluate(torch.tensor([6.0]))["distance"] == pytest.approx(6.0 - second)
+
+
 def test_spline_toy_quantized_is_a_staircase():
     toy = SplineToy(quantize=0.5)
     x = torch.linspace(1.0, 3.0, 2001)[:, None]

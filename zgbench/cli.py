@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="zgbench", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"zgbench {zgbench.__version__}")
+    # -p also before the subcommand (zgbench -p no:X run), as pytest takes it anywhere; its own
+    # dest, since the subparser's default [] would overwrite it: main() joins the two lists
+    parser.add_argument(
+        "-p", dest="global_plugin_options", action="append", default=[], metavar="no:NAME",
+        help="disable the plugin NAME (repeatable); before or after the command")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in _command_modules():
         doc = (module.__doc__ or "").strip()
@@ -103,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.plugin_options = [*args.global_plugin_options, *getattr(args, "plugin_options", [])]
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

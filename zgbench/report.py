@@ -88,6 +88,7 @@ generated {{ generated }} by zgbench {{ version }}.</p>
 <a href="#families">families</a><a href="#win-rate">win rate</a><a href="#profiles">profiles</a>
 {% for task in tasks %}<a href="#{{ task.anchor }}">{{ task.label }}</a>{% endfor %}
 <a href="#machine">machine</a></nav>
+{{ claims|safe }}
 
 {% if tracks %}<section id="tracks"><h2>Tracks: default and tuned</h2>
 <p class="note">{{ explain.tracks }} {{ tracks_note }}</p>
@@ -185,10 +186,18 @@ def build(results: str | Path, out: str | Path, title: str = "zgbench report",
         tuned_overall=html_table(written["tuned"]["overall"]) if tuned is not None else "",
         win_rate=html_table(written["win_rate"].reset_index()),
         machines=html_table(pd.DataFrame(json.loads((out / "machine.json").read_text()))),
-        plugins=html_table(plugin_versions(records)))
+        plugins=html_table(plugin_versions(records)),
+        claims=claims_html(results, out))
     path = out / "index.html"
     atomic_write_text(path, page)
     return path
+
+
+def claims_html(results: Path, out: Path) -> str:
+    """The "Claims" section when ``zgbench claims`` wrote claims.csv beside these records."""
+    from zgbench import claims
+
+    return claims.html_section(results, out)
 
 
 def html_table(frame: pd.DataFrame) -> str:

@@ -1,0 +1,131 @@
+"""zgbench claims: rule kinds on synthetic records, the command end to end, --list, unknown
+names, resume."""
+
+import csv
+import math
+
+import pytest
+
+from zgbench import claims as claimlib
+from zgbench.cli import main
+
+
+def _record(label, seed, value, metric="gap", task="t", status="ok", start=10.0, steps=10,
+            seconds=1.0, direction="min"):
+    point = {"metrics": {metric: value}, "evals": 100, "steps": steps,
+             "optimizer_seconds": seconds}
+    return {"optimizer": {"label": label}, "identity": {"seed": seed}, "status": status,
+            "task": {"canonical": task, "primary_metric": metric, "metrics": {metric: direction}},
+            "trajectory": [{"metrics": {metric: start}, "evals": 0, "steps": 0,
+                            "optimizer_seconds": 0.0}, point],
+            "final": point}
+
+
+def _claim(rule):
+    return claimlib.Claim("c", "p", "f", "s", 2.0, "", [], [], None, 5, rule)
+
+
+RATIO = claimlib.Rule("ratio", "m", ["b"], "gap", reproduced=2.0, partly=1.05)
+
+
+@pytest.mark.parametrize("method_values, expected", [
+    ([1.0, 1.1, 0.9, 1.0, 1.05], "reproduced"),    # baseline 3 / method 1: ratio 3
+    ([2.0, 2.2, 1.9, 2.1, 2.0], "partly"),         # ratio 1.5: right way, smaller
+    ([3.5, 3.0, 3.2, 3.6, 3.1], "not reproduced"),  # the method is worse
+])
+def test_ratio_rule(method_values, expected):
+    records = [_record("b", s, 3.0) for s in range(5)]
+    records += [_record("m", s, v) for s, v in enumerate(method_values)]
+    verdict = claimlib.judge(_claim(RATIO), records)
+    assert verdict.verdict == expected
+    assert verdict.lo <= verdict.effect <= verdict.hi
+
+
+def test_ratio_of_a_maximised_metric_and_time_per_step():
+    rule = claimlib.Rule("ratio", "m", ["b"], "accuracy", reproduced=1.0, partly=0.98)
+    records = [_record("b", s, 0.5, "accuracy", direction="max") for s in range(5)]
+    records += [_record("m", s, 0.8, "accuracy", direction="max") for s in range(5)]
+    assert claimlib.judge(_claim(rule), records).effect == pytest.approx(1.6)
+    timing = claimlib.Rule("ratio", "m", ["b"], "seconds_per_step", reproduced=1.2, partly=1.05)
+    records = [_record("b", s, 0, seconds=14.0) for s in range(3)]
+    records += [_record("m", s, 0, seconds=10.0) for s in range(3)]
+    verdict = claimlib.judge(_claim(timing), records)
+    assert verdict.effect == pytest.approx(1.4) and verdict.verdict == "reproduced"
+
+
+def test_relative_metric_and_a_method_at_zero():
+    rule = claimlib.Rule("ratio", "m", ["b"], "relative", reproduced=2.0, partly=1.05)
+    records = [_record("b", s, 10.0) for s in range(5)]  # never moved: relative 1
+    records += [_record("m", s, 0.0) for s in range(5)]  # reached 0: an infinite ratio
+    verdict = claimlib.judge(_claim(rule), records)
+    assert math.isinf(verdict.effect) and verdict.verdict == "reproduced"
+
+
+@pytest.mark.parametrize("hits, baseline_hits, expected", [
+    (5, 0, "reproduced"), (2, 0, "partly"), (1, 1, "not reproduced"),
+])
+def test_success_rule(hits, baseline_hits, expected):
+    rule = claimlib.Rule("success", "m", ["b"], "gap", reproduced=0.5, partly=0.1, threshold=0.5)
+    records = [_record("m", s, 0.1 if s < hits else 1.0) for s in range(5)]
+    records += [_record("b", s, 0.1 if s < baseline_hits else 2.0) for s in range(5)]
+    assert claimlib.judge(_claim(rule), records).verdict == expected
+
+
+def test_failed_runs_give_no_verdict():
+    records = [_record("b", s, 3.0) for s in range(3)] + [_record("m", 0, 1.0, status="failed")]
+    verdict = claimlib.judge(_claim(RATIO), records)
+    assert verdict.verdict == "not run" and "failed" in verdict.failures[0]
+
+
+def test_the_claims_file_parses_and_names_its_sources(registry):
+    claims = claimlib.load(claimlib.default_path(), registry)
+    names = [c.name for c in claims]
+    assert len(names) == len(set(names)) >= 8
+    for claim in claims:
+        assert claim.paper and claim.figure and claim.sentence and claim.setting
+        assert claim.rule.reproduced >= claim.rule.partly
+
+
+def test_list_and_unknown_claim(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    assert main(["claims", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "zerograds-toy" in out and "global minimum at 4.0" in out
+    assert main(["claims", "--only", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown claim 'nope'" in err and "prdpt-step-progress" in err
+
+
+def test_only_end_to_end_and_resume(tmp_path, capsys):
+    """The cheapest claim through the harness; a second call resumes (nothing reruns), and a
+    run deleted as by an interruption is the only one run again."""
+    out = tmp_path / "claims"
+    argv = ["claims", "--only", "prdpt-step-progress", "--out", str(out)]
+    assert main(argv) == 0
+    with open(out / "claims.csv", encoding="utf-8") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert row["claim"] == "prdpt-step-progress" and row["seeds"] == "5"
+    assert row["verdict"] in claimlib.VERDICTS
+    assert (out / "claims" / "prdpt-step-progress.png").stat().st_size > 5000
+    records = sorted((out / "records").rglob("*.json"))
+    assert len(records) == 10
+    capsys.readouterr()
+    records[0].unlink()  # an interrupted run: one record missing
+    assert main(argv) == 0
+    assert "1 done, 9 skipped" in capsys.readouterr().out.replace("\n", " ")
+    with open(out / "claims.csv", encoding="utf-8") as handle:
+        assert list(csv.DictReader(handle))[0]["effect"] == row["effect"]
+
+
+def test_report_has_a_claims_section(tmp_path):
+    from zgbench import report
+
+    out = tmp_path / "claims"
+    assert main(["claims", "--only", "prdpt-step-progress", "--out", str(out)]) == 0
+    page = report.build(out / "records", tmp_path / "report").read_text(encoding="utf-8")
+    assert '<section id="claims">' in page and "prdpt-step-progress" in page
+    assert (tmp_path / "report" / "claims" / "prdpt-step-progress.png").is_file()
+    plain = report.build(out / "records", tmp_path / "plain")  # claims.csv absent: no section
+    (out / "claims.csv").unlink()
+    assert '<section id="claims">' not in report.build(out / "records", tmp_path / "p2").read_text()
+    assert plain.exists()

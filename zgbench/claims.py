@@ -1,0 +1,382 @@
+"""Claims: does a seed paper's headline result hold here, and by how much?
+
+A claim is a suite entry (tasks, optimizers, budget, seeds: run by the ordinary harness, so
+records, resume and every executor work as for ``zgbench run``) plus a comparison rule written
+in ``tasks/claims.toml`` *before* the run. The rule says which optimizers, which metric, the
+effect's form and the thresholds of the verdict; the code never chooses them after seeing
+the numbers. Rule kinds (each a small function on the records, tested on synthetic ones):
+
+- ``ratio``: effect = median over seeds of ``metric`` for each baseline / the method's (for a
+  metric to minimise: > 1 means the method is better), the smallest over the baselines (the
+  method must beat each). ``metric`` may be a task metric, ``relative`` (final/start of the
+  task's primary metric: "progress") or ``seconds_per_step`` (time per optimizer step).
+- ``success``: effect = share of the method's seeds whose ``metric`` ends ≤ ``threshold``,
+  minus the largest such share among the baselines (none: the share itself).
+
+The interval is a seeded percentile bootstrap over seeds (``zgbench.stats``' helpers). Verdict:
+``reproduced`` when the interval's lower end reaches ``reproduced``; ``partly`` when the point
+estimate reaches ``partly`` (the right direction, a smaller magnitude); else ``not reproduced``.
+A claim whose runs failed reads ``not run`` with the failures, never a verdict.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zgbench import stats
+from zgbench.budget import Budget
+from zgbench.errors import UsageError
+from zgbench.plugins import Registry
+from zgbench.specs import Spec, resolve_optimizer, resolve_task
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+KINDS = ("ratio", "success")
+VERDICTS = ("reproduced", "partly", "not reproduced")
+N_BOOT = 2000
+BOOT_SEED = 20240
+
+
+@dataclass
+class Rule:
+    """How a claim is judged; every field comes from the TOML."""
+
+    kind: str
+    method: str  # optimizer label
+    baselines: list[str]
+    metric: str
+    reproduced: float
+    partly: float
+    threshold: float | None = None  # success: the metric value that counts as reached
+    direction: str = "min"  # the metric's, from the task's records ("max": accuracy)
+
+
+@dataclass
+class Claim:
+    name: str
+    paper: str
+    figure: str  # where in the paper
+    sentence: str  # the paper's claim, in a line
+    paper_value: float  # the paper's figure, on the effect's scale
+    setting: str  # how the setting relates to the paper's (scaled down, why)
+    tasks: list[Spec]
+    optimizers: list[Spec]
+    budget: Budget
+    seeds: int
+    rule: Rule
+
+    def entries(self) -> list[tuple[Spec, Budget, list[Spec]]]:
+        return [(t, self.budget, self.optimizers) for t in self.tasks]
+
+
+@dataclass
+class Verdict:
+    claim: str
+    effect: float
+    lo: float
+    hi: float
+    verdict: str
+    seeds: int
+    detail: dict[str, float] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------ loading
+def default_path() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (Path.cwd() / "tasks" / "claims.toml", here.parent / "tasks" / "claims.toml"):
+        if candidate.exists():
+            return candidate
+    raise UsageError("tasks/claims.toml not found: run from a checkout or give --file PATH.")
+
+
+def load(path: Path, registry: Registry) -> list[Claim]:
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"claims file {path}: {exc}") from None
+    claims = [parse(item, registry, f"{path} [[claims]] #{i + 1}")
+              for i, item in enumerate(data.get("claims", []))]
+    if not claims:
+        raise UsageError(f"claims file {path}: no [[claims]] entries.")
+    return claims
+
+
+CLAIM_KEYS = {"name", "paper", "figure", "sentence", "paper_value", "setting", "tasks",
+              "optimizers", "budget", "seeds", "rule"}
+RULE_KEYS = {"kind", "method", "baselines", "metric", "reproduced", "partly", "threshold"}
+
+
+def parse(item: dict[str, Any], registry: Registry, where: str) -> Claim:
+    unknown_keys = set(item) - CLAIM_KEYS
+    missing = CLAIM_KEYS - set(item)
+    if unknown_keys or missing:
+        raise UsageError(f"{where}: unknown keys {sorted(unknown_keys)}, missing {sorted(missing)}.")
+    rule = dict(item["rule"])
+    if set(rule) - RULE_KEYS or rule.get("kind") not in KINDS:
+        raise UsageError(f"{where}: rule keys must be among {sorted(RULE_KEYS)} and kind one of "
+                         f"{KINDS}, got {rule}.")
+    if rule["kind"] == "success" and "threshold" not in rule:
+        raise UsageError(f"{where}: a success rule needs threshold.")
+    optimizers = [resolve_optimizer(registry, o) for o in item["optimizers"]]
+    labels = {o.label for o in optimizers}
+    # the rule may spell a spec in any order; compare the canonical labels
+    label = lambda text: resolve_optimizer(registry, text).label  # noqa: E731
+    rule["method"] = label(rule["method"])
+    rule["baselines"] = [label(b) for b in rule.get("baselines", [])]
+    named = [rule["method"], *rule["baselines"]]
+    if not set(named) <= labels:
+        raise UsageError(f"{where}: rule names {sorted(set(named) - labels)}, not among the "
+                         f"optimizers {sorted(labels)}.")
+    return Claim(
+        name=item["name"], paper=item["paper"], figure=item["figure"], sentence=item["sentence"],
+        paper_value=float(item["paper_value"]), setting=item["setting"],
+        tasks=[resolve_task(registry, t) for t in item["tasks"]], optimizers=optimizers,
+        budget=Budget.from_dict(item["budget"], where), seeds=int(item["seeds"]),
+        rule=Rule(kind=rule["kind"], method=rule["method"], baselines=list(rule.get("baselines", [])),
+                  metric=rule["metric"], reproduced=float(rule["reproduced"]),
+                  partly=float(rule["partly"]),
+                  threshold=None if rule.get("threshold") is None else float(rule["threshold"])))
+
+
+def select(claims: list[Claim], only: str | None) -> list[Claim]:
+    if only is None:
+        return claims
+    names = [c.name for c in claims]
+    wanted = [n.strip() for n in only.split(",") if n.strip()]
+    bad = [n for n in wanted if n not in names]
+    if bad:
+        raise UsageError(f"unknown claim {', '.join(map(repr, bad))}; known claims: "
+                         f"{', '.join(names)}.")
+    return [c for c in claims if c.name in wanted]
+
+
+# ------------------------------------------------------------------------------ measures
+def metric_of(record: dict[str, Any], metric: str, point: dict[str, Any] | None = None) -> float:
+    """``metric`` of a record at ``point`` (a trajectory entry; default: the final one)."""
+    point = point or record["final"]
+    if metric == "seconds_per_step":
+        return point["optimizer_seconds"] / max(point["steps"], 1)
+    if metric == "relative":
+        primary = record["task"]["primary_metric"]
+        start = record["trajectory"][0]["metrics"][primary]
+        return point["metrics"][primary] / start if start else math.nan
+    return float(point["metrics"][metric])
+
+
+def by_optimizer(records: Sequence[dict[str, Any]], rule: Rule
+                 ) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Per optimizer label: the rule's metric per seed (NaN for a failed seed), and failures."""
+    wanted = [rule.method, *rule.baselines]
+    # a unit is (task, seed): a claim over several tasks (rastrigin at d = 2, 10, 20) pools them
+    unit = lambda r: (r["task"]["canonical"], r["identity"]["seed"])  # noqa: E731
+    seeds = sorted({unit(r) for r in records})
+    values = {label: np.full(len(seeds), math.nan) for label in wanted}
+    failures = []
+    for record in records:
+        label = record["optimizer"]["label"]
+        if label not in values:
+            continue
+        if record["status"] != "ok":
+            failures.append(f"{label} seed {record['identity']['seed']}: {record['status']}")
+            continue
+        values[label][seeds.index(unit(record))] = metric_of(record, rule.metric)
+    return values, failures
+
+
+def ratio_effect(values: dict[str, np.ndarray], rule: Rule, idx: np.ndarray) -> np.ndarray:
+    """Bootstrap replicates of min over baselines of median(baseline) / median(method)."""
+    method = stats.resampled_medians(values[rule.method][None], idx)[:, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):  # a method at 0: an infinite ratio
+        ratios = [stats.resampled_medians(values[b][None], idx)[:, 0] / method
+                  for b in rule.baselines]
+        if rule.direction == "max":  # a metric to maximise: method / baseline
+            ratios = [1 / r for r in ratios]
+    return np.min(np.stack(ratios), axis=0)
+
+
+def success_effect(values: dict[str, np.ndarray], rule: Rule, idx: np.ndarray) -> np.ndarray:
+    """Bootstrap replicates of share(method reached) − max share(baseline reached)."""
+    def share(label):
+        v = values[label]
+        reached = v >= rule.threshold if rule.direction == "max" else v <= rule.threshold
+        hit = np.where(np.isnan(v), 0.0, reached)
+        return hit[idx].mean(axis=1)
+
+    base = np.max(np.stack([share(b) for b in rule.baselines]), axis=0) if rule.baselines else 0
+    return share(rule.method) - base
+
+
+EFFECTS = {"ratio": ratio_effect, "success": success_effect}
+
+
+def decide(effect: float, lo: float, rule: Rule) -> str:
+    """The declared thresholds: interval above ``reproduced``, or the point above ``partly``."""
+    # inf is a real effect (the method reached 0 where the baseline did not); NaN is none
+    if not math.isnan(lo) and lo >= rule.reproduced:
+        return "reproduced"
+    if not math.isnan(effect) and effect >= rule.partly:
+        return "partly"
+    return "not reproduced"
+
+
+def judge(claim: Claim, records: Sequence[dict[str, Any]]) -> Verdict:
+    """The verdict of one claim from its records (a seed-resampled interval)."""
+    claim = oriented(claim, records)
+    values, failures = by_optimizer(records, claim.rule)
+    n = len(next(iter(values.values())))
+    if failures or n == 0 or any(np.isnan(v).all() for v in values.values()):
+        return Verdict(claim.name, math.nan, math.nan, math.nan, "not run", n,
+                       failures=failures or ["no records"])
+    effect_fn = EFFECTS[claim.rule.kind]
+    point = float(effect_fn(values, claim.rule, np.arange(n)[None])[0])
+    reps = effect_fn(values, claim.rule, stats.bootstrap_indices(n, N_BOOT, BOOT_SEED))
+    lo, hi = stats.interval(reps[:, None])
+    detail = {f"median {k}": float(np.nanmedian(v)) for k, v in values.items()}
+    return Verdict(claim.name, point, float(lo[0]), float(hi[0]),
+                   decide(point, float(lo[0]), claim.rule), n, detail)
+
+
+def oriented(claim: Claim, records: Sequence[dict[str, Any]]) -> Claim:
+    """The claim with its rule's metric direction taken from the task's declared metrics."""
+    from dataclasses import replace
+
+    for record in records:
+        direction = record["task"]["metrics"].get(claim.rule.metric)
+        if direction:
+            return replace(claim, rule=replace(claim.rule, direction=direction))
+    return claim
+
+
+def effect_curve(claim: Claim, records: Sequence[dict[str, Any]], points: int = 12
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The effect (no interval) at fractions of the budget, from the records' trajectories:
+    each run's metric at its last checkpoint within the fraction."""
+    claim = oriented(claim, records)
+    axis = "evals" if claim.budget.evals is not None else "steps"
+    total = claim.budget.evals if axis == "evals" else claim.budget.steps or 1
+    xs = np.linspace(total / points, total, points)
+    ys = []
+    ok = [r for r in records if r["status"] == "ok"]
+    for x in xs:
+        clipped = []
+        for r in ok:
+            within = [p for p in r["trajectory"] if p[axis] <= x] or r["trajectory"][:1]
+            clipped.append({**r, "final": within[-1]})
+        values, _ = by_optimizer(clipped, claim.rule)
+        n = len(next(iter(values.values())))
+        ys.append(float(EFFECTS[claim.rule.kind](values, claim.rule, np.arange(n)[None])[0])
+                  if n else math.nan)
+    return xs, np.array(ys)
+
+
+# ------------------------------------------------------------------------------ outputs
+CSV_COLUMNS = ("claim", "paper", "figure", "rule", "paper_value", "effect", "lo", "hi",
+               "verdict", "seeds", "seconds", "detail", "failures")
+
+
+def describe_rule(rule: Rule) -> str:
+    others = ",".join(rule.baselines) or "-"
+    if rule.kind == "ratio":
+        text = f"median {rule.metric}: min over [{others}] / {rule.method}"
+    else:
+        text = f"share {rule.method} with {rule.metric} <= {rule.threshold:g} minus max [{others}]"
+    return f"{text}; reproduced if CI low >= {rule.reproduced:g}, partly if >= {rule.partly:g}"
+
+
+def write_csv(claims: Sequence[Claim], verdicts: Sequence[Verdict], seconds: dict[str, float],
+              path: Path) -> Path:
+    import csv
+    import io
+
+    from zgbench.store import atomic_write_text
+
+    by_name = {c.name: c for c in claims}
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    for v in verdicts:
+        c = by_name[v.claim]
+        writer.writerow({
+            "claim": v.claim, "paper": c.paper, "figure": c.figure, "rule": describe_rule(c.rule),
+            "paper_value": f"{c.paper_value:g}", "effect": f"{v.effect:.4g}", "lo": f"{v.lo:.4g}",
+            "hi": f"{v.hi:.4g}", "verdict": v.verdict, "seeds": v.seeds,
+            "seconds": f"{seconds.get(v.claim, math.nan):.1f}",
+            "detail": "; ".join(f"{k} {x:.4g}" for k, x in v.detail.items()),
+            "failures": "; ".join(v.failures)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, buffer.getvalue())
+    return path
+
+
+def plot(claim: Claim, verdict: Verdict, records: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Effect vs budget from the trajectories, the paper's figure and the thresholds as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs, ys = effect_curve(claim, records)
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    ax.plot(xs, ys, marker="o", label="measured (all seeds)")
+    finite = ys[np.isfinite(ys)]
+    top = max([*finite, claim.paper_value, claim.rule.reproduced, 1.0]) * 1.15
+    infinite = np.isposinf(ys)
+    if infinite.any():  # the method reached 0 where a baseline did not: drawn at the top
+        ax.plot(xs[infinite], np.full(infinite.sum(), top), "^", color="tab:blue",
+                label="infinite ratio (method at 0)")
+    if math.isfinite(verdict.effect):
+        ax.errorbar([xs[-1]], [verdict.effect],
+                    yerr=[[max(verdict.effect - verdict.lo, 0)], [max(verdict.hi - verdict.effect, 0)]],
+                    color="black", capsize=4, fmt="none", label="95% bootstrap interval")
+    ax.axhline(claim.paper_value, color="tab:green", ls="--", label=f"paper: {claim.paper_value:g}")
+    ax.axhline(claim.rule.reproduced, color="tab:gray", ls=":", label="reproduced from")
+    ax.axhline(claim.rule.partly, color="tab:red", ls=":", label="partly from")
+    ax.set_xlabel("evaluations" if claim.budget.evals is not None else "steps")
+    ax.set_ylabel("effect" + (" (ratio)" if claim.rule.kind == "ratio" else " (share of seeds)"))
+    ax.set_title(f"{claim.name}: {verdict.verdict}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def html_section(results: Path, out: Path) -> str:
+    """The report's "Claims" block: claims.csv as a table and each claim's plot, when
+    ``zgbench claims`` wrote them in ``results`` or its parent (``OUT/records``); else ""."""
+    import shutil
+    from html import escape
+
+    import pandas as pd
+
+    found = [d for d in (Path(results), Path(results).parent) if (d / "claims.csv").is_file()]
+    if not found:
+        return ""
+    where = found[0]
+    frame = pd.read_csv(where / "claims.csv", keep_default_na=False)
+    figures = []
+    for name in frame["claim"]:
+        png = where / "claims" / f"{name}.png"
+        if png.is_file():
+            (out / "claims").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(png, out / "claims" / png.name)
+            figures.append(f'<figure><img src="claims/{escape(png.name)}" alt="{escape(name)}">'
+                           f"<figcaption>{escape(name)}</figcaption></figure>")
+    table = frame.to_html(index=False, classes="data", border=0, escape=True)
+    return ('<section id="claims"><h2>Claims</h2><p class="note">Each seed paper\'s claim, '
+            "judged by the rule declared in tasks/claims.toml before the run: measured effect "
+            "with its 95% bootstrap interval over seeds, the paper's figure, the verdict.</p>"
+            f'<div class="scroll">{table}</div>{"".join(figures)}</section>')

@@ -1,0 +1,97 @@
+"""Check the seed papers' headline claims: run each claim's suite entry, then judge it.
+
+Each claim in tasks/claims.toml is a suite entry (tasks, optimizers, budget, seeds) plus a
+comparison rule fixed before the run (see zgbench/claims.py). Runs go through the ordinary
+harness: records under OUT/records (rerun the same command to resume an interrupted run),
+any executor. Writes OUT/claims.csv, OUT/claims/NAME.png and prints a table.
+
+Examples:
+  zgbench claims --list
+  zgbench claims --only zerograds-toy --out claims-results
+  zgbench claims --executor pool --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from zgbench import claims as claimlib
+from zgbench import harness
+from zgbench.cli import load_registry
+from zgbench.store import ResultStore
+
+HELP = "check the seed papers' claims (tasks/claims.toml): effect, interval, verdict"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--only", metavar="NAME", help="run only these claims (comma separated)")
+    parser.add_argument("--list", action="store_true",
+                        help="list the claims with the paper's sentence and figure; run nothing")
+    parser.add_argument("--file", help="claims file (default: tasks/claims.toml)")
+    parser.add_argument("--out", default="claims-results", help="output folder "
+                        "(default: claims-results); records in OUT/records")
+    parser.add_argument("--executor", choices=("inprocess", "pool", "ray"),
+                        help="as zgbench run (default: in-process)")
+    parser.add_argument("--workers", type=int, help="as zgbench run")
+    parser.add_argument("--address", help="Ray cluster address, as zgbench run")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads in-process (1)")
+
+
+def main(args: argparse.Namespace) -> int:
+    registry = load_registry(args)
+    path = Path(args.file) if args.file else claimlib.default_path()
+    selected = claimlib.select(claimlib.load(path, registry), args.only)
+    console = Console()
+    if args.list:
+        console.print(_listing(selected))
+        return 0
+    from zgbench.commands.run import _executor
+
+    executor = _executor(args, ["cpu"])
+    out = Path(args.out)
+    store = ResultStore(out / "records")
+    verdicts, seconds = [], {}
+    for claim in selected:
+        runs = harness.plan(claim.entries(), claim.seeds, "cpu")
+        start = time.perf_counter()
+        summary = harness.run_all(runs, registry, out / "records", executor)
+        records = [r for r in (store.get(run.run_id) for run in runs) if r is not None]
+        seconds[claim.name] = sum(r.get("duration") or 0 for r in records)
+        verdict = claimlib.judge(claim, records)
+        verdicts.append(verdict)
+        claimlib.plot(claim, verdict, records, out / "claims" / f"{claim.name}.png")
+        console.print(escape(f"{claim.name}: {verdict.verdict} ({summary.line()}, "
+                             f"{time.perf_counter() - start:.0f} s now)"), highlight=False)
+    csv_path = claimlib.write_csv(selected, verdicts, seconds, out / "claims.csv")
+    console.print(_table(selected, verdicts, seconds))
+    console.print(escape(f"wrote {csv_path} and {out / 'claims'}/*.png"), highlight=False)
+    return 0
+
+
+def _listing(selected) -> Table:
+    table = Table(title="Claims", title_justify="left", show_lines=True)
+    for column in ("claim", "paper, figure", "the paper says", "paper's figure", "setting here"):
+        table.add_column(column)
+    for c in selected:
+        table.add_row(escape(c.name), escape(f"{c.paper}, {c.figure}"), escape(c.sentence),
+                      f"{c.paper_value:g}", escape(c.setting))
+    return table
+
+
+def _table(selected, verdicts, seconds) -> Table:
+    by_name = {c.name: c for c in selected}
+    table = Table(title="Claims: measured effect (95% bootstrap over seeds) vs the paper",
+                  title_justify="left")
+    for column in ("claim", "effect", "interval", "paper", "verdict", "seeds", "run s"):
+        table.add_column(column, justify="left" if column in ("claim", "verdict") else "right")
+    for v in verdicts:
+        table.add_row(escape(v.claim), f"{v.effect:.3g}", escape(f"[{v.lo:.3g}, {v.hi:.3g}]"),
+                      f"{by_name[v.claim].paper_value:g}", v.verdict, str(v.seeds),
+                      f"{seconds[v.claim]:.0f}")
+    return table
