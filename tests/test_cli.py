@@ -129,3 +129,13 @@ def test_example_plugin_installed_from_plugins(tmp_path):
     assert {r["optimizer"]["plugin"] for r in records} == {"example", "baselines"}
     blocked = zgbench("list", "-p", "no:example", env=env)
     assert "spsa" not in blocked.stdout
+
+
+def test_list_shows_the_extra_in_the_install_line(monkeypatch, capsys):
+    from zgbench.optimizers.baselines import RandomSearch
+
+    monkeypatch.setattr(RandomSearch, "needs", ("a_module_that_is_not_installed",))
+    monkeypatch.setattr(RandomSearch, "extra", "dfo")
+    assert main(["list", "optimizers"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # the table folds long cells
+    assert "zgbench[dfo]" in out.replace("│", "").replace(" ", "")
