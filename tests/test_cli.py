@@ -143,3 +143,34 @@ def test_example_plugin_installed_from_plugins(tmp_path):
     assert {r["optimizer"]["plugin"] for r in records} == {"example", "baselines"}
     blocked = zgbench("list", "-p", "no:example", env=env)
     assert "spsa" not in blocked.stdout
+
+
+def test_list_shows_the_extra_in_the_install_line(monkeypatch, capsys):
+    from zgbench.optimizers.baselines import RandomSearch
+
+    monkeypatch.setattr(RandomSearch, "needs", ("a_module_that_is_not_installed",))
+    monkeypatch.setattr(RandomSearch, "extra", "dfo")
+    assert main(["list", "optimizers"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # the table folds long cells
+    assert "zgbench[dfo]" in out.replace("│", "").replace(" ", "")
+
+
+def test_suite_skips_components_whose_extra_is_missing(monkeypatch, tmp_path, capsys):
+    from zgbench.optimizers.baselines import RandomSearch
+    from zgbench.tasks.synthetic import Step
+
+    suite = tmp_path / "mini.toml"
+    suite.write_text('[suite]\nseeds = 1\noptimizers = ["random-search", "fd"]\n'
+                     '[[tasks]]\nspec = "sphere[dim=2]"\nbudget = { evals = 20 }\n'
+                     '[[tasks]]\nspec = "step[dim=2]"\nbudget = { evals = 20 }\n')
+    monkeypatch.setattr(Step, "needs", ("a_module_that_is_not_installed",))
+    monkeypatch.setattr(Step, "extra", "pde")
+    monkeypatch.setattr(RandomSearch, "needs", ("another_missing_module",))
+    monkeypatch.setattr(RandomSearch, "extra", "dfo")
+    code = main(["run", "--suite", str(suite), "--out", str(tmp_path / "out"),
+                 "--no-leaderboard"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "task 'step' needs the extra pde" in err and "pip install 'zgbench[pde]'" in err
+    assert "optimizer 'random-search' needs the extra dfo" in err
+    assert "1 runs: 1 done" in err  # sphere × fd only

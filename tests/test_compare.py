@@ -62,3 +62,24 @@ def test_bad_input_exits_2(folders, tmp_path, capsys):
         other, index=False)
     assert cli.main(["compare", str(other), str(folders / "old")]) == 2
     assert "no task/optimizer pair in common" in _err(capsys)
+
+
+def test_warns_when_budgets_or_versions_differ_and_hides_missing_pairs(folders, tmp_path,
+                                                                       capsys):
+    cli.main(["compare", str(folders / "old"), str(folders / "starved")])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "spent 1500 evals before and 40 now: budgets differ" in out
+    board = tmp_path / "board"
+    assert cli.main(["leaderboard", str(folders / "old"), "-o", str(board)]) == 0
+    machine = board / "machine.json"
+    machine.write_text(machine.read_text().replace('"torch": "', '"torch": "0.0-'))
+    stats = pd.read_csv(board / "stats.csv")
+    extra = stats.iloc[[0]].assign(optimizer="gone-optimizer")
+    pd.concat([stats, extra]).to_csv(board / "stats.csv", index=False)
+    assert cli.main(["compare", str(board), str(folders / "same")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "torch differs" in out
+    assert "gone-optimizer" not in out and "1 missing" in out  # counted, not listed
+    assert cli.main(["compare", str(board), str(folders / "same"), "--all"]) == 0
+    listed = "".join(capsys.readouterr().out.split()).replace("│", "")  # cells fold
+    assert "missing" in listed.split("Changes")[1].split("unchanged,")[0]  # the row is listed

@@ -220,3 +220,26 @@ def test_what_a_plugin_receives():
     assert seen["run_seed"] == seen["own_seed"] % 2**63 != seen["setup_seed"]
     full = run_once("probe", "random-search[batch=1]", registry=registry, evals=2000)
     assert 30 <= len(full["trajectory"]) <= 33  # the guide's "up to 33"
+
+
+def test_misspelled_hook_is_reported_with_the_plugin_and_the_fix():
+    module = types.ModuleType("typo")
+    module.zgbench_task = hookimpl(lambda: [GoodTask])  # the spec is zgbench_tasks
+    registry = plugins.load(extra_plugins=[module])
+    messages = [e.message for e in registry.errors if e.plugin == "typo"]
+    assert len(messages) == 1
+    assert "'zgbench_task' matches no hook specification" in messages[0]
+    assert "did you mean 'zgbench_tasks'?" in messages[0]
+    assert "good-task" not in registry.tasks
+
+
+def test_hook_without_decorator_is_reported():
+    module = types.ModuleType("undecorated")
+    module.zgbench_tasks = lambda: [GoodTask]
+    registry = plugins.load(extra_plugins=[module])
+    messages = [e.message for e in registry.errors if e.plugin == "undecorated"]
+    assert messages and "not decorated with @zgbench.hookimpl" in messages[0]
+
+
+def test_builtin_plugins_have_no_hook_errors(registry):
+    assert not [e for e in registry.errors if "hook" in e.message], registry.errors

@@ -55,18 +55,43 @@ class GradientEstimator(Optimizer):
         return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
                                weight_decay=self.weight_decay)
 
+    def schedule_horizon(self, planned: int) -> int:
+        """Scheduler steps over the run (the cosine schedule's horizon): one per outer step
+        unless :meth:`update` steps the outer optimizer more than once."""
+        return planned
+
+    def start(self, problem: Problem, planned: int) -> None:
+        """Per-run set-up that needs the planned step count (a σ schedule, a surrogate);
+        called once after :meth:`prepare` and the outer optimizer are built."""
+
+    def before_step(self, step: int) -> None:
+        """Per-step schedules (σ annealing): called before each :meth:`update`."""
+
+    def update(self, problem: Problem, theta: torch.nn.Parameter, opt: torch.optim.Optimizer,
+               lr_schedule: torch.optim.lr_scheduler.LRScheduler | None) -> None:
+        """One outer step of θ in place: set ``theta.grad`` to the estimate and step. Override
+        for methods whose step is not "one estimate, one optimizer step" (zerograds)."""
+        theta.grad = self.estimate_gradient(problem, theta.detach(), problem.new_key())
+        opt.step()
+        if lr_schedule is not None:
+            lr_schedule.step()
+
     def run(self, problem: Problem) -> None:
+        """The outer loop, written once, in the shape of pycma's ``OOOptimizer.optimize``:
+        set up, then (before_step, update, report) until the problem raises BudgetExhausted.
+        Subclasses change the loop through the hooks above, never by copying it."""
         self.prepare(problem)
         theta = torch.nn.Parameter(problem.initial())
         opt = self.make_step([theta])
-        schedule = None
+        planned = self.planned_steps(problem)
+        lr_schedule = None
         if self.schedule == "cosine":
-            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, self.planned_steps(problem))
+            lr_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+                opt, self.schedule_horizon(planned))
+        self.start(problem, planned)
+        step = 0
         while True:
-            key = problem.new_key()
-            theta.grad = self.estimate_gradient(problem, theta.detach(), key)
-            opt.step()
-            if schedule is not None:
-                schedule.step()
+            self.before_step(step)
+            self.update(problem, theta, opt, lr_schedule)
             problem.report(theta.detach())
-
+            step += 1

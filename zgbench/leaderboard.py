@@ -277,7 +277,7 @@ def write(results: str | Path, out: str | Path) -> dict[str, Any]:
         atomic_write_text(out / f"{slug(label)}.csv", table.to_csv(index=False))
     atomic_write_text(out / "overall.csv", computed["overall"].to_csv(index=False))
     atomic_write_text(out / "families.csv", computed["families"].to_csv(index=False))
-    atomic_write_text(out / "machine.json", json.dumps(_machines(records), indent=1))
+    atomic_write_text(out / "machine.json", json.dumps(machines(records), indent=1))
     atomic_write_text(out / "stats.csv", computed["stats"].to_csv(index=False))
     counted = set(zip(runs.loc[runs["counted"], "task_id"], runs.loc[runs["counted"], "spec"]))
     for label, table in tables.items():
@@ -376,7 +376,7 @@ def plot_profile(frame: pd.DataFrame, scope: str, xlabel: str, path: Path) -> No
     _save(fig, path)
 
 
-def _machines(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def machines(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The distinct machines and versions the records came from."""
     seen = {json.dumps(r["environment"], sort_keys=True) for r in records}
     return [json.loads(s) for s in sorted(seen)]

@@ -10,6 +10,7 @@ naming the plugin, shown by ``zgbench list`` and ``zgbench run``, and the others
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import pkgutil
@@ -105,6 +106,7 @@ def load(blocked: Iterable[str] = (), extra_plugins: Iterable[object] = ()) -> R
         name = getattr(plugin, "__name__", type(plugin).__name__)
         _register(registry, name, lambda p=plugin: p)
         versions[name] = getattr(plugin, "__version__", "unknown")
+    _check_hooks(registry)
     _collect(registry, versions)
     return registry
 
@@ -115,6 +117,40 @@ def _register(registry: Registry, name: str, loader) -> None:
         registry.manager.register(plugin, name=name)
     except Exception as exc:  # a broken plugin must not take the others down
         registry.errors.append(PluginError(name, f"failed to load: {type(exc).__name__}: {exc}"))
+
+
+def _check_hooks(registry: Registry) -> None:
+    """Report hook functions that can never be called, per plugin, instead of ignoring them.
+
+    Two mistakes load silently in pluggy: a misspelled hook name (``zgbench_task``) registers
+    an implementation no specification calls (what pluggy's ``check_pending`` looks for, but
+    that raises on the first and names no plugin), and a ``zgbench_*`` function without
+    ``@hookimpl`` is not registered at all. Either way the plugin's tasks or optimizers would be
+    missing from ``zgbench list`` with no word why."""
+    known = sorted(n for n in dir(hookspecs) if n.startswith(f"{hookspecs.PROJECT}_"))
+    manager = registry.manager
+    for name, caller in vars(manager.hook).items():
+        if caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if not impl.opts.get("optionalhook"):
+                registry.errors.append(PluginError(
+                    manager.get_name(impl.plugin),
+                    f"hook {name!r} matches no hook specification and is never called"
+                    f"{_did_you_mean(name, known)}; known hooks: {', '.join(known)}"))
+    for plugin_name, plugin in manager.list_name_plugin():
+        for attr in dir(plugin):
+            value = getattr(plugin, attr, None)
+            if (attr.startswith(f"{hookspecs.PROJECT}_") and callable(value)
+                    and manager.parse_hookimpl_opts(plugin, attr) is None):
+                registry.errors.append(PluginError(
+                    plugin_name, f"function {attr!r} is not decorated with @zgbench.hookimpl, "
+                                 "so it is never called; add the decorator"))
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _collect(registry: Registry, versions: dict[str, str]) -> None:

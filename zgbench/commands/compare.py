@@ -20,6 +20,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 
@@ -40,12 +41,16 @@ STYLE = {"regressed": "red", "improved": "green", "missing": "yellow", "added": 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("old", help="reference: results folder, leaderboard folder or stats.csv")
     parser.add_argument("new", help="candidate: results folder, leaderboard folder or stats.csv")
-    parser.add_argument("--all", action="store_true", help="list unchanged pairs too")
+    parser.add_argument("--all", action="store_true",
+                        help="list unchanged, missing and added pairs too")
     parser.add_argument("-o", "--out", help="also write the comparison as CSV to this file")
 
 
 def main(args: argparse.Namespace) -> int:
     old, new = load(args.old), load(args.new)
+    console = Console()
+    for warning in differences(old, new, machines(args.old), machines(args.new)):
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     result = stats.compare(old, new)
     matched = result["verdict"].isin(["regressed", "improved", "unchanged"])
     if not matched.any():
@@ -55,8 +60,9 @@ def main(args: argparse.Namespace) -> int:
         from zgbench.store import atomic_write_text
 
         atomic_write_text(args.out, result.to_csv(index=False))
-    console = Console()
-    shown = result if args.all else result[result["verdict"] != "unchanged"]
+    # pairs in one table only are counted below; listing them would bury the verdicts
+    shown = result if args.all else result[result["verdict"].isin(
+        ["regressed", "improved", "incomparable"])]
     if not shown.empty:
         console.print(_table(shown))
     counts = result["verdict"].value_counts()
@@ -90,6 +96,44 @@ def load(path: str | Path) -> pd.DataFrame:
         raise UsageError(f"{csv} lacks the columns {sorted(missing)}: write it with this "
                          "version's zgbench leaderboard.")
     return frame
+
+
+def machines(path: str | Path) -> list[dict]:
+    """The machines and versions behind a results folder (its records) or a leaderboard
+    folder (its machine.json); empty where neither says."""
+    path = Path(path)
+    if path.is_dir() and (path / "runs").is_dir():
+        return leaderboard.machines(ResultStore(path))
+    folder = path if path.is_dir() else path.parent
+    try:
+        return json.loads((folder / "machine.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+
+
+def differences(old: pd.DataFrame, new: pd.DataFrame, old_machines: list[dict],
+                new_machines: list[dict], tolerance: float = 0.01) -> list[str]:
+    """Why the two sides may not be comparable: pairs whose runs spent different budgets
+    (median evaluations or gradients differ by more than ``tolerance``), and different
+    zgbench/torch versions or devices. A moved median means little across either."""
+    warnings = []
+    both = old.merge(new, on=["task", "optimizer"], suffixes=("_old", "_new"))
+    for counter in ("evals", "grads"):
+        if f"{counter}_old" not in both or f"{counter}_new" not in both:
+            continue  # a hand-made stats table without spending columns
+        a, b = both[f"{counter}_old"].astype(float), both[f"{counter}_new"].astype(float)
+        differ = (a - b).abs() > tolerance * pd.concat([a, b], axis=1).max(axis=1)
+        for _, row in both[differ].head(5).iterrows():
+            warnings.append(f"{row['task']} × {row['optimizer']} spent {row[f'{counter}_old']:g} "
+                            f"{counter} before and {row[f'{counter}_new']:g} now: budgets differ")
+        if differ.sum() > 5:
+            warnings.append(f"... and {int(differ.sum()) - 5} more pairs with other {counter} budgets")
+    for key in ("zgbench", "torch", "device_name"):
+        was = sorted({str(m.get(key)) for m in old_machines if m.get(key)})
+        now = sorted({str(m.get(key)) for m in new_machines if m.get(key)})
+        if was and now and was != now:
+            warnings.append(f"{key} differs: {', '.join(was)} before, {', '.join(now)} now")
+    return warnings
 
 
 def _table(frame: pd.DataFrame) -> Table:

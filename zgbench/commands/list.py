@@ -46,8 +46,9 @@ def _table(title: str, entries, capability_attr: str) -> Table:
         cls = entry.cls
         params = ", ".join(p.describe() for p in cls.declared_params().values())
         missing = cls.missing_dependency()
-        description = escape(cls.description()) + (f" [yellow](needs: {escape(cls.install_command())})[/yellow]"
-                                           if missing else "")
+        # escaped: rich would read `[pde]` in an install line as a markup tag
+        needs = escape(f"(needs: {cls.install_command()})")
+        description = escape(cls.description()) + (f" [yellow]{needs}[/yellow]" if missing else "")
         caps = ", ".join(sorted(getattr(cls, capability_attr))) or "-"
         table.add_row(name, f"{entry.plugin} {entry.version}", caps, escape(params or "-"),
                       description)

@@ -3,6 +3,8 @@
 With no --tasks/--optimizers/--suite it runs the quick suite (tasks/quick.toml: every task at
 a small size, every optimizer, on the CPU, in minutes). --tasks and --optimizers replace the
 suite's lists; --evals/--grads/--steps/--seconds replace every task's budget limits.
+A suite's task or optimizer whose optional dependency is missing is skipped with its install
+line and the rest runs; one named with --tasks/--optimizers stops the run (exit 2) instead.
 Finished runs in --out are skipped (resume); a failed run is recorded with its traceback and
 the others go on. At the end a leaderboard is written to OUT/leaderboard unless
 --no-leaderboard, and with --report DIR also the HTML report (leaderboard files + index.html).
@@ -95,9 +97,12 @@ def main(args: argparse.Namespace) -> int:
     entries, seeds, device = _resolve(args, registry)
     device, devices = _devices(device)
     executor = _executor(args, devices)
-    _check_dependencies(entries, registry)
-    runs = harness.plan(entries, seeds, device)
     console = Console(stderr=True)
+    if args.tasks or args.optimizers:  # components named on the command line must be there
+        _check_dependencies(entries, registry)
+    else:  # a suite runs what is installed and says what it skipped
+        entries = _installed_only(entries, registry, console)
+    runs = harness.plan(entries, seeds, device)
     out = Path(args.out)
     ResultStore(out).check_writable()
     try:
@@ -234,6 +239,38 @@ def _check_device(device: str) -> None:
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"device {device!r} requested but CUDA is not available here "
                          "(torch.cuda.is_available() is False): use --device cpu.")
+
+
+def _installed_only(entries, registry, console: Console):
+    """The suite's entries less the tasks and optimizers whose optional dependency is missing,
+    each skipped with its install line: ``zgbench run`` on a machine with only some extras
+    runs what it can instead of refusing everything."""
+    def missing(kind: str, name: str) -> str | None:
+        entry = registry.task(name) if kind == "task" else registry.optimizer(name)
+        return entry.cls.missing_dependency()
+
+    skipped: dict[str, str] = {}
+    kept = []
+    for task, budget, optimizers in entries:
+        why = missing("task", task.name)
+        if why:
+            skipped.setdefault(task.name, why)
+            continue
+        available = []
+        for optimizer in optimizers:
+            why = missing("optimizer", optimizer.name)
+            if why:
+                skipped.setdefault(optimizer.name, why)
+            else:
+                available.append(optimizer)
+        if available:
+            kept.append((task, budget, available))
+    for why in skipped.values():
+        console.print(f"[yellow]skipped:[/yellow] {escape(why)}", highlight=False)
+    if entries and not kept:
+        raise UsageError("nothing in the suite can run with the installed packages; "
+                         "install the extras named above.")
+    return kept
 
 
 def _check_dependencies(entries, registry) -> None:

@@ -127,26 +127,12 @@ class Smoothing(GradientEstimator):
         values = problem.loss(theta - tau, key)
         return (values[:, None] * sample_weight(tau, self._sigma)).mean(0)
 
-    def run(self, problem: Problem) -> None:
-        # The base loop plus one line: σ follows its schedule over the planned steps.
-        self.prepare(problem)
-        sigmas = SigmaSchedule(self.sigma, self.anneal, self.sigma_min, self.anneal_start,
-                               self.planned_steps(problem))
-        theta = torch.nn.Parameter(problem.initial())
-        opt = self.make_step([theta])
-        lr_schedule = None
-        if self.schedule == "cosine":
-            lr_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-                opt, self.planned_steps(problem))
-        step = 0
-        while True:
-            self._sigma = sigmas(step)
-            theta.grad = self.estimate_gradient(problem, theta.detach(), problem.new_key())
-            opt.step()
-            if lr_schedule is not None:
-                lr_schedule.step()
-            problem.report(theta.detach())
-            step += 1
+    def start(self, problem: Problem, planned: int) -> None:
+        self._sigmas = SigmaSchedule(self.sigma, self.anneal, self.sigma_min,
+                                     self.anneal_start, planned)
+
+    def before_step(self, step: int) -> None:
+        self._sigma = self._sigmas(step)
 
 
 @hookimpl

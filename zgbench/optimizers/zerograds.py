@@ -468,28 +468,28 @@ class ZeroGrads(GradientEstimator):
         return grad
 
     # ------------------------------------------------------------------ the optimizer
-    def run(self, problem: Problem) -> None:
-        self.prepare(problem)
-        net, net_opt = self.new_surrogate(problem)
-        steps = self.planned_steps(problem)
-        sigmas = SigmaSchedule(self.sigma, self.anneal, self.sigma_min, self.anneal_start, steps)
-        theta = nn.Parameter(problem.initial())
-        opt = self.make_step([theta])
-        lr_schedule = None
-        if self.schedule == "cosine":
-            lr_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps * self.k_theta)
-        step = 0
-        while True:
-            self._sigma = sigmas(step)
-            points, values = self.sample(problem, theta.detach(), problem.new_key())
-            for _ in range(self.k_theta):  # the surrogate as fitted up to the previous batch
-                theta.grad = self.surrogate_gradient(net, theta.detach())
-                opt.step()
-                if lr_schedule is not None:
-                    lr_schedule.step()
-            self.fit(net, net_opt, points, values)
-            problem.report(theta.detach())
-            step += 1
+    def schedule_horizon(self, planned: int) -> int:
+        return planned * self.k_theta  # k_θ optimizer steps per outer step
+
+    def start(self, problem: Problem, planned: int) -> None:
+        self._net, self._net_opt = self.new_surrogate(problem)
+        self._sigmas = SigmaSchedule(self.sigma, self.anneal, self.sigma_min,
+                                     self.anneal_start, planned)
+
+    def before_step(self, step: int) -> None:
+        self._sigma = self._sigmas(step)
+
+    def update(self, problem: Problem, theta: nn.Parameter, opt: torch.optim.Optimizer,
+               lr_schedule: torch.optim.lr_scheduler.LRScheduler | None) -> None:
+        """Sample the locality batch, take k_θ steps on the surrogate as fitted up to the
+        previous batch (hysteresis), then fit the surrogate on this batch."""
+        points, values = self.sample(problem, theta.detach(), problem.new_key())
+        for _ in range(self.k_theta):
+            theta.grad = self.surrogate_gradient(self._net, theta.detach())
+            opt.step()
+            if lr_schedule is not None:
+                lr_schedule.step()
+        self.fit(self._net, self._net_opt, points, values)
 
     # ------------------------------------------------------------- gradient diagnostics
     def estimate_gradient(self, problem: Problem, theta: torch.Tensor, key: int) -> torch.Tensor:
