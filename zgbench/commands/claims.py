@@ -36,12 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--file", help="claims file (default: tasks/claims.toml)")
     parser.add_argument("--out", default="claims-results", help="output folder "
                         "(default: claims-results); records in OUT/records")
-    parser.add_argument("--executor", choices=("inprocess", "pool", "ray"),
-                        help="as zgbench run (default: in-process)")
-    parser.add_argument("--workers", type=int, help="as zgbench run")
-    parser.add_argument("--address", help="Ray cluster address, as zgbench run")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads in-process (1)")
+    from zgbench.commands.run import add_executor_arguments
 
+    add_executor_arguments(parser)
 
 def main(args: argparse.Namespace) -> int:
     registry = load_registry(args)

@@ -62,6 +62,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, help="wall-clock budget per run (seconds)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the suite's, cpu); a "
                         "list cuda:0,cuda:1 runs one worker per device")
+    add_executor_arguments(parser)
+    parser.add_argument("--out", default="results", help="results folder (default: results)")
+    parser.add_argument("--no-leaderboard", action="store_true",
+                        help="do not write OUT/leaderboard at the end")
+    parser.add_argument("--report", metavar="DIR",
+                        help="also write the HTML report (leaderboard files + index.html) to DIR")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit with status 1 if any run failed")
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where and how runs execute: shared by the commands that run the harness (run and
+    claims), so they accept the same flags and build the executor the same way."""
     parser.add_argument("--executor", choices=("inprocess", "pool", "ray"),
                         help="where runs execute (default: inprocess, or pool with --workers "
                         "N > 1 or a device list)")
@@ -73,13 +86,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch CPU threads for in-process runs (default 1: the quick suite's "
                              "small tensors run fastest, and most reproducibly, on one thread; "
                              "oversubscribed OpenMP threads slow them down tenfold)")
-    parser.add_argument("--out", default="results", help="results folder (default: results)")
-    parser.add_argument("--no-leaderboard", action="store_true",
-                        help="do not write OUT/leaderboard at the end")
-    parser.add_argument("--report", metavar="DIR",
-                        help="also write the HTML report (leaderboard files + index.html) to DIR")
-    parser.add_argument("--strict", action="store_true",
-                        help="exit with status 1 if any run failed")
     parser.add_argument("--isolate", action="store_true",
                         help="run each run in a fresh process of its own: a plugin's exit, "
                              "abort, crash or memory blow-up fails that run only, with its cause")
@@ -90,6 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{watchdog.GRACE[0]:g}; otherwise {watchdog.DEFAULT_TIMEOUT:g}")
     parser.add_argument("--memory", metavar="SIZE",
                         help="with --isolate: address-space limit per run (e.g. 8G, 512M)")
+
 
 
 def main(args: argparse.Namespace) -> int:
