@@ -6,12 +6,26 @@ The harness talks to a reporter through five calls (``begin``, ``start_run``,
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
+
+
+def budget_unit(budget: Any) -> tuple[str, int]:
+    """What the budget bar counts: the run's one bounded counter in its own unit (2000 evals),
+    or per mille of the most-used counter where several bound the run (the problem reports
+    the largest used share, so no single unit would be right)."""
+    bounded = [(name, getattr(budget, name)) for name in ("evals", "grads", "steps")
+               if getattr(budget, name) is not None]
+    if len(bounded) == 1 and budget.seconds is None:
+        return bounded[0][0], int(bounded[0][1])
+    if not bounded and budget.seconds is not None:
+        return "seconds", max(int(math.ceil(budget.seconds)), 1)
+    return "‰ of the most-used limit", 1000
 
 
 class RichReporter:
@@ -33,10 +47,12 @@ class RichReporter:
 
     def start_run(self, run: Any) -> None:
         self.progress.update(self._runs, description=f"runs · {escape(run.describe())}")
-        self.progress.reset(self._budget, total=1000, visible=True, description="  budget")
+        self._unit, self._total = budget_unit(run.budget)
+        self.progress.reset(self._budget, total=self._total, visible=True,
+                            description=f"  budget ({self._unit})")
 
     def run_progress(self, fraction: float) -> None:
-        self.progress.update(self._budget, completed=int(1000 * fraction))
+        self.progress.update(self._budget, completed=int(round(self._total * fraction)))
 
     def advance(self, run: Any, record: dict[str, Any]) -> None:
         if record["status"] == "failed":
