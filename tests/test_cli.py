@@ -174,3 +174,22 @@ def test_suite_skips_components_whose_extra_is_missing(monkeypatch, tmp_path, ca
     assert "task 'step' needs the extra pde" in err and "pip install 'zgbench[pde]'" in err
     assert "optimizer 'random-search' needs the extra dfo" in err
     assert "1 runs: 1 done" in err  # sphere × fd only
+
+
+def test_run_prints_the_overall_board_and_each_tasks_winner(tmp_path, capsys):
+    assert main(["run", "--tasks", "sphere[dim=4]", "--optimizers", "random-search,cma-es",
+                 "--seeds", "1", "--evals", "200", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "Overall (mean rank" in err and "Winners" in err
+    winners = err[err.index("Winners"):]
+    assert "sphere[dim=4]" in winners and "gap (min)" in winners
+
+
+def test_budget_bar_counts_in_the_runs_own_unit():
+    from zgbench.budget import Budget
+    from zgbench.progress import budget_unit
+
+    assert budget_unit(Budget(evals=2000)) == ("evals", 2000)
+    assert budget_unit(Budget(steps=30)) == ("steps", 30)
+    assert budget_unit(Budget(seconds=2.5)) == ("seconds", 3)
+    assert budget_unit(Budget(evals=2000, grads=200))[1] == 1000  # several limits: per mille

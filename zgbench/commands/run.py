@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from zgbench import harness, leaderboard, specs, watchdog
 from zgbench import suite as suites
@@ -70,6 +71,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the HTML report (leaderboard files + index.html) to DIR")
     parser.add_argument("--strict", action="store_true",
                         help="exit with status 1 if any run failed")
+
+
+def _overall_table(overall) -> Table:
+    """The overall main board (optimizers ranked on enough tasks), as overall.csv has it."""
+    table = Table(title="Overall (mean rank over tasks, 95% interval; partial coverage in "
+                        "overall.csv)", title_justify="left")
+    for column in ("position", "optimizer", "mean rank", "interval", "coverage"):
+        table.add_column(column)
+    for _, row in overall[overall["board"] == "main"].iterrows():
+        table.add_row(f"{int(row['position'])}", escape(str(row["optimizer"])),
+                      f"{row['mean_rank']:.3g}", f"{row['rank_lo']:.3g}-{row['rank_hi']:.3g}",
+                      str(row["coverage"]))
+    return table
+
+
+def _results_table(written: dict) -> Table:
+    """What the run found, at a glance: each task's winner (rank 1 by its primary metric's
+    median over seeds) and the optimizer's place on the overall main board."""
+    overall = written["overall"]
+    position = {row["optimizer"]: row["position"] for _, row in overall.iterrows()
+                if row.get("board") == "main"}
+    table = Table(title="Winners (median over seeds; overall position on the main board)",
+                  title_justify="left")
+    for column in ("task", "winner", "metric", "median", "overall"):
+        table.add_column(column)
+    for label, frame in written["tasks"].items():
+        best = frame[frame["rank"] == 1]
+        if best.empty:
+            continue
+        row = best.iloc[0]
+        name = row["optimizer"]
+        place = position.get(name)
+        table.add_row(escape(label), escape(str(row.get("spec", name))),
+                      escape(f"{row['metric']} ({row['direction']})"), f"{row['median']:.4g}",
+                      "-" if place is None or place != place else f"{int(place)}")
+    return table
 
 
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
@@ -124,6 +161,8 @@ def main(args: argparse.Namespace) -> int:
     console.print(summary.line(), highlight=False, markup=False)
     if not args.no_leaderboard and runs:
         written = leaderboard.write(out, out / "leaderboard")
+        console.print(_overall_table(written["overall"]))
+        console.print(_results_table(written))
         console.print(f"leaderboard: {out / 'leaderboard'} ({len(written['tasks'])} tasks)",
                       markup=False)
     if args.report and runs:
