@@ -105,7 +105,7 @@ def _results_table(written: dict) -> Table:
         place = position.get(name)
         table.add_row(escape(label), escape(str(row.get("spec", name))),
                       escape(f"{row['metric']} ({row['direction']})"), f"{row['median']:.4g}",
-                      "-" if place is None or place != place else f"{int(place)}")
+                      "-" if place is None else f"{int(place)}")
     return table
 
 
@@ -223,7 +223,7 @@ def _executor(args: argparse.Namespace, devices: list[str]):
     listed = len(devices) > 1
     timeout = _timeout(args)
     memory = _memory(args.memory)
-    isolate = getattr(args, "isolate", False)
+    isolate = args.isolate
     if memory is not None and not isolate:
         raise UsageError("--memory limits the process of each run: add --isolate.")
     kind = args.executor or ("pool" if listed or (workers or 1) > 1 or isolate else "inprocess")
@@ -252,7 +252,7 @@ def _executor(args: argparse.Namespace, devices: list[str]):
 
 
 def _timeout(args: argparse.Namespace) -> float | None:
-    timeout = getattr(args, "timeout", None)
+    timeout = args.timeout
     if timeout is not None and not (timeout > 0 and timeout != float("inf")):
         raise UsageError(f"--timeout must be a positive number of seconds, got {timeout}.")
     return timeout
