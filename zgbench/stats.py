@@ -419,6 +419,12 @@ def analyse(runs: pd.DataFrame, records: list[dict[str, Any]], *, baseline: str 
 
 
 # ----------------------------------------------------------------------------- regression gate
+def pair_keys(old: pd.DataFrame, new: pd.DataFrame) -> list[str]:
+    """The columns that match a pair across two stats tables: task and optimizer, and the
+    spec where both tables have it (an optimizer may run several specs on one task)."""
+    return ["task", "optimizer"] + (["spec"] if "spec" in old and "spec" in new else [])
+
+
 def compare(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     """Compare two long ``stats`` tables (task, optimizer, metric, direction, median,
     median_lo, median_hi, status) pair by pair.
@@ -430,7 +436,7 @@ def compare(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     metric are **incomparable**. Failures are the worst value, so a pair that now fails on most
     seeds regresses.
     """
-    keys = ["task", "optimizer"] + (["spec"] if "spec" in old and "spec" in new else [])
+    keys = pair_keys(old, new)
     merged = old.merge(new, on=keys, how="outer", suffixes=("_old", "_new"), indicator=True)
     rows = []
     for _, row in merged.iterrows():

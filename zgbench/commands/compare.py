@@ -47,9 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    old, new = load(args.old), load(args.new)
+    (old, old_machines), (new, new_machines) = load(args.old), load(args.new)
     console = Console()
-    for warning in differences(old, new, machines(args.old), machines(args.new)):
+    for warning in differences(old, new, old_machines, new_machines):
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     result = stats.compare(old, new)
     matched = result["verdict"].isin(["regressed", "improved", "unchanged"])
@@ -72,14 +72,16 @@ def main(args: argparse.Namespace) -> int:
     return 1 if counts.get("regressed", 0) else 0
 
 
-def load(path: str | Path) -> pd.DataFrame:
-    """The long statistics table of a results folder, a leaderboard folder or a stats.csv."""
+def load(path: str | Path) -> tuple[pd.DataFrame, list[dict]]:
+    """The long statistics table of a results folder, a leaderboard folder or a stats.csv,
+    and the machines and versions behind it (its records, or the machine.json beside the
+    CSV; empty where neither says)."""
     path = Path(path)
     if path.is_dir() and (path / "runs").is_dir():
         records = list(ResultStore(path))
         if not records:
             raise UsageError(f"no run records under {path / 'runs'}: nothing to compare.")
-        return leaderboard.compute(records)["stats"]
+        return leaderboard.compute(records)["stats"], leaderboard.machines(records)
     csv = path / "stats.csv" if path.is_dir() else path
     if not csv.is_file():
         raise UsageError(f"{path}: neither a results folder (with runs/) nor a leaderboard "
@@ -95,16 +97,10 @@ def load(path: str | Path) -> pd.DataFrame:
     if missing:
         raise UsageError(f"{csv} lacks the columns {sorted(missing)}: write it with this "
                          "version's zgbench leaderboard.")
-    return frame
+    return frame, _machine_json(csv.parent)
 
 
-def machines(path: str | Path) -> list[dict]:
-    """The machines and versions behind a results folder (its records) or a leaderboard
-    folder (its machine.json); empty where neither says."""
-    path = Path(path)
-    if path.is_dir() and (path / "runs").is_dir():
-        return leaderboard.machines(ResultStore(path))
-    folder = path if path.is_dir() else path.parent
+def _machine_json(folder: Path) -> list[dict]:
     try:
         return json.loads((folder / "machine.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -117,7 +113,7 @@ def differences(old: pd.DataFrame, new: pd.DataFrame, old_machines: list[dict],
     (median evaluations or gradients differ by more than ``tolerance``), and different
     zgbench/torch versions or devices. A moved median means little across either."""
     warnings = []
-    both = old.merge(new, on=["task", "optimizer"], suffixes=("_old", "_new"))
+    both = old.merge(new, on=stats.pair_keys(old, new), suffixes=("_old", "_new"))
     for counter in ("evals", "grads"):
         if f"{counter}_old" not in both or f"{counter}_new" not in both:
             continue  # a hand-made stats table without spending columns
