@@ -87,6 +87,8 @@ def test_a_schema_1_folder_resumes_ranks_and_compares(finished, tmp_path, capsys
     assert cli.main(["leaderboard", str(results), "-o", str(tmp_path / "lb")]) == 0
     assert "random-search" in (tmp_path / "lb" / "overall.csv").read_text()
     assert cli.main(["compare", str(results), str(finished)]) == 0
+    assert cli.main(["report", str(results), "-o", str(tmp_path / "report")]) == 0
+    assert "random-search" in (tmp_path / "report" / "index.html").read_text()
     assert cli.main(RUN + ["--out", str(results), "--rerun-stale"]) == 0  # asked: redone
     assert "2 done, 0 skipped" in capsys.readouterr().err.replace("\n", " ")
     assert {json.loads(p.read_text())["schema"] for p in (results / "runs").iterdir()} == {2}
