@@ -141,6 +141,7 @@ def test_worker_sends_pictures_back_to_the_driver(monkeypatch, tmp_path):
     (run,) = plan([(specs.resolve_task(registry, "picture-sphere[dim=3]"), Budget(evals=50),
                     [specs.resolve_optimizer(registry, "random-search")])], 1)
     record, files = executors.work(run, blocked=(), threads=1)
+    record = record.as_dict()
     assert record["status"] == "ok"
     assert record["artifacts"] == [f"artifacts/{run.run_id}/theta.png"] == list(files)
     assert files[record["artifacts"][0]][:8] == b"\x89PNG\r\n\x1a\n"

@@ -28,10 +28,10 @@ def small(**params):
 
 
 def mitsuba_or_skip():
-    from zgbench import mitsuba_env
+    from zgbench.tasks import _mitsuba
 
     try:
-        return mitsuba_env.load("cpu", needed_by="test")
+        return _mitsuba.load("cpu", needed_by="test")
     except UsageError as exc:  # MissingExtra is a UsageError too
         pytest.skip(str(exc))
 
@@ -296,10 +296,10 @@ def test_mitsuba_renderer_names_the_extra_when_missing(registry, monkeypatch):
                         lambda name, *a: None if name == "mitsuba" else real(name, *a))
     with pytest.raises(MissingExtra, match=r"zgbench\[graphics\]"):
         specs.resolve_task(registry, "mesh-fit[renderer=mitsuba]")
-    from zgbench import mitsuba_env
+    from zgbench.tasks import _mitsuba
 
     with pytest.raises(MissingExtra, match=r"zgbench\[graphics\]"):
-        mitsuba_env.load("cpu", needed_by="mesh-fit")
+        _mitsuba.load("cpu", needed_by="mesh-fit")
     spec = specs.resolve_task(registry, "mesh-fit[verts=42,res=16,views=1]")  # raster: fine
     assert MeshFit(**spec.kwargs).loss(torch.zeros(1, 126), 0).shape == (1,)
 

@@ -92,7 +92,7 @@ def test_same_seed_same_numbers(reg, tmp_path):
     assert a == b
     seeds = {}
     for r in ResultStore(tmp_path / "a"):
-        seeds.setdefault(r["identity"]["seed"], set()).add(r["seeds"]["task"])
+        seeds.setdefault(r["identity"]["repetition"], set()).add(r["seeds"]["task"])
     assert all(len(v) == 1 for v in seeds.values())  # every optimizer faces the same instance
     assert seeds[0] != seeds[1]
 
@@ -112,7 +112,7 @@ def test_record_identity_and_metadata(reg, tmp_path):
     runs = _plan(reg, ["sphere[dim=3]"], ["cge[lr=0.05]"], seeds=1)
     run_all(runs, reg, tmp_path, InProcessExecutor())
     (record,) = list(ResultStore(tmp_path))
-    assert record["schema"] == 1
+    assert record["schema"] == 2 and record["identity"]["repetition"] == 0
     assert record["identity"]["task"] == "sphere[dim=3]"
     assert record["optimizer"]["label"] == "cge[lr=0.05]"
     assert record["optimizer"]["plugin"] == "estimators"

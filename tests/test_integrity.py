@@ -34,7 +34,7 @@ def reg():
 def _run(reg, optimizer, task="sphere[dim=3]", timeout=None, **budget):
     spec = RunSpec(specs.resolve_task(reg, task), specs.resolve_optimizer(reg, optimizer), 0,
                    Budget(**(budget or {"evals": 500})))
-    return execute(spec, reg, timeout=timeout)
+    return execute(spec, reg, timeout=timeout).as_dict()
 
 
 # ----------------------------------------------------------------------------- the cheats
@@ -221,7 +221,7 @@ def test_isolated_worker_stuck_past_its_limit_is_killed(reg, tmp_path):
     start = time.perf_counter()
     outcome = list(executor.map(plan(entries, seeds=1), reg, tmp_path))
     assert time.perf_counter() - start < 30
-    by_name = {run.optimizer.name: record for run, record in outcome}
+    by_name = {run.optimizer.name: record.as_dict() for run, record in outcome}
     assert by_name["deaf"]["status"] == "failed" and "killed" in by_name["deaf"]["error"]
     assert by_name["random-search"]["status"] == "ok"
 

@@ -213,10 +213,10 @@ def test_same_seed_same_numbers(cbox):
 
 def test_points_do_not_depend_on_mitsubas_shape_order(env):
     """Mitsuba orders a loaded scene's shapes differently from load to load."""
-    from zgbench import mitsuba_env
+    from zgbench.tasks import _mitsuba
     from zgbench.tasks._scenes import SCENES, Tracer
 
-    mi = mitsuba_env.load("cpu")
+    mi = _mitsuba.load("cpu")
     u = torch.rand(64, 5, generator=torch.Generator().manual_seed(0))
     points = []
     for _ in range(4):

@@ -38,7 +38,7 @@ def test_exactly_n_trials_per_pair_on_disjoint_seeds(tmp_path):
     records = list(ResultStore(out))
     # every distinct trial spec ran --tune-seeds runs, all on tuning repetitions
     assert len(records) == 2 * trials.groupby("optimizer")["spec"].nunique().sum()
-    assert all(r["identity"]["seed"] >= tuning.TUNE_OFFSET for r in records)
+    assert all(r["identity"]["repetition"] >= tuning.TUNE_OFFSET for r in records)
     # the tuned suite evaluates on seeds 0..S-1 into its own folder: nothing shared
     data = tomllib.loads((out / "tuned.toml").read_text())
     assert data["suite"]["seeds"] == 2 and data["tasks"][0]["budget"] == {"evals": 60, "grads": 200}
@@ -50,7 +50,7 @@ def test_exactly_n_trials_per_pair_on_disjoint_seeds(tmp_path):
     assert main(["run", "--suite", str(out / "tuned.toml"), "--out", str(tmp_path / "eval"),
                  "--no-leaderboard"]) == 0
     evaluation = list(ResultStore(tmp_path / "eval"))
-    assert sorted({r["identity"]["seed"] for r in evaluation}) == [0, 1]
+    assert sorted({r["identity"]["repetition"] for r in evaluation}) == [0, 1]
     tuning_seeds = {s for r in records for s in r["seeds"].values()}
     assert not tuning_seeds & {s for r in evaluation for s in r["seeds"].values()}
     assert not {r["run_id"] for r in records} & {r["run_id"] for r in evaluation}

@@ -2,26 +2,48 @@
 
 Tasks and optimizers are plugins (pluggy hooks, entry-point group ``zgbench``); the harness
 runs their cross product under a metered budget and writes records and leaderboards.
-The public contracts a plugin author needs are importable from here.
+
+Everything a plugin needs is importable from here, and a plugin imports nothing else of
+zgbench (the built-in plugins under ``zgbench/tasks`` and ``zgbench/optimizers`` included;
+``tests/test_layering.py`` enforces it for them):
+
+- the contracts: :class:`Task`, :class:`Optimizer`, :class:`Param`, :func:`hookimpl`;
+- what an optimizer meets: :class:`Problem`, :class:`Budget`, :class:`BudgetExhausted`;
+- :class:`GradientEstimator`, the base of optimizers that estimate a gradient and step;
+- errors: :class:`UsageError` (bad input, exit 2), :class:`MissingExtra` (an optional
+  dependency is not installed), :class:`ContractError` (a plugin broke a contract);
+- files: :func:`cache_dir` and :func:`cache_key` (the on-disk cache for expensive,
+  deterministic task data) and :func:`atomic_write` (never a half-written file).
 """
 
 __version__ = "0.1.0"
 
 from zgbench.budget import Budget, BudgetExhausted
-from zgbench.contracts import Optimizer, Task
-from zgbench.errors import UsageError
+from zgbench.cache import cache_dir
+from zgbench.cache import key as cache_key
+from zgbench.errors import ContractError, MissingExtra, UsageError
+from zgbench.estimator import GradientEstimator
 from zgbench.hookspecs import hookimpl
+from zgbench.optimizer import Optimizer
 from zgbench.params import Param
 from zgbench.problem import Problem
+from zgbench.store import atomic_write
+from zgbench.task import Task
 
 __all__ = [
     "Budget",
     "BudgetExhausted",
+    "ContractError",
+    "GradientEstimator",
+    "MissingExtra",
     "Optimizer",
     "Param",
     "Problem",
     "Task",
     "UsageError",
+    "atomic_write",
+    "cache_dir",
+    "cache_key",
     "hookimpl",
     "__version__",
 ]

@@ -34,6 +34,7 @@ from zgbench import stats
 from zgbench.budget import Budget
 from zgbench.errors import UsageError
 from zgbench.plugins import Registry
+from zgbench.record import repetition
 from zgbench.specs import Spec, resolve_optimizer, resolve_task
 
 if sys.version_info >= (3, 11):
@@ -179,7 +180,7 @@ def by_optimizer(records: Sequence[dict[str, Any]], rule: Rule
     """Per optimizer label: the rule's metric per seed (NaN for a failed seed), and failures."""
     wanted = [rule.method, *rule.baselines]
     # a unit is (task, seed): a claim over several tasks (rastrigin at d = 2, 10, 20) pools them
-    unit = lambda r: (r["task"]["canonical"], r["identity"]["seed"])  # noqa: E731
+    unit = lambda r: (r["task"]["canonical"], repetition(r))  # noqa: E731
     seeds = sorted({unit(r) for r in records})
     values = {label: np.full(len(seeds), math.nan) for label in wanted}
     failures = []
@@ -188,7 +189,7 @@ def by_optimizer(records: Sequence[dict[str, Any]], rule: Rule
         if label not in values:
             continue
         if record["status"] != "ok":
-            failures.append(f"{label} seed {record['identity']['seed']}: {record['status']}")
+            failures.append(f"{label} seed {repetition(record)}: {record['status']}")
             continue
         values[label][seeds.index(unit(record))] = metric_of(record, rule.metric)
     return values, failures

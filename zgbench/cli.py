@@ -21,6 +21,7 @@ from rich.markup import escape
 import zgbench
 from zgbench import commands, plugins
 from zgbench.errors import UsageError
+from zgbench.fingerprint import StaleWarning
 from zgbench.plugins import Registry
 from zgbench.store import RecordWarning
 
@@ -89,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None,
                   _default=warnings.showwarning) -> None:
-    """Warnings about the user's data (a broken record) as one plain line, not a source line."""
-    if issubclass(category, RecordWarning):
+    """Warnings about the user's data (a broken record, stale results) as one plain line,
+    not a source line."""
+    if issubclass(category, (RecordWarning, StaleWarning)):
         console.print(f"[yellow]warning:[/yellow] {escape(str(message))}", highlight=False,
                       soft_wrap=True)
     else:

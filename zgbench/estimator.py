@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from zgbench.contracts import Optimizer
+from zgbench.optimizer import Optimizer
 from zgbench.params import Param
 from zgbench.problem import Problem
 

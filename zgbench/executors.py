@@ -98,7 +98,7 @@ def work(run: RunSpec, blocked: Sequence[str] = (), threads: int | None = None,
                 else _worker_registry(tuple(blocked)))
     with tempfile.TemporaryDirectory(prefix="zgbench-run-") as scratch:
         record = execute(run, registry, Path(scratch), timeout=timeout)
-        files = {rel: (Path(scratch) / rel).read_bytes() for rel in record.get("artifacts") or []}
+        files = {rel: (Path(scratch) / rel).read_bytes() for rel in record.artifacts}
     return record, files
 
 

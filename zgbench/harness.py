@@ -3,8 +3,9 @@
 One run is the unit of work: ``execute(run)`` builds the task and optimizer from their specs,
 hands the optimizer a :class:`~zgbench.problem.Problem`, and returns a record whatever
 happens (ok, failed with its traceback, or n/a for incompatible pairs). :func:`run_all`
-drives an executor over the plan, skips finished runs, writes each record atomically and
-calls the ``zgbench_run_finished`` hook.
+drives an executor over the plan, skips finished runs (warning about those whose task or
+optimizer source changed since, see :mod:`zgbench.fingerprint`, and redoing them on request),
+writes each record atomically and calls the ``zgbench_run_finished`` hook.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from typing import Any
 import torch
 
 import zgbench
-from zgbench import watchdog
+from zgbench import fingerprint, watchdog
 from zgbench.budget import Budget, BudgetExhausted
 from zgbench.meter import Ledger
 from zgbench.plugins import Registry
 from zgbench.problem import Problem
-from zgbench.record import SCHEMA, environment, now, run_id
+from zgbench.record import Identity, Record, environment, now, run_id
 from zgbench.seeding import derive_seed
 from zgbench.specs import Spec
 
@@ -54,11 +55,11 @@ class RunSpec:
         """The device the task is built on: the placement if an executor set one."""
         return self.placement or self.device
 
-    def identity(self) -> dict[str, Any]:
+    def identity(self) -> Identity:
         return {
             "task": self.task.canonical,
             "optimizer": self.optimizer.canonical,
-            "seed": self.repetition,
+            "repetition": self.repetition,
             "budget": self.budget.as_dict(),
             "device": self.device,
             "zgbench": zgbench.__version__,
@@ -99,7 +100,7 @@ def plan(
 
 def execute(run: RunSpec, registry: Registry, results: Path | None = None,
             on_progress: Callable[[float], None] | None = None,
-            timeout: float | None = None) -> dict[str, Any]:
+            timeout: float | None = None) -> Record:
     """Run one pair and return its record; never raises for a failure of the run itself.
 
     ``timeout``: the run's hard wall-clock limit in seconds (default: from its budget, see
@@ -108,13 +109,14 @@ def execute(run: RunSpec, registry: Registry, results: Path | None = None,
     task_entry = registry.task(run.task.name)
     opt_entry = registry.optimizer(run.optimizer.name)
     record = _skeleton(run, task_entry, opt_entry)
+    t0 = time.perf_counter()
     missing = opt_entry.cls.requires - task_entry.cls.provides
     if missing:
-        record.update(status="n/a", error=f"task does not provide {sorted(missing)}")
-        return _close(record)
+        record.status, record.error = "n/a", f"task does not provide {sorted(missing)}"
+        return _close(record, t0)
     ledger: Ledger | None = None
     problem: Problem | None = None
-    seeds = record["seeds"]
+    seeds = record.seeds
     limit = watchdog.default_timeout(run.budget.seconds) if timeout is None else timeout
     warm_up_torch()  # the harness's own import time: before the run's clock and limit
     try:
@@ -134,24 +136,24 @@ def execute(run: RunSpec, registry: Registry, results: Path | None = None,
                 ledger.stop()
             ledger.detach()
             problem.finish()
-        record["status"] = "ok"
+        record.status = "ok"
         if results is not None:
-            record["artifacts"] = _artifacts(task, ledger, results, record["run_id"])
+            record.artifacts = _artifacts(task, ledger, results, record.run_id)
     except (KeyboardInterrupt, SystemExit) as exc:
         if isinstance(exc, KeyboardInterrupt) and watchdog.user_interrupted():
             raise  # a real Ctrl-C: stop zgbench, not just this run
-        record.update(status="failed", error=_exit_reason(exc) + "\n" + traceback.format_exc())
+        record.status, record.error = "failed", _exit_reason(exc) + "\n" + traceback.format_exc()
         _salvage(ledger)
     except watchdog.RunTimeout as exc:  # raised off the main thread it carries no message
         reason = str(exc) or f"the run passed its hard wall-clock limit of {limit:g} s (--timeout)"
-        record.update(status="failed", error=f"{reason}\n{traceback.format_exc()}")
+        record.status, record.error = "failed", f"{reason}\n{traceback.format_exc()}"
         _salvage(ledger)
     except Exception:
-        record.update(status="failed", error=traceback.format_exc())
+        record.status, record.error = "failed", traceback.format_exc()
         _salvage(ledger)
     if ledger is not None:
         _audit(record, ledger, problem)
-    return _close(record)
+    return _close(record, t0)
 
 
 def _exit_reason(exc: BaseException) -> str:
@@ -160,19 +162,19 @@ def _exit_reason(exc: BaseException) -> str:
     return "plugin code raised KeyboardInterrupt (not a Ctrl-C): this run failed"
 
 
-def _audit(record: dict[str, Any], ledger: Ledger, problem: Problem | None) -> None:
+def _audit(record: Record, ledger: Ledger, problem: Problem | None) -> None:
     """The record's trajectory, final entry and audit come from the ledger alone; a run
     that broke its budget or tampered with the meter is ``violated``."""
     ledger.stop()
     ledger.detach()
-    record["trajectory"] = trajectory = ledger.trajectory
-    record["final"] = trajectory[-1] if trajectory else None
-    record["audit"] = audit = ledger.audit(problem)
-    if audit["violations"] and record["status"] != "n/a":
+    record.trajectory = trajectory = ledger.trajectory
+    record.final = trajectory[-1] if trajectory else None
+    record.audit = audit = ledger.audit(problem)
+    if audit["violations"] and record.status != "n/a":
         reasons = "; ".join(audit["violations"])
-        if record["error"]:
-            reasons += "\n" + record["error"]
-        record.update(status="violated", error=reasons)
+        if record.error:
+            reasons += "\n" + record.error
+        record.status, record.error = "violated", reasons
 
 
 @functools.cache
@@ -184,42 +186,37 @@ def warm_up_torch() -> None:
     import torch._dynamo  # noqa: F401
 
 
-def _skeleton(run: RunSpec, task_entry, opt_entry) -> dict[str, Any]:
+def _skeleton(run: RunSpec, task_entry, opt_entry) -> Record:
     tcls, ocls = task_entry.cls, opt_entry.cls
     identity = run.identity()
-    return {
-        "schema": SCHEMA,
-        "run_id": run_id(identity),
-        "identity": identity,
-        "task": {**run.task.as_dict(), "plugin": task_entry.plugin,
-                 "plugin_version": task_entry.version, "primary_metric": tcls.primary_metric,
-                 "metrics": dict(tcls.metrics), "provides": sorted(tcls.provides),
-                 "family": tcls.family},
-        "optimizer": {**run.optimizer.as_dict(), "plugin": opt_entry.plugin,
-                      "plugin_version": opt_entry.version, "requires": sorted(ocls.requires)},
-        "seeds": run.seeds(),
-        "status": None,
-        "error": None,
-        "environment": environment(torch.device(run.target_device)),
-        "started": now(),
-        "_t0": time.perf_counter(),
-        "trajectory": [],
-        "final": None,
-        "artifacts": [],
-    }
+    return Record(
+        run_id=run_id(identity),
+        identity=identity,
+        task={**run.task.as_dict(), "plugin": task_entry.plugin,
+              "plugin_version": task_entry.version, "primary_metric": tcls.primary_metric,
+              "metrics": dict(tcls.metrics), "provides": sorted(tcls.provides),
+              "family": tcls.family},
+        optimizer={**run.optimizer.as_dict(), "plugin": opt_entry.plugin,
+                   "plugin_version": opt_entry.version, "requires": sorted(ocls.requires)},
+        seeds=run.seeds(),
+        environment=environment(torch.device(run.target_device)),
+        code=fingerprint.code(tcls, ocls),
+        started=now(),
+    )
 
 
-def failure_record(run: RunSpec, registry: Registry, error: str) -> dict[str, Any]:
+def failure_record(run: RunSpec, registry: Registry, error: str) -> Record:
     """The record of a run that died outside :func:`execute` (a worker process crashed, a
     cluster node was lost): status failed with ``error``, so it is retried on the next run."""
     record = _skeleton(run, registry.task(run.task.name), registry.optimizer(run.optimizer.name))
-    record.update(status="failed", error=error)
-    return _close(record)
+    t0 = time.perf_counter()
+    record.status, record.error = "failed", error
+    return _close(record, t0)
 
 
-def _close(record: dict[str, Any]) -> dict[str, Any]:
-    record["finished"] = now()
-    record["duration"] = time.perf_counter() - record.pop("_t0")
+def _close(record: Record, t0: float) -> Record:
+    record.finished = now()
+    record.duration = time.perf_counter() - t0
     return record
 
 
@@ -252,6 +249,10 @@ class Summary:
     failed: int = 0
     na: int = 0
     failures: list[str] = field(default_factory=list)
+    #: Finished runs whose task or optimizer source changed since (redone with rerun_stale).
+    stale: list[RunSpec] = field(default_factory=list)
+    #: Finished runs whose record predates the code fingerprint: freshness unknown.
+    unknown: int = 0
 
     def line(self) -> str:
         text = (f"{self.total} runs: {self.done} done, {self.skipped} skipped "
@@ -260,8 +261,15 @@ class Summary:
 
 
 def run_all(runs: Iterable[RunSpec], registry: Registry, results: Path, executor,
-            reporter=None) -> Summary:
-    """Run every planned run not already finished in ``results``; store each record."""
+            reporter=None, rerun_stale: bool = False) -> Summary:
+    """Run every planned run not already finished in ``results``; store each record.
+
+    A finished run whose task or optimizer source differs from the current code (its
+    record's ``code``) is stale: it is kept, with one
+    :class:`~zgbench.fingerprint.StaleWarning` for all of them, unless ``rerun_stale``, which
+    redoes those (the new record replaces the old one atomically). Records without ``code`` (written before it existed) count as unknown: one
+    warning says so, and they are redone only with ``rerun_stale``, which asks for every run
+    not known to match the current code."""
     from zgbench.store import ResultStore
 
     store = ResultStore(results)
@@ -269,10 +277,20 @@ def run_all(runs: Iterable[RunSpec], registry: Registry, results: Path, executor
     summary = Summary(total=len(runs))
     todo = []
     for run in runs:
-        if store.finished(run.run_id):
-            summary.skipped += 1
-        else:
+        record = store.get(run.run_id)
+        if record is None or record.get("status") not in ("ok", "n/a"):
             todo.append(run)
+            continue
+        fresh = freshness(run, record, registry)
+        if fresh == "unknown":
+            summary.unknown += 1
+        elif fresh == "stale":
+            summary.stale.append(run)
+        if rerun_stale and fresh != "fresh":
+            todo.append(run)
+        else:
+            summary.skipped += 1
+    _warn_stale(summary, rerun_stale)
     if reporter:
         reporter.begin(len(runs), summary.skipped)
     stream = executor.map(todo, registry, results, reporter)
@@ -292,20 +310,48 @@ def run_all(runs: Iterable[RunSpec], registry: Registry, results: Path, executor
     return summary
 
 
-def _count(summary: Summary, run: RunSpec, record: dict[str, Any]) -> None:
-    status = record["status"]
-    if status == "ok":
+def freshness(run: RunSpec, record: dict[str, Any], registry: Registry) -> str:
+    """``"fresh"``, ``"stale"`` (the task's or the optimizer's source hash differs from the
+    current code's) or ``"unknown"`` (the record has no code fingerprint to compare)."""
+    code = record.get("code") or {}
+    if "task" not in code or "optimizer" not in code:
+        return "unknown"
+    now_task = fingerprint.source_hash(registry.task(run.task.name).cls)
+    now_opt = fingerprint.source_hash(registry.optimizer(run.optimizer.name).cls)
+    return "fresh" if (code["task"], code["optimizer"]) == (now_task, now_opt) else "stale"
+
+
+def _warn_stale(summary: Summary, rerun_stale: bool) -> None:
+    if summary.stale:
+        pairs = sorted({f"{r.task.label} × {r.optimizer.label}" for r in summary.stale})
+        n = len(summary.stale)
+        action = ("rerunning them (--rerun-stale)" if rerun_stale else
+                  "their results were kept; rerun them with --rerun-stale")
+        warnings.warn(f"{n} finished run{'s' if n > 1 else ''} ran an older version of the "
+                      f"task or optimizer code than the current one ({', '.join(pairs)}): "
+                      f"{action}.", fingerprint.StaleWarning, stacklevel=3)
+    if summary.unknown:
+        n = summary.unknown
+        action = ("rerunning them (--rerun-stale)" if rerun_stale else
+                  "they were kept; --rerun-stale reruns them too")
+        warnings.warn(f"{n} finished run{'s' if n > 1 else ''} predate{'' if n > 1 else 's'} "
+                      f"the code fingerprint, so whether their code changed is unknown: "
+                      f"{action}.", fingerprint.StaleWarning, stacklevel=3)
+
+
+def _count(summary: Summary, run: RunSpec, record: Record) -> None:
+    if record.status == "ok":
         summary.done += 1
-    elif status == "n/a":
+    elif record.status == "n/a":
         summary.na += 1
     else:
         summary.failed += 1
-        last = (record.get("error") or "").strip().splitlines()[-1:] or ["unknown error"]
+        last = (record.error or "").strip().splitlines()[-1:] or ["unknown error"]
         summary.failures.append(f"{run.describe()}: {last[0]}")
 
 
-def _notify(registry: Registry, record: dict[str, Any]) -> None:
-    try:
-        registry.manager.hook.zgbench_run_finished(record=record)
+def _notify(registry: Registry, record: Record) -> None:
+    try:  # the hook's contract is the JSON-compatible dict (zgbench.hookspecs)
+        registry.manager.hook.zgbench_run_finished(record=record.as_dict())
     except (Exception, SystemExit) as exc:  # a logging plugin must never stop the benchmark
         warnings.warn(f"zgbench_run_finished hook failed: {type(exc).__name__}: {exc}")

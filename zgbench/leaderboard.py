@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from zgbench import boards, stats
+from zgbench.record import repetition
 from zgbench.store import ResultStore, atomic_write, atomic_write_text
 
 COLUMNS = ["rank", "optimizer", "spec", "median", "q25", "q75", "runs_ok", "runs_failed",
@@ -70,7 +71,7 @@ def runs_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
         rows.append({
             "task": task["label"], "task_id": task["canonical"], "family": family(r),
             "optimizer": optimizer.get("name", optimizer["label"]), "spec": optimizer["label"],
-            "seed": r["identity"]["seed"], "status": r["status"], "metric": task["primary_metric"],
+            "seed": repetition(r), "status": r["status"], "metric": task["primary_metric"],
             "direction": direction, "value": value, "evals": final.get("evals", 0),
             "grads": final.get("grads", 0), "seconds": final.get("seconds", 0.0),
         })

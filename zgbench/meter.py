@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from zgbench.budget import Budget, BudgetExhausted
-from zgbench.contracts import Task
+from zgbench.task import Task
 from zgbench.errors import ContractError
 
 #: Audit events that find objects the optimizer was not given; flagged during a run.

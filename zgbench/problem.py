@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from zgbench.budget import Budget, BudgetExhausted
-from zgbench.contracts import Task
+from zgbench.task import Task
 from zgbench.errors import ContractError
 from zgbench.meter import Ledger
 

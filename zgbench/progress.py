@@ -54,9 +54,10 @@ class RichReporter:
     def run_progress(self, fraction: float) -> None:
         self.progress.update(self._budget, completed=int(round(self._total * fraction)))
 
-    def advance(self, run: Any, record: dict[str, Any]) -> None:
-        if record["status"] == "failed":
-            last = (record.get("error") or "").strip().splitlines()[-1:] or ["?"]
+    def advance(self, run: Any, record: Any) -> None:
+        """``record``: the run's :class:`~zgbench.record.Record`."""
+        if record.status == "failed":
+            last = (record.error or "").strip().splitlines()[-1:] or ["?"]
             self.progress.console.print(f"[red]failed[/red] {escape(run.describe())}: {escape(last[0])}",
                                         highlight=False)
         self.progress.advance(self._runs)

@@ -1,13 +1,19 @@
 """The record of one run: its identity, environment, trajectory and outcome.
 
-Schema version 1 (a JSON object; bump :data:`SCHEMA` on any incompatible change)::
+A :class:`Record` is a typed dataclass; on disk (and to the ``zgbench_run_finished`` hook and
+``zgbench.testing.run_once``) it is the JSON object :meth:`Record.as_dict` returns. Readers
+that still index dicts get records of the current schema from the store, which migrates older
+ones on read (:func:`migrate`).
 
-    schema        1
-    run_id        hash of "identity" (hex, 16 chars)
-    identity      {task: canonical spec, optimizer: canonical spec, seed: repetition,
-                   budget: {evals, grads, steps, seconds}, device, zgbench: version}
+Schema version 2 (a JSON object; bump :data:`SCHEMA` on any incompatible change)::
+
+    schema        2
+    run_id        hash of "identity" in its schema-1 form (hex, 16 chars): see :func:`run_id`
+    identity      {task: canonical spec, optimizer: canonical spec, repetition: the repetition
+                   index 0, 1, ..., budget: {evals, grads, steps, seconds}, device,
+                   zgbench: version}
     task          {name, label, canonical, params, plugin, plugin_version,
-                   primary_metric, metrics: {name: "min"|"max"}, provides}
+                   primary_metric, metrics: {name: "min"|"max"}, provides, family}
     optimizer     {name, label, canonical, params, plugin, plugin_version, requires}
     seeds         {task, optimizer, problem, eval_key}: the derived seeds actually used
     status        "ok" | "failed" | "violated" | "n/a"; "violated": the run broke its budget
@@ -16,6 +22,12 @@ Schema version 1 (a JSON object; bump :data:`SCHEMA` on any incompatible change)
                    killed worker: the cause first); for "n/a" the reason; for "violated" the
                    violations, one per clause, then any traceback
     environment   {hostname, platform, python, torch, zgbench, device_name}
+    code          (absent in records written before it existed) the code that ran:
+                   {zgbench: version, git: `git describe --always --dirty` of the checkout
+                   zgbench runs from (absent when it is not a git checkout), task, optimizer:
+                   short sha256 of the source file of the module defining each class}. Not
+                   part of the identity: ``zgbench run`` warns about finished runs whose
+                   task or optimizer source changed and redoes them with --rerun-stale
     started, finished   ISO 8601 UTC times; duration seconds
     trajectory    [{evals, grads, steps, seconds, task_seconds, optimizer_seconds,
                     best_loss, current_loss, metrics: {...}}, ...] at log-spaced
@@ -37,9 +49,14 @@ Schema version 1 (a JSON object; bump :data:`SCHEMA` on any incompatible change)
                    [reason, ...], non-empty exactly when status is "violated"}
 
 Trajectory, final and audit are the harness's: the final entry is its own evaluation of the
-recommendation after ``run`` returned. Non-finite numbers are stored as null. Schema 1 gained
-"violated" and "audit" compatibly: code reading records treats every status other than "ok"
-and "n/a" as a failure and an absent audit as unknown.
+recommendation after ``run`` returned. Non-finite numbers are stored as null. Code reading
+records treats every status other than "ok" and "n/a" as a failure and an absent audit or
+code as unknown.
+
+Schema 1 (records written before the Record dataclass) differs only in the identity: its
+``seed`` key held the repetition index (never a random seed; those are under ``seeds``).
+:func:`migrate` renames it, and the run id hashes that form, so schema-1 results folders
+still resume, rank and compare.
 """
 
 from __future__ import annotations
@@ -48,19 +65,119 @@ import hashlib
 import json
 import platform
 import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import torch
 
 import zgbench
 
-SCHEMA = 1
+#: The schema records are written in.
+SCHEMA = 2
+#: The schemas the store reads (older ones are migrated on read, see :func:`migrate`).
+READABLE = (1, 2)
+
+Status = Literal["ok", "failed", "violated", "n/a"]
 
 
-def run_id(identity: dict[str, Any]) -> str:
-    """A stable hash of a run's identity: equal identities resume each other."""
-    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+class Identity(TypedDict):
+    """What makes two runs the same run (hashed into the run id)."""
+
+    task: str
+    optimizer: str
+    repetition: int
+    budget: dict[str, float | None]
+    device: str
+    zgbench: str
+
+
+class Code(TypedDict, total=False):
+    """The code that ran a run (see :mod:`zgbench.fingerprint`); every key may be absent."""
+
+    zgbench: str
+    git: str
+    task: str
+    optimizer: str
+
+
+@dataclass
+class Record:
+    """One run's record; :meth:`as_dict` is its JSON form (the module docstring's schema)."""
+
+    run_id: str
+    identity: Identity
+    task: dict[str, Any]
+    optimizer: dict[str, Any]
+    seeds: dict[str, int] = field(default_factory=dict)
+    #: ``None`` only while the harness is still running it.
+    status: Status | None = None
+    error: str | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
+    code: Code | None = None
+    started: str = ""
+    finished: str = ""
+    duration: float = 0.0
+    trajectory: list[dict[str, Any]] = field(default_factory=list)
+    final: dict[str, Any] | None = None
+    artifacts: list[str] = field(default_factory=list)
+    audit: dict[str, Any] | None = None
+    schema: int = SCHEMA
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON object stored on disk; ``audit`` and ``code`` are left out when unknown,
+        as records without them have always been written."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        for optional in ("audit", "code"):
+            if data[optional] is None:
+                del data[optional]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Record:
+        """A record from its JSON object, of any schema in :data:`READABLE` (migrated);
+        keys this version does not know are dropped."""
+        data = migrate(data)
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @property
+    def repetition(self) -> int:
+        return int(self.identity["repetition"])
+
+
+def migrate(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's JSON object in the current schema (a new dict; ``data`` is unchanged).
+
+    Schema 1 -> 2: the identity's ``seed`` (the repetition index) becomes ``repetition``.
+    """
+    data = dict(data)
+    if data.get("schema") == 1:
+        identity = dict(data.get("identity") or {})
+        if "seed" in identity:
+            identity["repetition"] = identity.pop("seed")
+        data.update(identity=identity, schema=SCHEMA)
+    return data
+
+
+def repetition(record: Mapping[str, Any]) -> int:
+    """The repetition index of a record's JSON object, of either schema (a record built in
+    memory, e.g. by a test or a hook, may not have come through the store's migration)."""
+    identity = record["identity"]
+    return int(identity["repetition"] if "repetition" in identity else identity["seed"])
+
+
+def run_id(identity: Mapping[str, Any]) -> str:
+    """A stable hash of a run's identity: equal identities resume each other.
+
+    The identity is hashed in its schema-1 form (``repetition`` spelled ``seed``): schema 2
+    only renamed that key, and hashing the new spelling would give every finished run a new
+    id, so a results folder written before the rename would be redone from scratch instead
+    of resumed.
+    """
+    legacy = {("seed" if key == "repetition" else key): value for key, value in identity.items()}
+    text = json.dumps(legacy, sort_keys=True, separators=(",", ":"))
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 

@@ -27,6 +27,7 @@ import pandas as pd
 import zgbench
 from zgbench import leaderboard
 from zgbench.paths import UnsafePath, inside
+from zgbench.record import repetition
 from zgbench.store import RecordWarning, ResultStore, atomic_write, atomic_write_text
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"}
@@ -224,7 +225,7 @@ def copy_artifacts(records: list[dict[str, Any]], results: Path,
     link (:func:`zgbench.paths.inside`) is skipped with a warning naming the record, so a
     crafted results folder can neither read nor write outside them."""
     by_task: dict[str, list[dict[str, Any]]] = {}
-    for r in sorted(records, key=lambda r: (r["optimizer"]["label"], r["identity"]["seed"])):
+    for r in sorted(records, key=lambda r: (r["optimizer"]["label"], repetition(r))):
         for rel in r.get("artifacts") or []:
             try:
                 src, dst = inside(results, rel), inside(out, rel)
@@ -239,14 +240,14 @@ def copy_artifacts(records: list[dict[str, Any]], results: Path,
             by_task.setdefault(r["task"]["label"], []).append({
                 "path": Path(rel).as_posix(),
                 "image": src.suffix.lower() in IMAGE_SUFFIXES,
-                "caption": f"{r['optimizer']['label']}, seed {r['identity']['seed']}: "
+                "caption": f"{r['optimizer']['label']}, seed {repetition(r)}: "
                            f"{src.name}"})
     return by_task
 
 
 def _describe(record: dict[str, Any]) -> str:
     return (f"{record['task']['label']} x {record['optimizer']['label']}, "
-            f"seed {record['identity']['seed']}")
+            f"seed {repetition(record)}")
 
 
 def _families(frame: pd.DataFrame) -> list[dict[str, Any]]:

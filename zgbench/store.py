@@ -5,6 +5,9 @@ The file name is the run id (a hash of the run's identity), so a second identica
 the same folder and renamed into place, so a reader never sees half a file, even after a
 crash or Ctrl-C.
 
+Records of schema 1 are read as schema 2 (:func:`zgbench.record.migrate`): every reader sees
+the current schema, and their run ids are unchanged, so old results folders resume.
+
 A record that cannot be read (a truncated or hand-edited file, a disk that filled up under
 another tool) is never fatal: every reader goes through :meth:`ResultStore.get` or iteration,
 which warn with the file's path, move it to ``RESULTS/quarantine/`` (kept for inspection,
@@ -26,11 +29,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from zgbench.errors import UsageError
-from zgbench.record import SCHEMA
+from zgbench.record import READABLE, Record, migrate
 
 #: What a run id (and so a record's file name) may be: it names folders, e.g. artifacts/ID/.
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-#: Keys a record of the current schema must have to be used at all (see zgbench.record).
+#: Keys a record of a readable schema must have to be used at all (see zgbench.record).
 REQUIRED = {"run_id": str, "status": str, "identity": dict, "task": dict, "optimizer": dict}
 
 
@@ -70,7 +73,8 @@ class ResultStore:
         return self.runs / f"{run_id}.json"
 
     def get(self, run_id: str) -> dict[str, Any] | None:
-        """The record of ``run_id``, or ``None`` if there is none or it was broken."""
+        """The record of ``run_id`` (its JSON object, current schema), or ``None`` if there
+        is none or it was broken."""
         path = self.path(run_id)
         if not path.exists():
             return None
@@ -98,25 +102,36 @@ class ResultStore:
                              f"({free / 2**20:.1f} MiB free): free some space or choose "
                              "another --out.")
 
-    def put(self, record: dict[str, Any]) -> Path:
-        path = self.path(record["run_id"])
-        atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, allow_nan=False))
+    def put(self, record: Record | dict[str, Any]) -> Path:
+        """Write ``record`` (a :class:`Record` or its JSON object) atomically, replacing the
+        run's previous record if any."""
+        data = record.as_dict() if isinstance(record, Record) else record
+        path = self.path(data["run_id"])
+        atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True, allow_nan=False))
         return path
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        """Every usable record's JSON object, in the current schema."""
         for path in sorted(self.runs.glob("*.json")):
             record = self._read(path)
-            if record is not None and record.get("schema") == SCHEMA:
+            if record is not None:
                 yield record
 
+    def records(self) -> Iterator[Record]:
+        """Every usable record, typed."""
+        return (Record.from_dict(data) for data in self)
+
     def _read(self, path: Path) -> dict[str, Any] | None:
-        """The record in ``path``; a broken one is quarantined and reads as ``None``."""
+        """The record in ``path`` in the current schema; a broken one is quarantined and
+        reads as ``None``, one of an unknown schema reads as ``None`` and stays."""
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return self._set_aside(path, f"not valid JSON ({exc})")
         problem = _problem(record, path)
-        return self._set_aside(path, problem) if problem else record
+        if problem:
+            return self._set_aside(path, problem)
+        return migrate(record) if record.get("schema") in READABLE else None
 
     def _set_aside(self, path: Path, problem: str) -> None:
         """Move a broken record to the quarantine folder and warn with both paths."""
@@ -136,11 +151,12 @@ class ResultStore:
 
 
 def _problem(record: Any, path: Path) -> str | None:
-    """Why a parsed record cannot be used, or ``None``. Records of another schema version are
-    left alone (readers skip them); a current one needs its keys and its own file name."""
+    """Why a parsed record cannot be used, or ``None``. Records of a schema this version cannot
+    read are left alone (readers skip them); a readable one needs its keys and its own file
+    name."""
     if not isinstance(record, dict):
         return f"a JSON {type(record).__name__}, not an object"
-    if record.get("schema") != SCHEMA:
+    if record.get("schema") not in READABLE:
         return None
     for key, kind in REQUIRED.items():
         if not isinstance(record.get(key), kind):

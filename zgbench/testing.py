@@ -22,7 +22,8 @@ def run_once(task: str, optimizer: str, *, evals: int | None = None, grads: int 
              steps: int | None = None, seconds: float | None = None, seed: int = 0,
              device: str = "cpu", registry: Registry | None = None,
              results: Path | None = None, timeout: float | None = None) -> dict[str, Any]:
-    """Run ``task`` × ``optimizer`` once (repetition ``seed``) and return the record.
+    """Run ``task`` × ``optimizer`` once (repetition ``seed``) and return the record's JSON
+    object (:meth:`zgbench.record.Record.as_dict`, as the store holds it).
 
     The budget is the task's default with the given limits replaced; ``timeout`` is the
     run's hard wall-clock limit (default: as ``zgbench run``). ``record["audit"]`` says what
@@ -34,7 +35,7 @@ def run_once(task: str, optimizer: str, *, evals: int | None = None, grads: int 
     budget = registry.task(task_spec.name).cls.default_budget.override(
         evals=evals, grads=grads, steps=steps, seconds=seconds)
     return execute(RunSpec(task_spec, opt_spec, seed, budget, device), registry, results,
-                   timeout=timeout)
+                   timeout=timeout).as_dict()
 
 
 def make_problem(task: str, *, budget: Budget | None = None, seed: int = 0, device: str = "cpu",

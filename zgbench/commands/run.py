@@ -6,7 +6,9 @@ suite's lists; --evals/--grads/--steps/--seconds replace every task's budget lim
 A suite's task or optimizer whose optional dependency is missing is skipped with its install
 line and the rest runs; one named with --tasks/--optimizers stops the run (exit 2) instead.
 Finished runs in --out are skipped (resume); a failed run is recorded with its traceback and
-the others go on. At the end a leaderboard is written to OUT/leaderboard unless
+the others go on. A finished run whose task or optimizer source changed since it ran (the
+record's code fingerprint) is kept with a warning; --rerun-stale reruns those, and those
+recorded before the fingerprint existed. At the end a leaderboard is written to OUT/leaderboard unless
 --no-leaderboard, and with --report DIR also the HTML report (leaderboard files + index.html).
 
 Integrity: each run is metered at the task boundary and audited (its record says what the
@@ -71,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the HTML report (leaderboard files + index.html) to DIR")
     parser.add_argument("--strict", action="store_true",
                         help="exit with status 1 if any run failed")
+    parser.add_argument("--rerun-stale", action="store_true",
+                        help="rerun finished runs whose task or optimizer source changed since "
+                             "they ran, and those recorded without a code fingerprint")
 
 
 def _overall_table(overall) -> Table:
@@ -150,7 +155,8 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     ResultStore(out).check_writable()
     try:
-        summary = harness.run_all(runs, registry, out, executor, RichReporter(console))
+        summary = harness.run_all(runs, registry, out, executor, RichReporter(console),
+                                  rerun_stale=args.rerun_stale)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             raise

@@ -38,6 +38,7 @@ from zgbench.errors import UsageError
 from zgbench.leaderboard import slug
 from zgbench.plugins import Registry
 from zgbench.paths import UnsafePath, inside
+from zgbench.record import repetition
 from zgbench.store import RecordWarning, ResultStore
 
 HELP = "write target-vs-result contact sheets (PNG) per task from a results folder"
@@ -120,7 +121,7 @@ def _select(store: ResultStore, registry: Registry, tasks: str | None,
               and _matches(optimizers, r["optimizer"],
                            lambda s: specs.resolve_optimizer(registry, s))]
     return sorted(chosen, key=lambda r: (r["task"]["label"], r["optimizer"]["label"],
-                                         r["identity"]["seed"]))
+                                         repetition(r)))
 
 
 def _picture(record: dict[str, Any], results: Path, out: Path, registry: Registry,
@@ -166,7 +167,7 @@ def _rebuild(record: dict[str, Any], registry: Registry, overrides: dict[str, st
 
 def _describe(record: dict[str, Any]) -> str:
     return (f"{record['task']['label']} × {record['optimizer']['label']} "
-            f"(seed {record['identity']['seed']})")
+            f"(seed {repetition(record)})")
 
 
 def contact_sheet(label: str, runs: list[tuple[dict[str, Any], Path]], path: Path) -> Path:
@@ -177,8 +178,8 @@ def contact_sheet(label: str, runs: list[tuple[dict[str, Any], Path]], path: Pat
     import matplotlib.pyplot as plt
 
     optimizers = sorted({r["optimizer"]["label"] for r, _ in runs})
-    seeds = sorted({r["identity"]["seed"] for r, _ in runs})
-    images = {(r["optimizer"]["label"], r["identity"]["seed"]): (r, plt.imread(p))
+    seeds = sorted({repetition(r) for r, _ in runs})
+    images = {(r["optimizer"]["label"], repetition(r)): (r, plt.imread(p))
               for r, p in runs}
     height = max(image.shape[0] for _, image in images.values())
     width = max(image.shape[1] for _, image in images.values())

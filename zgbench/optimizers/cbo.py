@@ -31,11 +31,7 @@ from typing import Any
 
 import torch
 
-from zgbench.contracts import Optimizer
-from zgbench.errors import UsageError
-from zgbench.hookspecs import hookimpl
-from zgbench.params import Param
-from zgbench.problem import Problem
+from zgbench import Optimizer, Param, Problem, UsageError, hookimpl
 
 
 def consensus(x: torch.Tensor, energies: torch.Tensor, alpha: float) -> torch.Tensor:

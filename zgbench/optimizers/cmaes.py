@@ -28,11 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zgbench.contracts import Optimizer
-from zgbench.errors import UsageError
-from zgbench.hookspecs import hookimpl
-from zgbench.params import Param
-from zgbench.problem import Problem
+from zgbench import Optimizer, Param, Problem, UsageError, hookimpl
 
 #: From this dimension on, ``diagonal=auto`` uses sep-CMA.
 AUTO_DIAGONAL_DIM = 1000

@@ -25,12 +25,8 @@ from __future__ import annotations
 
 import torch
 
-from zgbench.contracts import Optimizer
-from zgbench.errors import UsageError
-from zgbench.hookspecs import hookimpl
+from zgbench import Optimizer, Param, Problem, UsageError, hookimpl
 from zgbench.optimizers.estimators import CGE
-from zgbench.params import Param
-from zgbench.problem import Problem
 
 
 class SparseCGE(CGE):

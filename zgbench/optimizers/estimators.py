@@ -27,11 +27,7 @@ import functools
 
 import torch
 
-from zgbench.errors import UsageError
-from zgbench.hookspecs import hookimpl
-from zgbench.estimator import GradientEstimator
-from zgbench.params import Param
-from zgbench.problem import Problem
+from zgbench import GradientEstimator, Param, Problem, UsageError, hookimpl
 
 
 class CoordinateEstimator(GradientEstimator):

@@ -39,12 +39,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from zgbench.contracts import Optimizer
-from zgbench.errors import UsageError
-from zgbench.hookspecs import hookimpl
+from zgbench import Optimizer, Param, Problem, UsageError, hookimpl
 from zgbench.optimizers.cmaes import WorstForNaN, evals_spent, to_numpy
-from zgbench.params import Param
-from zgbench.problem import Problem
 
 LIST_COMMAND = 'python -c "import nevergrad as ng; print(sorted(ng.optimizers.registry))"'
 

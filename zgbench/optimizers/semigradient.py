@@ -27,11 +27,7 @@ from typing import ClassVar
 
 import torch
 
-from zgbench.contracts import Optimizer
-from zgbench.errors import UsageError
-from zgbench.hookspecs import hookimpl
-from zgbench.params import Param
-from zgbench.problem import Problem
+from zgbench import Optimizer, Param, Problem, UsageError, hookimpl
 
 
 class ResidualOptimizer(Optimizer):

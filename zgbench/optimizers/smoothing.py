@@ -27,11 +27,7 @@ import math
 
 import torch
 
-from zgbench.errors import UsageError
-from zgbench.estimator import GradientEstimator
-from zgbench.hookspecs import hookimpl
-from zgbench.params import Param
-from zgbench.problem import Problem
+from zgbench import GradientEstimator, Param, Problem, UsageError, hookimpl
 
 #: Keeps u away from 0, 1/2 and 1, where the inverse CDF is infinite or zero (as the
 #: authors' code does with its eps).

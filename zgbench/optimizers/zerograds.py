@@ -62,12 +62,8 @@ import math
 import torch
 from torch import nn
 
-from zgbench.errors import UsageError
-from zgbench.estimator import GradientEstimator
-from zgbench.hookspecs import hookimpl
+from zgbench import GradientEstimator, Param, Problem, UsageError, hookimpl
 from zgbench.optimizers.smoothing import SigmaSchedule, check_sigma, slope_samples
-from zgbench.params import Param
-from zgbench.problem import Problem
 
 
 # ------------------------------------------------------------------------------ encodings

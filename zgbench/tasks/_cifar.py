@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zgbench.errors import UsageError
+from zgbench import UsageError
 
 _RECONSTRUCT = np.zeros(1).__reduce__()[0]  # numpy's array reconstructor, any numpy version
 #: (module, name) -> object: everything a CIFAR-10 batch pickle may look up.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from zgbench.errors import UsageError
+from zgbench import UsageError
 
 #: Vertex counts of the icosphere levels 0..6 (10 * 4**level + 2).
 LEVEL_VERTS = {10 * 4**level + 2: level for level in range(7)}

@@ -35,8 +35,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from zgbench import cache
-from zgbench.store import atomic_write
+from zgbench import atomic_write, cache_dir, cache_key
 
 #: delta (mirror/glass) bounces followed after a BSDF sample or a camera ray
 MAX_DELTA = 6
@@ -141,7 +140,7 @@ def reference(mi: ModuleType, scene: Any, name: str, res: int, spp: int) -> np.n
     """
     settings = {"scene": name, "version": SCENE_VERSION, "res": res, "spp": spp,
                 "integrator": _PATH, "mitsuba": mi.__version__}
-    path = cache.cache_dir("radiosity") / f"{name}-{res}px-{spp}spp-{cache.key(settings)}.npy"
+    path = cache_dir("radiosity") / f"{name}-{res}px-{spp}spp-{cache_key(settings)}.npy"
     if path.exists():
         return np.load(path)
     per_pass = max(1, min(spp, _PASS_SAMPLES // (res * res)))

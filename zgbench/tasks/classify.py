@@ -43,12 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from zgbench.budget import Budget
-from zgbench.cache import cache_dir
-from zgbench.contracts import Task
-from zgbench.errors import ContractError, UsageError
-from zgbench.hookspecs import hookimpl
-from zgbench.params import Param
+from zgbench import Budget, ContractError, Param, Task, UsageError, cache_dir, hookimpl
 from zgbench.tasks import _cifar, _nets
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"

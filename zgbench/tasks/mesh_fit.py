@@ -51,11 +51,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zgbench.budget import Budget
-from zgbench.contracts import Task
-from zgbench.errors import MissingExtra, UsageError
-from zgbench.hookspecs import hookimpl
-from zgbench.params import Param
+from zgbench import Budget, MissingExtra, Param, Task, UsageError, hookimpl
 from zgbench.tasks import _meshes, _raster
 
 DISTANCE, FOV = 3.0, 45.0
@@ -219,9 +215,9 @@ class MitsubaRenderer:
 
     def __init__(self, vertex_count: int, faces: torch.Tensor, cams: _raster.Cameras,
                  shading: str, integrator: str, device: torch.device) -> None:
-        from zgbench import mitsuba_env
+        from zgbench.tasks import _mitsuba
 
-        mi = mitsuba_env.load(str(device), needed_by="mesh-fit with renderer=mitsuba")
+        mi = _mitsuba.load(str(device), needed_by="mesh-fit with renderer=mitsuba")
         self.mi, self.shading, self.device = mi, shading, device
         self.views, self.width, self.height = len(cams), cams.width, cams.height
         faces_np = faces.detach().cpu().numpy().astype(np.uint32)

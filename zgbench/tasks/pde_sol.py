@@ -45,13 +45,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from zgbench import cache
-from zgbench.budget import Budget
-from zgbench.contracts import Task
-from zgbench.errors import UsageError
-from zgbench.hookspecs import hookimpl
-from zgbench.params import Param
-from zgbench.store import atomic_write
+from zgbench import Budget, Param, Task, UsageError, atomic_write, cache_dir, cache_key, hookimpl
 
 #: Bump when the stored reference changes meaning (physics, layout).
 FORMAT = 1
@@ -150,11 +144,11 @@ class PdeSol(Task):
     def reference(self) -> dict[str, torch.Tensor]:
         """Reference trajectories ``[sims + test_sims, frames + 1, ...]`` from the process
         memo, else the disk cache, else a fresh simulation (then stored)."""
-        name = f"plume-{cache.key(self.settings())}.pt"
+        name = f"plume-{cache_key(self.settings())}.pt"
         memo = ("reference", name)
         if memo in _MEMO:
             return _MEMO[memo]
-        path = cache.cache_dir("pde") / name
+        path = cache_dir("pde") / name
         if path.exists():
             ref = torch.load(path, map_location="cpu", weights_only=True)
         else:
@@ -255,7 +249,7 @@ class PdeSol(Task):
         return total / len(self._flow.FIELDS)
 
     def _memo_key(self, what: str) -> tuple[Any, ...]:
-        return (what, cache.key(self.settings()), self.eval_steps, str(self.device))
+        return (what, cache_key(self.settings()), self.eval_steps, str(self.device))
 
     def _coarse_mae(self) -> float:
         """The uncorrected coarse solver's ``rollout_mae`` (computed once per process)."""

@@ -63,11 +63,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zgbench.budget import Budget
-from zgbench.contracts import Task
-from zgbench.errors import UsageError
-from zgbench.hookspecs import hookimpl
-from zgbench.params import Param
+from zgbench import Budget, Param, Task, UsageError, hookimpl
 from zgbench.tasks._raster import save_rows
 
 HEADER = 11

@@ -45,12 +45,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zgbench import mitsuba_env
-from zgbench.budget import Budget
-from zgbench.contracts import Task
-from zgbench.errors import UsageError
-from zgbench.hookspecs import hookimpl
-from zgbench.params import Param
+from zgbench import Budget, Param, Task, UsageError, hookimpl
+from zgbench.tasks import _mitsuba
 from zgbench.tasks._gridenc import GridEncoding
 from zgbench.tasks._scenes import RHS_UNIFORMS, SCENES, Queries, Tracer, reference
 
@@ -172,7 +168,7 @@ class Radiosity(Task):
     # ------------------------------------------------------------------------ setup
     def setup(self) -> None:
         self.check_params(self.params)
-        mi = mitsuba_env.load(str(self.device), needed_by=f"task {self.name!r}")
+        mi = _mitsuba.load(str(self.device), needed_by=f"task {self.name!r}")
         self._mi = mi
         scene = mi.load_dict(SCENES[self.scene](mi, self.res))
         self.tracer = Tracer(mi, scene, self.device)

@@ -15,11 +15,7 @@ import math
 
 import torch
 
-from zgbench.budget import Budget
-from zgbench.contracts import Task
-from zgbench.errors import UsageError
-from zgbench.hookspecs import hookimpl
-from zgbench.params import Param
+from zgbench import Budget, Param, Task, UsageError, hookimpl
 
 
 class Synthetic(Task):

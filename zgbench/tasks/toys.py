@@ -36,11 +36,7 @@ from __future__ import annotations
 
 import torch
 
-from zgbench.budget import Budget
-from zgbench.contracts import Task
-from zgbench.errors import UsageError
-from zgbench.hookspecs import hookimpl
-from zgbench.params import Param
+from zgbench import Budget, Param, Task, UsageError, hookimpl
 
 KNOTS_X = (-100.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 100.0)
 KNOTS_Y = (9.0, 7.5, 7.0, 6.5, 6.0, 4.0, 3.5, 0.0, 2.0, 1.0, 6.0, 8.0, 9.0)

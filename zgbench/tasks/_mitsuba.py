@@ -14,7 +14,7 @@ import os
 import re
 from types import ModuleType
 
-from zgbench.errors import MissingExtra, UsageError
+from zgbench import MissingExtra, UsageError
 
 LLVM_HINT = (
     "Mitsuba on the CPU needs libLLVM >= 16: on Debian/Ubuntu `apt-get install -y libllvm19`, "
