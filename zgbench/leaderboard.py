@@ -482,7 +482,10 @@ def plot_profile(frame: pd.DataFrame, scope: str, xlabel: str, path: Path,
         xs = np.maximum(np.concatenate([[floor], group["x"].to_numpy(float), [edge]]), floor)
         ys = group["fraction"].to_numpy(float)
         ys = np.concatenate([[0.0], ys, ys[-1:] if len(ys) else [0.0]])
-        ax.step(xs, ys, where="post", label=optimizer, ls=_style(i))
+        # Unclipped, over the spines: a target first reached at the end of the budget is a step
+        # on the right border.
+        ax.step(xs, ys, where="post", label=optimizer, ls=_style(i), clip_on=False,
+                zorder=3)  # over the spine
     ax.set_xscale("log")
     ax.set_xlim(floor, edge)
     ax.set_ylim(0, 1.02)
