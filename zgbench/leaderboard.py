@@ -195,34 +195,120 @@ def _num(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def plot_task(label: str, metric: str, direction: str, data: dict[str, pd.DataFrame], path: Path) -> None:
+#: A curve further than this many times the spread of the runs' starting values beyond the
+#: worst start (the bad side: up for "min" metrics) has diverged: it is drawn clipped at
+#: that edge and marked, so the other curves keep the axis (a 1e38 run would flatten them).
+DIVERGED = 100.0
+#: Legend entries per column; longer legends get more columns, outside the axes.
+LEGEND_ROWS = 18
+
+
+def plot_task(label: str, metric: str, direction: str, data: dict[str, pd.DataFrame],
+              path: Path) -> None:
+    """Convergence plot: median step line and interquartile band per optimizer.
+
+    Divergence is clipped rather than drawn on a symlog axis: symlog would keep a 1e38 run
+    visible but squeeze the range where the optimizers differ (start to optimum, a few
+    decades) into a sliver of 40+ decades. Clipping at :data:`DIVERGED` times the start keeps
+    that range full height; clipped curves end in a triangle at the edge and say so in the
+    legend. Values at or below zero (an exact optimum: gap 0) get a symlog axis whose linear
+    part ends at the smallest positive value drawn, so they show instead of vanishing."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    shown = []  # every finite value drawn: a log axis needs them all positive, and one at least
-    for optimizer, frame in sorted(data.items()):
+    limit = _diverged_limit(data, direction)
+    shown, clipped = [], 0  # shown: every finite value drawn (to choose the y scale)
+    for i, (optimizer, frame) in enumerate(sorted(data.items())):
         x = np.maximum(frame["calls"].to_numpy(), 1)
-        (line,) = ax.step(x, frame["median"], where="post", label=optimizer)
-        ax.fill_between(x, frame["q25"], frame["q75"], step="post", alpha=0.2, color=line.get_color())
         values = frame[["median", "q25", "q75"]].to_numpy(dtype=float)
+        over = _beyond(values, limit, direction)
+        if over.any():
+            values = np.where(over, limit, values)
+            clipped += 1
+        label_text = optimizer + (" (diverged: clipped)" if over.any() else "")
+        (line,) = ax.step(x, values[:, 0], where="post", label=label_text, ls=_style(i))
+        ax.fill_between(x, values[:, 1], values[:, 2], step="post", alpha=0.2,
+                        color=line.get_color())
+        if over[:, 0].any():
+            first = int(np.argmax(over[:, 0]))
+            ax.plot([x[first]], [limit], marker="^" if direction == "min" else "v",
+                    color=line.get_color(), markersize=7, clip_on=False)
         shown.append(values[np.isfinite(values)])
     drawn = np.concatenate(shown) if shown else np.array([])
     if drawn.size:  # log axes without any finite point cannot place ticks (matplotlib raises)
         ax.set_xscale("log")
-        if direction == "min" and (drawn > 0).all():
-            ax.set_yscale("log")
+        if direction == "min":
+            _value_scale(ax, drawn)
     else:
         ax.text(0.5, 0.5, "no finite value to plot", transform=ax.transAxes, ha="center")
     ax.set_xlabel("oracle calls (loss + gradient evaluations)")
     ax.set_ylabel(f"{metric} ({'lower' if direction == 'min' else 'higher'} is better)")
-    ax.set_title(f"{label}: median and interquartile range over seeds")
+    title = f"{label}: median and interquartile range over seeds"
+    if clipped:
+        title += (f"\n{clipped} diverged optimizer{'s' if clipped > 1 else ''} clipped at "
+                  f"{limit:.3g} ({DIVERGED:g}x the starting spread)")
+    ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    if data:
-        ax.legend(fontsize=8)
+    _legend(ax, len(data))
     _save(fig, path)
+
+
+def _diverged_limit(data: dict[str, pd.DataFrame], direction: str) -> float:
+    """The edge past which a curve has diverged (see :data:`DIVERGED`): the worst starting
+    quartile plus DIVERGED times the spread (the start's own size, or the distance from the
+    best value drawn when that is larger); infinite when nothing finite starts."""
+    sign = 1.0 if direction == "min" else -1.0
+    starts, values = [], []
+    for frame in data.values():
+        block = frame[["median", "q25", "q75"]].to_numpy(dtype=float) * sign
+        finite = block[np.isfinite(block)]
+        values.append(finite)
+        first = block[0][np.isfinite(block[0])] if len(block) else finite[:0]
+        starts.append(first)
+    start = np.concatenate(starts) if starts else np.array([])
+    if not start.size:
+        return math.inf * sign
+    worst = float(start.max())
+    best = float(np.concatenate(values).min())
+    spread = max(abs(worst), worst - best) or 1.0
+    return sign * (worst + (DIVERGED - 1.0) * spread)
+
+
+def _beyond(values: np.ndarray, limit: float, direction: str) -> np.ndarray:
+    with np.errstate(invalid="ignore"):  # NaN compares false: not drawn, not clipped
+        return values > limit if direction == "min" else values < limit
+
+
+def _value_scale(ax, drawn: np.ndarray) -> None:
+    """Log when every value is positive; else symlog, linear below the smallest non-zero
+    magnitude drawn (rounded down to a power of ten), so zeros and negatives stay visible."""
+    if (drawn > 0).all():
+        ax.set_yscale("log")
+        return
+    nonzero = np.abs(drawn[drawn != 0])
+    if not nonzero.size:
+        return  # every value is zero: a linear axis says it best
+    linthresh = 10.0 ** math.floor(math.log10(float(nonzero.min())))
+    ax.set_yscale("symlog", linthresh=linthresh)
+    if drawn.min() >= 0:  # the margin would otherwise add decades of negative values
+        ax.set_ylim(bottom=0)
+
+
+def _style(i: int) -> str:
+    """The line style of the i-th curve: matplotlib's cycle has 10 colours, so curves 11 to
+    20 are dashed and 21 to 30 dotted, telling apart curves that share a colour."""
+    return ("-", "--", ":")[i // 10 % 3]
+
+
+def _legend(ax, entries: int) -> None:
+    """The legend outside the axes on the right (it would cover the curves inside), in
+    columns of :data:`LEGEND_ROWS`; ``bbox_inches="tight"`` widens the figure to hold it."""
+    if entries:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0,
+                  ncol=max(1, math.ceil(entries / LEGEND_ROWS)), frameon=False)
 
 
 def compute(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -288,7 +374,9 @@ def write(results: str | Path, out: str | Path) -> dict[str, Any]:
                         in counted and r["task"]["canonical"] == task_id]
         plot_task(label, group["metric"].iloc[0], group["direction"].iloc[0],
                   curves(task_records), out / f"{slug(label)}.png")
-    _write_stats(out, list(tables), computed["analysis"])
+    spend = runs.assign(calls=runs["evals"] + runs["grads"]).groupby("task")["calls"].max()
+    _write_stats(out, list(tables), computed["analysis"], board_order(computed["overall"]),
+                 spend.to_dict())
     analysis = computed["analysis"]
     return {"tasks": tables, "overall": computed["overall"], "families": computed["families"],
             "records": len(records), "stats": computed["stats"], "win_rate": analysis.win_rate,
@@ -309,17 +397,33 @@ def write_tracks(default: str | Path, tuned: str | Path, out: str | Path) -> dic
     return written
 
 
-def _write_stats(out: Path, labels: list[str], analysis: stats.Analysis) -> None:
+def _write_stats(out: Path, labels: list[str], analysis: stats.Analysis,
+                 order: list[str] | None = None,
+                 budgets: dict[str, float] | None = None) -> None:
+    """The statistics files; ``order``: the board's optimizers best first (the win-rate
+    matrix's order), ``budgets``: each task label's largest spend in oracle calls (where its
+    runtime ECDF's x axis ends)."""
     atomic_write_text(out / "win_rate.csv", analysis.win_rate.to_csv())
-    plot_win_rate(analysis.win_rate, out / "win_rate.png")
+    plot_win_rate(analysis.win_rate, out / "win_rate.png", order)
     atomic_write_text(out / "profiles.csv", analysis.profiles.to_csv(index=False))
     overall = analysis.profiles[analysis.profiles["scope"] == "all"]
-    plot_profile(overall, "all tasks", "fraction of the budget spent", out / "profiles.png")
+    plot_profile(overall, "all tasks", "fraction of the budget spent", out / "profiles.png",
+                 right=1.0)
     for label in labels:
         frame = analysis.profiles[analysis.profiles["scope"] == label]
         if not frame.empty:
             plot_profile(frame, label, "oracle calls (loss + gradient evaluations)",
-                         out / f"{slug(label)}.profile.png")
+                         out / f"{slug(label)}.profile.png", right=(budgets or {}).get(label))
+
+
+def board_order(overall: pd.DataFrame) -> list[str]:
+    """The optimizers of an overall board best first: the main table by position, then the
+    partial table by mean rank (ties by name)."""
+    if overall.empty:
+        return []
+    frame = overall.assign(_main=overall.get("board", "main") != "main")
+    by = [c for c in ("_main", "position", "mean_rank", "optimizer") if c in frame]
+    return list(frame.sort_values(by, na_position="last")["optimizer"])
 
 
 def _save(fig, path: Path) -> None:
@@ -331,30 +435,41 @@ def _save(fig, path: Path) -> None:
     atomic_write(path, lambda f: f.write(buffer.getvalue()), binary=True)
 
 
-def plot_win_rate(rate: pd.DataFrame, path: Path) -> None:
-    """Heat map of the win-rate matrix (row beats column), with the rates written in."""
+def plot_win_rate(rate: pd.DataFrame, path: Path, order: list[str] | None = None) -> None:
+    """Heat map of the win-rate matrix (row beats column), with the rates written in; rows
+    and columns in ``order`` (the board's, best first; others after it by name), so the
+    matrix reads as the ranking: the upper triangle is mostly blue."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    names = [n for n in order or [] if n in rate.index]
+    names += sorted(n for n in rate.index if n not in names)
+    rate = rate.reindex(index=names, columns=names)
     n = max(len(rate), 1)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * n, 0.9 + 0.6 * n), dpi=110)
+    fig, ax = plt.subplots(figsize=(1.6 + 0.55 * n, 1.0 + 0.5 * n), dpi=110)
     values = rate.to_numpy(dtype=float) if len(rate) else np.full((1, 1), math.nan)
     image = ax.imshow(values, vmin=0, vmax=1, cmap="RdBu")
     ax.set_xticks(range(len(rate)), rate.columns, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(rate)), rate.index, fontsize=8)
     for (i, j), v in np.ndenumerate(values):
         if not math.isnan(v):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7 if n < 20 else 6,
                     color="white" if abs(v - 0.5) > 0.3 else "black")
-    ax.set_title("win rate: row beats column (task x seed)", fontsize=9)
+    ax.set_title("win rate: row beats column (task x seed)\nin board order, best first: the "
+                 "main board by position, then the partial board by mean rank", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046)
     _save(fig, path)
 
 
-def plot_profile(frame: pd.DataFrame, scope: str, xlabel: str, path: Path) -> None:
-    """Runtime ECDF steps per optimizer on a log spend axis (see :func:`stats.profiles`)."""
+def plot_profile(frame: pd.DataFrame, scope: str, xlabel: str, path: Path,
+                 right: float | None = None) -> None:
+    """Runtime ECDF steps per optimizer on a log spend axis (see :func:`stats.profiles`).
+
+    Every curve runs flat from its last hit to the right edge (``right``: the budget, else
+    the largest spend any optimizer reached): an ECDF is defined up to the budget, and a
+    curve that stopped at its last hit would read as a run that stopped there."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -362,18 +477,24 @@ def plot_profile(frame: pd.DataFrame, scope: str, xlabel: str, path: Path) -> No
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     floor = 1e-3 if (frame["x_kind"] == "budget_fraction").all() else 1.0
-    for optimizer, group in frame.groupby("optimizer", sort=True):
-        xs = np.maximum(np.concatenate([[floor], group["x"].to_numpy(float)]), floor)
-        ys = np.concatenate([[0.0], group["fraction"].to_numpy(float)])
-        ax.step(xs, ys, where="post", label=optimizer)
+    spent = frame["x"].to_numpy(float)
+    edge = max([floor, *(spent[np.isfinite(spent)].tolist()), *([right] if right else [])])
+    for i, (optimizer, group) in enumerate(frame.groupby("optimizer", sort=True)):
+        xs = np.maximum(np.concatenate([[floor], group["x"].to_numpy(float), [edge]]), floor)
+        ys = group["fraction"].to_numpy(float)
+        ys = np.concatenate([[0.0], ys, ys[-1:] if len(ys) else [0.0]])
+        # Unclipped, over the spines: a target first reached at the end of the budget is a step
+        # on the right border.
+        ax.step(xs, ys, where="post", label=optimizer, ls=_style(i), clip_on=False,
+                zorder=3)  # over the spine
     ax.set_xscale("log")
+    ax.set_xlim(floor, edge)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction of (run, target) pairs reached")
     ax.set_title(f"{scope}: runtime ECDF over log-spaced targets", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    if not frame.empty:
-        ax.legend(fontsize=8)
+    _legend(ax, frame["optimizer"].nunique())
     _save(fig, path)
 
 
