@@ -10,6 +10,10 @@ the numbers. Rule kinds (each a small function on the records, tested on synthet
   metric to minimise: > 1 means the method is better), the smallest over the baselines (the
   method must beat each). ``metric`` may be a task metric, ``relative`` (final/start of the
   task's primary metric: "progress") or ``seconds_per_step`` (time per optimizer step).
+  With ``identical = true`` the method must also produce the very numbers of each baseline
+  (a faster way to the same computation, e.g. DeepZero's feature reuse): every checkpoint's
+  metrics of every seed bitwise equal, else the verdict is ``not reproduced`` whatever the
+  ratio.
 - ``success``: effect = share of the method's seeds whose ``metric`` ends ≤ ``threshold``,
   minus the largest such share among the baselines (none: the share itself).
 
@@ -59,6 +63,7 @@ class Rule:
     partly: float
     threshold: float | None = None  # success: the metric value that counts as reached
     direction: str = "min"  # the metric's, from the task's records ("max": accuracy)
+    identical: bool = False  # ratio: the method's numbers must equal each baseline's bitwise
 
 
 @dataclass
@@ -114,7 +119,8 @@ def load(path: Path, registry: Registry) -> list[Claim]:
 
 CLAIM_KEYS = {"name", "paper", "figure", "sentence", "paper_value", "setting", "tasks",
               "optimizers", "budget", "seeds", "rule"}
-RULE_KEYS = {"kind", "method", "baselines", "metric", "reproduced", "partly", "threshold"}
+RULE_KEYS = {"kind", "method", "baselines", "metric", "reproduced", "partly", "threshold",
+             "identical"}
 
 
 def parse(item: dict[str, Any], registry: Registry, where: str) -> Claim:
@@ -145,7 +151,7 @@ def parse(item: dict[str, Any], registry: Registry, where: str) -> Claim:
         budget=Budget.from_dict(item["budget"], where), seeds=int(item["seeds"]),
         rule=Rule(kind=rule["kind"], method=rule["method"], baselines=list(rule.get("baselines", [])),
                   metric=rule["metric"], reproduced=float(rule["reproduced"]),
-                  partly=float(rule["partly"]),
+                  partly=float(rule["partly"]), identical=bool(rule.get("identical", False)),
                   threshold=None if rule.get("threshold") is None else float(rule["threshold"])))
 
 
@@ -243,8 +249,28 @@ def judge(claim: Claim, records: Sequence[dict[str, Any]]) -> Verdict:
     reps = effect_fn(values, claim.rule, stats.bootstrap_indices(n, N_BOOT, BOOT_SEED))
     lo, hi = stats.interval(reps[:, None])
     detail = {f"median {k}": float(np.nanmedian(v)) for k, v in values.items()}
-    return Verdict(claim.name, point, float(lo[0]), float(hi[0]),
-                   decide(point, float(lo[0]), claim.rule), n, detail)
+    verdict = decide(point, float(lo[0]), claim.rule)
+    if claim.rule.identical:
+        differing = differing_units(records, claim.rule)
+        detail["seeds with different numbers"] = float(differing)
+        if differing:
+            verdict = "not reproduced"
+    return Verdict(claim.name, point, float(lo[0]), float(hi[0]), verdict, n, detail)
+
+
+def differing_units(records: Sequence[dict[str, Any]], rule: Rule) -> int:
+    """How many (task, seed) units have a baseline whose trajectory (every checkpoint's
+    evaluations, steps and metrics) is not bitwise equal to the method's."""
+    def numbers(record):
+        return [(p["evals"], p["steps"], sorted(p["metrics"].items()))
+                for p in record["trajectory"]]
+
+    runs: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for r in records:
+        unit = (r["task"]["canonical"], r["identity"]["seed"])
+        runs.setdefault(unit, {})[r["optimizer"]["label"]] = numbers(r)
+    return sum(any(by.get(b) != by.get(rule.method) for b in rule.baselines)
+               for by in runs.values())
 
 
 def oriented(claim: Claim, records: Sequence[dict[str, Any]]) -> Claim:
@@ -289,6 +315,8 @@ def describe_rule(rule: Rule) -> str:
     others = ",".join(rule.baselines) or "-"
     if rule.kind == "ratio":
         text = f"median {rule.metric}: min over [{others}] / {rule.method}"
+        if rule.identical:
+            text += "; numbers bitwise identical"
     else:
         text = f"share {rule.method} with {rule.metric} <= {rule.threshold:g} minus max [{others}]"
     return f"{text}; reproduced if CI low >= {rule.reproduced:g}, partly if >= {rule.partly:g}"
@@ -296,27 +324,44 @@ def describe_rule(rule: Rule) -> str:
 
 def write_csv(claims: Sequence[Claim], verdicts: Sequence[Verdict], seconds: dict[str, float],
               path: Path) -> Path:
+    """Write ``path`` atomically: this call's verdicts replace their claims' rows, the rows of
+    claims judged by earlier calls (``--only``) are kept; rows follow ``claims``' order."""
     import csv
     import io
 
     from zgbench.store import atomic_write_text
 
     by_name = {c.name: c for c in claims}
+    rows = {row["claim"]: row for row in read_csv(path)}
+    rows.update((v.claim, _row(by_name[v.claim], v, seconds)) for v in verdicts)
+    order = [c.name for c in claims] + sorted(set(rows) - set(by_name))
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", restval="")
     writer.writeheader()
-    for v in verdicts:
-        c = by_name[v.claim]
-        writer.writerow({
-            "claim": v.claim, "paper": c.paper, "figure": c.figure, "rule": describe_rule(c.rule),
-            "paper_value": f"{c.paper_value:g}", "effect": f"{v.effect:.4g}", "lo": f"{v.lo:.4g}",
-            "hi": f"{v.hi:.4g}", "verdict": v.verdict, "seeds": v.seeds,
-            "seconds": f"{seconds.get(v.claim, math.nan):.1f}",
-            "detail": "; ".join(f"{k} {x:.4g}" for k, x in v.detail.items()),
-            "failures": "; ".join(v.failures)})
+    writer.writerows(rows[name] for name in order if name in rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, buffer.getvalue())
     return path
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of an earlier claims.csv (none if absent)."""
+    import csv
+
+    if not Path(path).is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _row(c: Claim, v: Verdict, seconds: dict[str, float]) -> dict[str, Any]:
+    return {
+        "claim": v.claim, "paper": c.paper, "figure": c.figure, "rule": describe_rule(c.rule),
+        "paper_value": f"{c.paper_value:g}", "effect": f"{v.effect:.4g}", "lo": f"{v.lo:.4g}",
+        "hi": f"{v.hi:.4g}", "verdict": v.verdict, "seeds": v.seeds,
+        "seconds": f"{seconds.get(v.claim, math.nan):.1f}",
+        "detail": "; ".join(f"{k} {x:.4g}" for k, x in v.detail.items()),
+        "failures": "; ".join(v.failures)}
 
 
 def plot(claim: Claim, verdict: Verdict, records: Sequence[dict[str, Any]], path: Path) -> Path:
