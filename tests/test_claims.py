@@ -129,3 +129,35 @@ def test_report_has_a_claims_section(tmp_path):
     (out / "claims.csv").unlink()
     assert '<section id="claims">' not in report.build(out / "records", tmp_path / "p2").read_text()
     assert plain.exists()
+
+
+def test_identical_rule_needs_bitwise_equal_numbers():
+    rule = claimlib.Rule("ratio", "m", ["b"], "seconds_per_step", reproduced=1.5, partly=1.1,
+                         identical=True)
+    same = [_record("b", s, 0.5, seconds=2.0) for s in range(5)]
+    same += [_record("m", s, 0.5, seconds=1.0) for s in range(5)]
+    verdict = claimlib.judge(_claim(rule), same)
+    assert verdict.verdict == "reproduced" and verdict.detail["seeds with different numbers"] == 0
+    differ = same[:5] + [_record("m", s, 0.5 + (s == 3) * 1e-12, seconds=1.0) for s in range(5)]
+    verdict = claimlib.judge(_claim(rule), differ)
+    assert verdict.effect == pytest.approx(2.0) and verdict.verdict == "not reproduced"
+    assert verdict.detail["seeds with different numbers"] == 1
+
+
+def test_csv_keeps_the_rows_of_claims_not_run_now(tmp_path):
+    """--only A then --only B: claims.csv holds both, in the claims file's order."""
+    rule = claimlib.Rule("ratio", "m", ["b"], "gap", reproduced=2.0, partly=1.05)
+    first, second = (claimlib.Claim(n, "p", "f", "s", 2.0, "", [], [], None, 5, rule)
+                     for n in ("first", "second"))
+    path = tmp_path / "claims.csv"
+    claimlib.write_csv([first, second], [claimlib.Verdict("second", 3, 2, 4, "reproduced", 5)],
+                       {"second": 1.0}, path)
+    claimlib.write_csv([first, second], [claimlib.Verdict("first", 1, 0.5, 2, "partly", 5)],
+                       {"first": 2.0}, path)
+    rows = claimlib.read_csv(path)
+    assert [r["claim"] for r in rows] == ["first", "second"]
+    assert rows[1]["verdict"] == "reproduced" and rows[0]["seconds"] == "2.0"
+    claimlib.write_csv([first, second], [claimlib.Verdict("first", 9, 8, 10, "reproduced", 5)],
+                       {"first": 3.0}, path)
+    rows = claimlib.read_csv(path)
+    assert len(rows) == 2 and rows[0]["effect"] == "9" and rows[1]["effect"] == "3"

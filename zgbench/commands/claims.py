@@ -3,7 +3,8 @@
 Each claim in tasks/claims.toml is a suite entry (tasks, optimizers, budget, seeds) plus a
 comparison rule fixed before the run (see zgbench/claims.py). Runs go through the ordinary
 harness: records under OUT/records (rerun the same command to resume an interrupted run),
-any executor. Writes OUT/claims.csv, OUT/claims/NAME.png and prints a table.
+any executor. Writes OUT/claims.csv (this call's claims replace their rows; the rows of
+claims run by earlier calls stay), OUT/claims/NAME.png and prints a table.
 
 Examples:
   zgbench claims --list
@@ -43,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     registry = load_registry(args)
     path = Path(args.file) if args.file else claimlib.default_path()
-    selected = claimlib.select(claimlib.load(path, registry), args.only)
+    every = claimlib.load(path, registry)
+    selected = claimlib.select(every, args.only)
     console = Console()
     if args.list:
         console.print(_listing(selected))
@@ -65,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
         claimlib.plot(claim, verdict, records, out / "claims" / f"{claim.name}.png")
         console.print(escape(f"{claim.name}: {verdict.verdict} ({summary.line()}, "
                              f"{time.perf_counter() - start:.0f} s now)"), highlight=False)
-    csv_path = claimlib.write_csv(selected, verdicts, seconds, out / "claims.csv")
+    csv_path = claimlib.write_csv(every, verdicts, seconds, out / "claims.csv")
     console.print(_table(selected, verdicts, seconds))
     console.print(escape(f"wrote {csv_path} and {out / 'claims'}/*.png"), highlight=False)
     return 0
