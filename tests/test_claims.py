@@ -83,7 +83,10 @@ def test_the_claims_file_parses_and_names_its_sources(registry):
     assert len(names) == len(set(names)) >= 8
     for claim in claims:
         assert claim.paper and claim.figure and claim.sentence and claim.setting
-        assert claim.rule.reproduced >= claim.rule.partly
+        if claim.rule.kind == "gradcheck":  # a bias: reproduced below the smaller bound
+            assert claim.rule.reproduced <= claim.rule.partly
+        else:
+            assert claim.rule.reproduced >= claim.rule.partly
 
 
 def test_list_and_unknown_claim(capsys, monkeypatch):
@@ -161,3 +164,21 @@ def test_csv_keeps_the_rows_of_claims_not_run_now(tmp_path):
                        {"first": 3.0}, path)
     rows = claimlib.read_csv(path)
     assert len(rows) == 2 and rows[0]["effect"] == "9" and rows[1]["effect"] == "3"
+
+
+@pytest.mark.parametrize("rel_bias, expected", [
+    ([0.03, 0.05, 0.04, 0.06, 0.05], "reproduced"),   # the noise floor (0.05) explains it
+    ([0.2, 0.22, 0.18, 0.21, 0.2], "partly"),         # ~0.19 of real bias
+    ([0.9, 1.0, 0.95, 1.0, 0.97], "not reproduced"),  # fd on a plateau: no gradient at all
+])
+def test_gradcheck_rule(rel_bias, expected):
+    from zgbench.gradcheck import Row
+
+    rule = claimlib.Rule("gradcheck", "m", [], "rel_bias", reproduced=0.1, partly=0.25)
+    rows = [Row("t", "m", "ok", point=i, rel_bias=b, bias_floor=0.05, reference_norm=1.0,
+                reference_rel_stderr=0.01) for i, b in enumerate(rel_bias)]
+    verdict = claimlib.judge_gradcheck(_claim(rule), rows)
+    assert verdict.verdict == expected
+    assert verdict.lo <= verdict.effect <= verdict.hi
+    skipped = [Row("t", "m", "skipped", "no estimate_gradient")]
+    assert claimlib.judge_gradcheck(_claim(rule), skipped).verdict == "not run"

@@ -17,6 +17,12 @@ the numbers. Rule kinds (each a small function on the records, tested on synthet
 - ``success``: effect = share of the method's seeds whose ``metric`` ends ≤ ``threshold``,
   minus the largest such share among the baselines (none: the share itself).
 
+- ``gradcheck``: not a harness run but ``zgbench gradcheck`` (:mod:`zgbench.gradcheck`) of
+  the method at ``budget.evals`` evaluations per estimate on ``seeds`` points; effect = the
+  noise-corrected relative bias of the mean estimate against the many-sample reference
+  (median over points), to *minimise*: ``reproduced`` when the interval's upper end is at most
+  ``reproduced``, ``partly`` when the estimate is at most ``partly``.
+
 The interval is a seeded percentile bootstrap over seeds (``zgbench.stats``' helpers). Verdict:
 ``reproduced`` when the interval's lower end reaches ``reproduced``; ``partly`` when the point
 estimate reaches ``partly`` (the right direction, a smaller magnitude); else ``not reproduced``.
@@ -45,7 +51,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-KINDS = ("ratio", "success")
+KINDS = ("ratio", "success", "gradcheck")
 VERDICTS = ("reproduced", "partly", "not reproduced")
 N_BOOT = 2000
 BOOT_SEED = 20240
@@ -79,6 +85,7 @@ class Claim:
     budget: Budget
     seeds: int
     rule: Rule
+    gradcheck: dict[str, Any] = field(default_factory=dict)  # gradcheck rule: its settings
 
     def entries(self) -> list[tuple[Spec, Budget, list[Spec]]]:
         return [(t, self.budget, self.optimizers) for t in self.tasks]
@@ -119,12 +126,14 @@ def load(path: Path, registry: Registry) -> list[Claim]:
 
 CLAIM_KEYS = {"name", "paper", "figure", "sentence", "paper_value", "setting", "tasks",
               "optimizers", "budget", "seeds", "rule"}
+OPTIONAL_KEYS = {"gradcheck"}
+GRADCHECK_KEYS = {"samples", "radius", "reference_samples"}
 RULE_KEYS = {"kind", "method", "baselines", "metric", "reproduced", "partly", "threshold",
              "identical"}
 
 
 def parse(item: dict[str, Any], registry: Registry, where: str) -> Claim:
-    unknown_keys = set(item) - CLAIM_KEYS
+    unknown_keys = set(item) - CLAIM_KEYS - OPTIONAL_KEYS
     missing = CLAIM_KEYS - set(item)
     if unknown_keys or missing:
         raise UsageError(f"{where}: unknown keys {sorted(unknown_keys)}, missing {sorted(missing)}.")
@@ -134,6 +143,11 @@ def parse(item: dict[str, Any], registry: Registry, where: str) -> Claim:
                          f"{KINDS}, got {rule}.")
     if rule["kind"] == "success" and "threshold" not in rule:
         raise UsageError(f"{where}: a success rule needs threshold.")
+    if set(item.get("gradcheck", {})) - GRADCHECK_KEYS:
+        raise UsageError(f"{where}: gradcheck keys must be among {sorted(GRADCHECK_KEYS)}.")
+    if rule["kind"] == "gradcheck" and ("evals" not in item["budget"] or len(item["tasks"]) != 1):
+        raise UsageError(f"{where}: a gradcheck rule needs one task and budget.evals (the "
+                         "evaluations per estimate).")
     optimizers = [resolve_optimizer(registry, o) for o in item["optimizers"]]
     labels = {o.label for o in optimizers}
     # the rule may spell a spec in any order; compare the canonical labels
@@ -152,7 +166,8 @@ def parse(item: dict[str, Any], registry: Registry, where: str) -> Claim:
         rule=Rule(kind=rule["kind"], method=rule["method"], baselines=list(rule.get("baselines", [])),
                   metric=rule["metric"], reproduced=float(rule["reproduced"]),
                   partly=float(rule["partly"]), identical=bool(rule.get("identical", False)),
-                  threshold=None if rule.get("threshold") is None else float(rule["threshold"])))
+                  threshold=None if rule.get("threshold") is None else float(rule["threshold"])),
+        gradcheck=dict(item.get("gradcheck", {})))
 
 
 def select(claims: list[Claim], only: str | None) -> list[Claim]:
@@ -226,9 +241,14 @@ def success_effect(values: dict[str, np.ndarray], rule: Rule, idx: np.ndarray) -
 EFFECTS = {"ratio": ratio_effect, "success": success_effect}
 
 
-def decide(effect: float, lo: float, rule: Rule) -> str:
-    """The declared thresholds: interval above ``reproduced``, or the point above ``partly``."""
+def decide(effect: float, lo: float, rule: Rule, hi: float = math.nan) -> str:
+    """The declared thresholds: interval above ``reproduced``, or the point above ``partly``
+    (a gradcheck bias: interval below ``reproduced``, or the point below ``partly``)."""
     # inf is a real effect (the method reached 0 where the baseline did not); NaN is none
+    if rule.kind == "gradcheck":  # a bias: the smaller the better
+        if not math.isnan(hi) and hi <= rule.reproduced:
+            return "reproduced"
+        return "partly" if not math.isnan(effect) and effect <= rule.partly else "not reproduced"
     if not math.isnan(lo) and lo >= rule.reproduced:
         return "reproduced"
     if not math.isnan(effect) and effect >= rule.partly:
@@ -284,6 +304,61 @@ def oriented(claim: Claim, records: Sequence[dict[str, Any]]) -> Claim:
     return claim
 
 
+def excess_bias(rows: Sequence[Any]) -> np.ndarray:
+    """Per gradcheck row: the squared relative bias of the mean estimate less what the noise
+    of that mean (``bias_floor``) and of the reference (``reference_rel_stderr``) contribute in
+    expectation, E‖mean ĝ − g‖² = ‖b‖² + tr Σ / n + ref error²: unbiased for ‖b‖²/‖g‖², so
+    near 0 (either sign) for an unbiased estimator."""
+    return np.array([r.rel_bias ** 2 - (r.bias_floor / r.reference_norm) ** 2
+                     - r.reference_rel_stderr ** 2 for r in rows])
+
+
+def judge_gradcheck(claim: Claim, rows: Sequence[Any]) -> Verdict:
+    """The verdict of a gradcheck claim from ``zgbench.gradcheck`` rows (one per point)."""
+    ok = [r for r in rows if r.status == "ok" and r.optimizer == claim.rule.method]
+    bad = [f"{r.optimizer}: {r.status} {r.reason}" for r in rows if r.status != "ok"]
+    if bad or not ok:
+        return Verdict(claim.name, math.nan, math.nan, math.nan, "not run", len(ok),
+                       failures=bad or ["no gradcheck rows"])
+    values = excess_bias(ok)
+    root = lambda x: np.sqrt(np.maximum(x, 0.0))  # noqa: E731  (bias² below 0: no bias)
+    point = float(root(np.median(values)))
+    reps = np.median(values[stats.bootstrap_indices(len(values), N_BOOT, BOOT_SEED)], axis=1)
+    lo, hi = (float(root(q)) for q in np.percentile(reps, [2.5, 97.5]))
+    detail = {"median raw rel_bias": float(np.median([r.rel_bias for r in ok])),
+              "median noise floor": float(np.median([r.bias_floor / r.reference_norm
+                                                     for r in ok]))}
+    return Verdict(claim.name, point, lo, hi, decide(point, lo, claim.rule, hi), len(ok), detail)
+
+
+def plot_gradcheck(claim: Claim, verdict: Verdict, rows: Sequence[Any], path: Path) -> Path:
+    """Per point: raw and noise-corrected relative bias, with the tolerances as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if r.status == "ok"]
+    x = np.array([r.point for r in ok])
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    ax.bar(x - 0.2, [r.rel_bias for r in ok], 0.4, label="raw ‖mean ĝ − g‖/‖g‖")
+    ax.bar(x + 0.2, np.sqrt(np.maximum(excess_bias(ok), 0)), 0.4, label="noise-corrected")
+    ax.axhline(claim.paper_value, color="tab:green", ls="--", label="paper: unbiased (0)")
+    ax.axhline(claim.rule.reproduced, color="tab:gray", ls=":", label="reproduced below")
+    ax.axhline(claim.rule.partly, color="tab:red", ls=":", label="partly below")
+    ax.set_xlabel("point (0: θ₀)")
+    ax.set_ylabel("relative bias")
+    ax.set_title(f"{claim.name}: {verdict.verdict} ({verdict.effect:.3g} "
+                 f"[{verdict.lo:.3g}, {verdict.hi:.3g}])", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def effect_curve(claim: Claim, records: Sequence[dict[str, Any]], points: int = 12
                  ) -> tuple[np.ndarray, np.ndarray]:
     """The effect (no interval) at fractions of the budget, from the records' trajectories:
@@ -313,6 +388,10 @@ CSV_COLUMNS = ("claim", "paper", "figure", "rule", "paper_value", "effect", "lo"
 
 def describe_rule(rule: Rule) -> str:
     others = ",".join(rule.baselines) or "-"
+    if rule.kind == "gradcheck":
+        return (f"noise-corrected relative bias of {rule.method} vs the smoothed reference "
+                f"(median over points); reproduced if CI high <= {rule.reproduced:g}, partly "
+                f"if <= {rule.partly:g}")
     if rule.kind == "ratio":
         text = f"median {rule.metric}: min over [{others}] / {rule.method}"
         if rule.identical:

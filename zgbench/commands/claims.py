@@ -57,6 +57,9 @@ def main(args: argparse.Namespace) -> int:
     store = ResultStore(out / "records")
     verdicts, seconds = [], {}
     for claim in selected:
+        if claim.rule.kind == "gradcheck":
+            verdicts.append(_gradcheck(claim, registry, out, seconds, console))
+            continue
         runs = harness.plan(claim.entries(), claim.seeds, "cpu")
         start = time.perf_counter()
         summary = harness.run_all(runs, registry, out / "records", executor)
@@ -71,6 +74,36 @@ def main(args: argparse.Namespace) -> int:
     console.print(_table(selected, verdicts, seconds))
     console.print(escape(f"wrote {csv_path} and {out / 'claims'}/*.png"), highlight=False)
     return 0
+
+
+def _gradcheck(claim, registry, out: Path, seconds: dict, console: Console):
+    """A gradcheck claim: ``zgbench gradcheck``'s rows, kept in OUT/gradcheck/NAME.json so a
+    rerun resumes (the rows are judged again, not recomputed)."""
+    import json
+    from dataclasses import asdict
+
+    from zgbench import gradcheck
+    from zgbench.store import atomic_write_text
+
+    path = out / "gradcheck" / f"{claim.name}.json"
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        rows, seconds[claim.name] = [gradcheck.Row(**r) for r in saved["rows"]], saved["seconds"]
+        state = "resumed"
+    else:
+        settings = gradcheck.Settings(evals=(claim.budget.evals,), points=claim.seeds,
+                                      **claim.gradcheck)
+        start = time.perf_counter()
+        rows = gradcheck.run(registry, claim.tasks, claim.optimizers, settings)
+        seconds[claim.name] = time.perf_counter() - start
+        atomic_write_text(path, json.dumps({"seconds": seconds[claim.name],
+                                            "rows": [asdict(r) for r in rows]}, indent=1))
+        state = "done"
+    verdict = claimlib.judge_gradcheck(claim, rows)
+    claimlib.plot_gradcheck(claim, verdict, rows, out / "claims" / f"{claim.name}.png")
+    console.print(escape(f"{claim.name}: {verdict.verdict} (gradcheck, {len(rows)} rows "
+                         f"{state}, {seconds[claim.name]:.0f} s)"), highlight=False)
+    return verdict
 
 
 def _listing(selected) -> Table:
