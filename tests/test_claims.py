@@ -83,7 +83,7 @@ def test_the_claims_file_parses_and_names_its_sources(registry):
     assert len(names) == len(set(names)) >= 8
     for claim in claims:
         assert claim.paper and claim.figure and claim.sentence and claim.setting
-        if claim.rule.kind == "gradcheck":  # a bias: reproduced below the smaller bound
+        if claim.rule.kind in ("gradcheck", "match"):  # a bias, a difference: smaller is better
             assert claim.rule.reproduced <= claim.rule.partly
         else:
             assert claim.rule.reproduced >= claim.rule.partly
@@ -182,3 +182,15 @@ def test_gradcheck_rule(rel_bias, expected):
     assert verdict.lo <= verdict.effect <= verdict.hi
     skipped = [Row("t", "m", "skipped", "no estimate_gradient")]
     assert claimlib.judge_gradcheck(_claim(rule), skipped).verdict == "not run"
+
+
+@pytest.mark.parametrize("hits, other_hits, expected", [
+    ([1, 1, 1, 0, 0, 0, 0, 0, 0, 0], [1, 1, 0, 1, 0, 0, 0, 0, 0, 0], "reproduced"),  # 0.3 vs 0.3
+    ([1, 1, 1, 1, 0, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0, 0, 0, 0], "partly"),      # 0.4 vs 0.2
+    ([1] * 10, [0] * 10, "not reproduced"),
+])
+def test_match_rule(hits, other_hits, expected):
+    rule = claimlib.Rule("match", "m", ["b"], "gap", reproduced=0.1, partly=0.2, threshold=0.5)
+    records = [_record("m", s, 0.1 if h else 2.0) for s, h in enumerate(hits)]
+    records += [_record("b", s, 0.1 if h else 2.0) for s, h in enumerate(other_hits)]
+    assert claimlib.judge(_claim(rule), records).verdict == expected

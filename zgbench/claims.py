@@ -17,6 +17,9 @@ the numbers. Rule kinds (each a small function on the records, tested on synthet
 - ``success``: effect = share of the method's seeds whose ``metric`` ends ≤ ``threshold``,
   minus the largest such share among the baselines (none: the share itself).
 
+- ``match``: as ``success`` against one baseline, but the claim is *agreement* (zgbench's CBO
+  against CBXpy itself): ``reproduced`` when |effect| is at most ``reproduced`` and the interval
+  contains 0, ``partly`` when |effect| is at most ``partly``.
 - ``gradcheck``: not a harness run but ``zgbench gradcheck`` (:mod:`zgbench.gradcheck`) of
   the method at ``budget.evals`` evaluations per estimate on ``seeds`` points; effect = the
   noise-corrected relative bias of the mean estimate against the many-sample reference
@@ -51,7 +54,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-KINDS = ("ratio", "success", "gradcheck")
+KINDS = ("ratio", "success", "match", "gradcheck")
 VERDICTS = ("reproduced", "partly", "not reproduced")
 N_BOOT = 2000
 BOOT_SEED = 20240
@@ -141,8 +144,10 @@ def parse(item: dict[str, Any], registry: Registry, where: str) -> Claim:
     if set(rule) - RULE_KEYS or rule.get("kind") not in KINDS:
         raise UsageError(f"{where}: rule keys must be among {sorted(RULE_KEYS)} and kind one of "
                          f"{KINDS}, got {rule}.")
-    if rule["kind"] == "success" and "threshold" not in rule:
-        raise UsageError(f"{where}: a success rule needs threshold.")
+    if rule["kind"] in ("success", "match") and "threshold" not in rule:
+        raise UsageError(f"{where}: a {rule['kind']} rule needs threshold.")
+    if rule["kind"] == "match" and len(rule.get("baselines", [])) != 1:
+        raise UsageError(f"{where}: a match rule compares with exactly one baseline.")
     if set(item.get("gradcheck", {})) - GRADCHECK_KEYS:
         raise UsageError(f"{where}: gradcheck keys must be among {sorted(GRADCHECK_KEYS)}.")
     if rule["kind"] == "gradcheck" and ("evals" not in item["budget"] or len(item["tasks"]) != 1):
@@ -238,13 +243,17 @@ def success_effect(values: dict[str, np.ndarray], rule: Rule, idx: np.ndarray) -
     return share(rule.method) - base
 
 
-EFFECTS = {"ratio": ratio_effect, "success": success_effect}
+EFFECTS = {"ratio": ratio_effect, "success": success_effect, "match": success_effect}
 
 
 def decide(effect: float, lo: float, rule: Rule, hi: float = math.nan) -> str:
     """The declared thresholds: interval above ``reproduced``, or the point above ``partly``
     (a gradcheck bias: interval below ``reproduced``, or the point below ``partly``)."""
     # inf is a real effect (the method reached 0 where the baseline did not); NaN is none
+    if rule.kind == "match":  # agreement: a difference near 0 either way
+        if abs(effect) <= rule.reproduced and lo <= 0 <= hi:
+            return "reproduced"
+        return "partly" if abs(effect) <= rule.partly else "not reproduced"
     if rule.kind == "gradcheck":  # a bias: the smaller the better
         if not math.isnan(hi) and hi <= rule.reproduced:
             return "reproduced"
@@ -269,7 +278,7 @@ def judge(claim: Claim, records: Sequence[dict[str, Any]]) -> Verdict:
     reps = effect_fn(values, claim.rule, stats.bootstrap_indices(n, N_BOOT, BOOT_SEED))
     lo, hi = stats.interval(reps[:, None])
     detail = {f"median {k}": float(np.nanmedian(v)) for k, v in values.items()}
-    verdict = decide(point, float(lo[0]), claim.rule)
+    verdict = decide(point, float(lo[0]), claim.rule, float(hi[0]))
     if claim.rule.identical:
         differing = differing_units(records, claim.rule)
         detail["seeds with different numbers"] = float(differing)
@@ -392,6 +401,10 @@ def describe_rule(rule: Rule) -> str:
         return (f"noise-corrected relative bias of {rule.method} vs the smoothed reference "
                 f"(median over points); reproduced if CI high <= {rule.reproduced:g}, partly "
                 f"if <= {rule.partly:g}")
+    if rule.kind == "match":
+        return (f"share {rule.method} with {rule.metric} <= {rule.threshold:g} minus {others}'s; "
+                f"reproduced if |effect| <= {rule.reproduced:g} and CI contains 0, partly if "
+                f"|effect| <= {rule.partly:g}")
     if rule.kind == "ratio":
         text = f"median {rule.metric}: min over [{others}] / {rule.method}"
         if rule.identical:
