@@ -83,7 +83,10 @@ def test_the_claims_file_parses_and_names_its_sources(registry):
     assert len(names) == len(set(names)) >= 8
     for claim in claims:
         assert claim.paper and claim.figure and claim.sentence and claim.setting
-        assert claim.rule.reproduced >= claim.rule.partly
+        if claim.rule.kind in ("gradcheck", "match"):  # a bias, a difference: smaller is better
+            assert claim.rule.reproduced <= claim.rule.partly
+        else:
+            assert claim.rule.reproduced >= claim.rule.partly
 
 
 def test_list_and_unknown_claim(capsys, monkeypatch):
@@ -129,3 +132,65 @@ def test_report_has_a_claims_section(tmp_path):
     (out / "claims.csv").unlink()
     assert '<section id="claims">' not in report.build(out / "records", tmp_path / "p2").read_text()
     assert plain.exists()
+
+
+def test_identical_rule_needs_bitwise_equal_numbers():
+    rule = claimlib.Rule("ratio", "m", ["b"], "seconds_per_step", reproduced=1.5, partly=1.1,
+                         identical=True)
+    same = [_record("b", s, 0.5, seconds=2.0) for s in range(5)]
+    same += [_record("m", s, 0.5, seconds=1.0) for s in range(5)]
+    verdict = claimlib.judge(_claim(rule), same)
+    assert verdict.verdict == "reproduced" and verdict.detail["seeds with different numbers"] == 0
+    differ = same[:5] + [_record("m", s, 0.5 + (s == 3) * 1e-12, seconds=1.0) for s in range(5)]
+    verdict = claimlib.judge(_claim(rule), differ)
+    assert verdict.effect == pytest.approx(2.0) and verdict.verdict == "not reproduced"
+    assert verdict.detail["seeds with different numbers"] == 1
+
+
+def test_csv_keeps_the_rows_of_claims_not_run_now(tmp_path):
+    """--only A then --only B: claims.csv holds both, in the claims file's order."""
+    rule = claimlib.Rule("ratio", "m", ["b"], "gap", reproduced=2.0, partly=1.05)
+    first, second = (claimlib.Claim(n, "p", "f", "s", 2.0, "", [], [], None, 5, rule)
+                     for n in ("first", "second"))
+    path = tmp_path / "claims.csv"
+    claimlib.write_csv([first, second], [claimlib.Verdict("second", 3, 2, 4, "reproduced", 5)],
+                       {"second": 1.0}, path)
+    claimlib.write_csv([first, second], [claimlib.Verdict("first", 1, 0.5, 2, "partly", 5)],
+                       {"first": 2.0}, path)
+    rows = claimlib.read_csv(path)
+    assert [r["claim"] for r in rows] == ["first", "second"]
+    assert rows[1]["verdict"] == "reproduced" and rows[0]["seconds"] == "2.0"
+    claimlib.write_csv([first, second], [claimlib.Verdict("first", 9, 8, 10, "reproduced", 5)],
+                       {"first": 3.0}, path)
+    rows = claimlib.read_csv(path)
+    assert len(rows) == 2 and rows[0]["effect"] == "9" and rows[1]["effect"] == "3"
+
+
+@pytest.mark.parametrize("rel_bias, expected", [
+    ([0.03, 0.05, 0.04, 0.06, 0.05], "reproduced"),   # the noise floor (0.05) explains it
+    ([0.2, 0.22, 0.18, 0.21, 0.2], "partly"),         # ~0.19 of real bias
+    ([0.9, 1.0, 0.95, 1.0, 0.97], "not reproduced"),  # fd on a plateau: no gradient at all
+])
+def test_gradcheck_rule(rel_bias, expected):
+    from zgbench.gradcheck import Row
+
+    rule = claimlib.Rule("gradcheck", "m", [], "rel_bias", reproduced=0.1, partly=0.25)
+    rows = [Row("t", "m", "ok", point=i, rel_bias=b, bias_floor=0.05, reference_norm=1.0,
+                reference_rel_stderr=0.01) for i, b in enumerate(rel_bias)]
+    verdict = claimlib.judge_gradcheck(_claim(rule), rows)
+    assert verdict.verdict == expected
+    assert verdict.lo <= verdict.effect <= verdict.hi
+    skipped = [Row("t", "m", "skipped", "no estimate_gradient")]
+    assert claimlib.judge_gradcheck(_claim(rule), skipped).verdict == "not run"
+
+
+@pytest.mark.parametrize("hits, other_hits, expected", [
+    ([1, 1, 1, 0, 0, 0, 0, 0, 0, 0], [1, 1, 0, 1, 0, 0, 0, 0, 0, 0], "reproduced"),  # 0.3 vs 0.3
+    ([1, 1, 1, 1, 0, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0, 0, 0, 0], "partly"),      # 0.4 vs 0.2
+    ([1] * 10, [0] * 10, "not reproduced"),
+])
+def test_match_rule(hits, other_hits, expected):
+    rule = claimlib.Rule("match", "m", ["b"], "gap", reproduced=0.1, partly=0.2, threshold=0.5)
+    records = [_record("m", s, 0.1 if h else 2.0) for s, h in enumerate(hits)]
+    records += [_record("b", s, 0.1 if h else 2.0) for s, h in enumerate(other_hits)]
+    assert claimlib.judge(_claim(rule), records).verdict == expected

@@ -10,8 +10,21 @@ the numbers. Rule kinds (each a small function on the records, tested on synthet
   metric to minimise: > 1 means the method is better), the smallest over the baselines (the
   method must beat each). ``metric`` may be a task metric, ``relative`` (final/start of the
   task's primary metric: "progress") or ``seconds_per_step`` (time per optimizer step).
+  With ``identical = true`` the method must also produce the very numbers of each baseline
+  (a faster way to the same computation, e.g. DeepZero's feature reuse): every checkpoint's
+  metrics of every seed bitwise equal, else the verdict is ``not reproduced`` whatever the
+  ratio.
 - ``success``: effect = share of the method's seeds whose ``metric`` ends ≤ ``threshold``,
   minus the largest such share among the baselines (none: the share itself).
+
+- ``match``: as ``success`` against one baseline, but the claim is *agreement* (zgbench's CBO
+  against CBXpy itself): ``reproduced`` when |effect| is at most ``reproduced`` and the interval
+  contains 0, ``partly`` when |effect| is at most ``partly``.
+- ``gradcheck``: not a harness run but ``zgbench gradcheck`` (:mod:`zgbench.gradcheck`) of
+  the method at ``budget.evals`` evaluations per estimate on ``seeds`` points; effect = the
+  noise-corrected relative bias of the mean estimate against the many-sample reference
+  (median over points), to *minimise*: ``reproduced`` when the interval's upper end is at most
+  ``reproduced``, ``partly`` when the estimate is at most ``partly``.
 
 The interval is a seeded percentile bootstrap over seeds (``zgbench.stats``' helpers). Verdict:
 ``reproduced`` when the interval's lower end reaches ``reproduced``; ``partly`` when the point
@@ -42,7 +55,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-KINDS = ("ratio", "success")
+KINDS = ("ratio", "success", "match", "gradcheck")
 VERDICTS = ("reproduced", "partly", "not reproduced")
 N_BOOT = 2000
 BOOT_SEED = 20240
@@ -60,6 +73,7 @@ class Rule:
     partly: float
     threshold: float | None = None  # success: the metric value that counts as reached
     direction: str = "min"  # the metric's, from the task's records ("max": accuracy)
+    identical: bool = False  # ratio: the method's numbers must equal each baseline's bitwise
 
 
 @dataclass
@@ -75,6 +89,7 @@ class Claim:
     budget: Budget
     seeds: int
     rule: Rule
+    gradcheck: dict[str, Any] = field(default_factory=dict)  # gradcheck rule: its settings
 
     def entries(self) -> list[tuple[Spec, Budget, list[Spec]]]:
         return [(t, self.budget, self.optimizers) for t in self.tasks]
@@ -115,11 +130,14 @@ def load(path: Path, registry: Registry) -> list[Claim]:
 
 CLAIM_KEYS = {"name", "paper", "figure", "sentence", "paper_value", "setting", "tasks",
               "optimizers", "budget", "seeds", "rule"}
-RULE_KEYS = {"kind", "method", "baselines", "metric", "reproduced", "partly", "threshold"}
+OPTIONAL_KEYS = {"gradcheck"}
+GRADCHECK_KEYS = {"samples", "radius", "reference_samples"}
+RULE_KEYS = {"kind", "method", "baselines", "metric", "reproduced", "partly", "threshold",
+             "identical"}
 
 
 def parse(item: dict[str, Any], registry: Registry, where: str) -> Claim:
-    unknown_keys = set(item) - CLAIM_KEYS
+    unknown_keys = set(item) - CLAIM_KEYS - OPTIONAL_KEYS
     missing = CLAIM_KEYS - set(item)
     if unknown_keys or missing:
         raise UsageError(f"{where}: unknown keys {sorted(unknown_keys)}, missing {sorted(missing)}.")
@@ -127,8 +145,15 @@ def parse(item: dict[str, Any], registry: Registry, where: str) -> Claim:
     if set(rule) - RULE_KEYS or rule.get("kind") not in KINDS:
         raise UsageError(f"{where}: rule keys must be among {sorted(RULE_KEYS)} and kind one of "
                          f"{KINDS}, got {rule}.")
-    if rule["kind"] == "success" and "threshold" not in rule:
-        raise UsageError(f"{where}: a success rule needs threshold.")
+    if rule["kind"] in ("success", "match") and "threshold" not in rule:
+        raise UsageError(f"{where}: a {rule['kind']} rule needs threshold.")
+    if rule["kind"] == "match" and len(rule.get("baselines", [])) != 1:
+        raise UsageError(f"{where}: a match rule compares with exactly one baseline.")
+    if set(item.get("gradcheck", {})) - GRADCHECK_KEYS:
+        raise UsageError(f"{where}: gradcheck keys must be among {sorted(GRADCHECK_KEYS)}.")
+    if rule["kind"] == "gradcheck" and ("evals" not in item["budget"] or len(item["tasks"]) != 1):
+        raise UsageError(f"{where}: a gradcheck rule needs one task and budget.evals (the "
+                         "evaluations per estimate).")
     optimizers = [resolve_optimizer(registry, o) for o in item["optimizers"]]
     labels = {o.label for o in optimizers}
     # the rule may spell a spec in any order; compare the canonical labels
@@ -146,8 +171,9 @@ def parse(item: dict[str, Any], registry: Registry, where: str) -> Claim:
         budget=Budget.from_dict(item["budget"], where), seeds=int(item["seeds"]),
         rule=Rule(kind=rule["kind"], method=rule["method"], baselines=list(rule.get("baselines", [])),
                   metric=rule["metric"], reproduced=float(rule["reproduced"]),
-                  partly=float(rule["partly"]),
-                  threshold=None if rule.get("threshold") is None else float(rule["threshold"])))
+                  partly=float(rule["partly"]), identical=bool(rule.get("identical", False)),
+                  threshold=None if rule.get("threshold") is None else float(rule["threshold"])),
+        gradcheck=dict(item.get("gradcheck", {})))
 
 
 def select(claims: list[Claim], only: str | None) -> list[Claim]:
@@ -218,12 +244,21 @@ def success_effect(values: dict[str, np.ndarray], rule: Rule, idx: np.ndarray) -
     return share(rule.method) - base
 
 
-EFFECTS = {"ratio": ratio_effect, "success": success_effect}
+EFFECTS = {"ratio": ratio_effect, "success": success_effect, "match": success_effect}
 
 
-def decide(effect: float, lo: float, rule: Rule) -> str:
-    """The declared thresholds: interval above ``reproduced``, or the point above ``partly``."""
+def decide(effect: float, lo: float, rule: Rule, hi: float = math.nan) -> str:
+    """The declared thresholds: interval above ``reproduced``, or the point above ``partly``
+    (a gradcheck bias: interval below ``reproduced``, or the point below ``partly``)."""
     # inf is a real effect (the method reached 0 where the baseline did not); NaN is none
+    if rule.kind == "match":  # agreement: a difference near 0 either way
+        if abs(effect) <= rule.reproduced and lo <= 0 <= hi:
+            return "reproduced"
+        return "partly" if abs(effect) <= rule.partly else "not reproduced"
+    if rule.kind == "gradcheck":  # a bias: the smaller the better
+        if not math.isnan(hi) and hi <= rule.reproduced:
+            return "reproduced"
+        return "partly" if not math.isnan(effect) and effect <= rule.partly else "not reproduced"
     if not math.isnan(lo) and lo >= rule.reproduced:
         return "reproduced"
     if not math.isnan(effect) and effect >= rule.partly:
@@ -244,8 +279,28 @@ def judge(claim: Claim, records: Sequence[dict[str, Any]]) -> Verdict:
     reps = effect_fn(values, claim.rule, stats.bootstrap_indices(n, N_BOOT, BOOT_SEED))
     lo, hi = stats.interval(reps[:, None])
     detail = {f"median {k}": float(np.nanmedian(v)) for k, v in values.items()}
-    return Verdict(claim.name, point, float(lo[0]), float(hi[0]),
-                   decide(point, float(lo[0]), claim.rule), n, detail)
+    verdict = decide(point, float(lo[0]), claim.rule, float(hi[0]))
+    if claim.rule.identical:
+        differing = differing_units(records, claim.rule)
+        detail["seeds with different numbers"] = float(differing)
+        if differing:
+            verdict = "not reproduced"
+    return Verdict(claim.name, point, float(lo[0]), float(hi[0]), verdict, n, detail)
+
+
+def differing_units(records: Sequence[dict[str, Any]], rule: Rule) -> int:
+    """How many (task, seed) units have a baseline whose trajectory (every checkpoint's
+    evaluations, steps and metrics) is not bitwise equal to the method's."""
+    def numbers(record):
+        return [(p["evals"], p["steps"], sorted(p["metrics"].items()))
+                for p in record["trajectory"]]
+
+    runs: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for r in records:
+        unit = (r["task"]["canonical"], r["identity"]["seed"])
+        runs.setdefault(unit, {})[r["optimizer"]["label"]] = numbers(r)
+    return sum(any(by.get(b) != by.get(rule.method) for b in rule.baselines)
+               for by in runs.values())
 
 
 def oriented(claim: Claim, records: Sequence[dict[str, Any]]) -> Claim:
@@ -257,6 +312,61 @@ def oriented(claim: Claim, records: Sequence[dict[str, Any]]) -> Claim:
         if direction:
             return replace(claim, rule=replace(claim.rule, direction=direction))
     return claim
+
+
+def excess_bias(rows: Sequence[Any]) -> np.ndarray:
+    """Per gradcheck row: the squared relative bias of the mean estimate less what the noise
+    of that mean (``bias_floor``) and of the reference (``reference_rel_stderr``) contribute in
+    expectation, E‖mean ĝ − g‖² = ‖b‖² + tr Σ / n + ref error²: unbiased for ‖b‖²/‖g‖², so
+    near 0 (either sign) for an unbiased estimator."""
+    return np.array([r.rel_bias ** 2 - (r.bias_floor / r.reference_norm) ** 2
+                     - r.reference_rel_stderr ** 2 for r in rows])
+
+
+def judge_gradcheck(claim: Claim, rows: Sequence[Any]) -> Verdict:
+    """The verdict of a gradcheck claim from ``zgbench.gradcheck`` rows (one per point)."""
+    ok = [r for r in rows if r.status == "ok" and r.optimizer == claim.rule.method]
+    bad = [f"{r.optimizer}: {r.status} {r.reason}" for r in rows if r.status != "ok"]
+    if bad or not ok:
+        return Verdict(claim.name, math.nan, math.nan, math.nan, "not run", len(ok),
+                       failures=bad or ["no gradcheck rows"])
+    values = excess_bias(ok)
+    root = lambda x: np.sqrt(np.maximum(x, 0.0))  # noqa: E731  (bias² below 0: no bias)
+    point = float(root(np.median(values)))
+    reps = np.median(values[stats.bootstrap_indices(len(values), N_BOOT, BOOT_SEED)], axis=1)
+    lo, hi = (float(root(q)) for q in np.percentile(reps, [2.5, 97.5]))
+    detail = {"median raw rel_bias": float(np.median([r.rel_bias for r in ok])),
+              "median noise floor": float(np.median([r.bias_floor / r.reference_norm
+                                                     for r in ok]))}
+    return Verdict(claim.name, point, lo, hi, decide(point, lo, claim.rule, hi), len(ok), detail)
+
+
+def plot_gradcheck(claim: Claim, verdict: Verdict, rows: Sequence[Any], path: Path) -> Path:
+    """Per point: raw and noise-corrected relative bias, with the tolerances as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if r.status == "ok"]
+    x = np.array([r.point for r in ok])
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    ax.bar(x - 0.2, [r.rel_bias for r in ok], 0.4, label="raw ‖mean ĝ − g‖/‖g‖")
+    ax.bar(x + 0.2, np.sqrt(np.maximum(excess_bias(ok), 0)), 0.4, label="noise-corrected")
+    ax.axhline(claim.paper_value, color="tab:green", ls="--", label="paper: unbiased (0)")
+    ax.axhline(claim.rule.reproduced, color="tab:gray", ls=":", label="reproduced below")
+    ax.axhline(claim.rule.partly, color="tab:red", ls=":", label="partly below")
+    ax.set_xlabel("point (0: θ₀)")
+    ax.set_ylabel("relative bias")
+    ax.set_title(f"{claim.name}: {verdict.verdict} ({verdict.effect:.3g} "
+                 f"[{verdict.lo:.3g}, {verdict.hi:.3g}])", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def effect_curve(claim: Claim, records: Sequence[dict[str, Any]], points: int = 12
@@ -288,8 +398,18 @@ CSV_COLUMNS = ("claim", "paper", "figure", "rule", "paper_value", "effect", "lo"
 
 def describe_rule(rule: Rule) -> str:
     others = ",".join(rule.baselines) or "-"
+    if rule.kind == "gradcheck":
+        return (f"noise-corrected relative bias of {rule.method} vs the smoothed reference "
+                f"(median over points); reproduced if CI high <= {rule.reproduced:g}, partly "
+                f"if <= {rule.partly:g}")
+    if rule.kind == "match":
+        return (f"share {rule.method} with {rule.metric} <= {rule.threshold:g} minus {others}'s; "
+                f"reproduced if |effect| <= {rule.reproduced:g} and CI contains 0, partly if "
+                f"|effect| <= {rule.partly:g}")
     if rule.kind == "ratio":
         text = f"median {rule.metric}: min over [{others}] / {rule.method}"
+        if rule.identical:
+            text += "; numbers bitwise identical"
     else:
         text = f"share {rule.method} with {rule.metric} <= {rule.threshold:g} minus max [{others}]"
     return f"{text}; reproduced if CI low >= {rule.reproduced:g}, partly if >= {rule.partly:g}"
@@ -297,27 +417,44 @@ def describe_rule(rule: Rule) -> str:
 
 def write_csv(claims: Sequence[Claim], verdicts: Sequence[Verdict], seconds: dict[str, float],
               path: Path) -> Path:
+    """Write ``path`` atomically: this call's verdicts replace their claims' rows, the rows of
+    claims judged by earlier calls (``--only``) are kept; rows follow ``claims``' order."""
     import csv
     import io
 
     from zgbench.store import atomic_write_text
 
     by_name = {c.name: c for c in claims}
+    rows = {row["claim"]: row for row in read_csv(path)}
+    rows.update((v.claim, _row(by_name[v.claim], v, seconds)) for v in verdicts)
+    order = [c.name for c in claims] + sorted(set(rows) - set(by_name))
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", restval="")
     writer.writeheader()
-    for v in verdicts:
-        c = by_name[v.claim]
-        writer.writerow({
-            "claim": v.claim, "paper": c.paper, "figure": c.figure, "rule": describe_rule(c.rule),
-            "paper_value": f"{c.paper_value:g}", "effect": f"{v.effect:.4g}", "lo": f"{v.lo:.4g}",
-            "hi": f"{v.hi:.4g}", "verdict": v.verdict, "seeds": v.seeds,
-            "seconds": f"{seconds.get(v.claim, math.nan):.1f}",
-            "detail": "; ".join(f"{k} {x:.4g}" for k, x in v.detail.items()),
-            "failures": "; ".join(v.failures)})
+    writer.writerows(rows[name] for name in order if name in rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, buffer.getvalue())
     return path
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of an earlier claims.csv (none if absent)."""
+    import csv
+
+    if not Path(path).is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _row(c: Claim, v: Verdict, seconds: dict[str, float]) -> dict[str, Any]:
+    return {
+        "claim": v.claim, "paper": c.paper, "figure": c.figure, "rule": describe_rule(c.rule),
+        "paper_value": f"{c.paper_value:g}", "effect": f"{v.effect:.4g}", "lo": f"{v.lo:.4g}",
+        "hi": f"{v.hi:.4g}", "verdict": v.verdict, "seeds": v.seeds,
+        "seconds": f"{seconds.get(v.claim, math.nan):.1f}",
+        "detail": "; ".join(f"{k} {x:.4g}" for k, x in v.detail.items()),
+        "failures": "; ".join(v.failures)}
 
 
 def plot(claim: Claim, verdict: Verdict, records: Sequence[dict[str, Any]], path: Path) -> Path:

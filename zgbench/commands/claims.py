@@ -3,7 +3,8 @@
 Each claim in tasks/claims.toml is a suite entry (tasks, optimizers, budget, seeds) plus a
 comparison rule fixed before the run (see zgbench/claims.py). Runs go through the ordinary
 harness: records under OUT/records (rerun the same command to resume an interrupted run),
-any executor. Writes OUT/claims.csv, OUT/claims/NAME.png and prints a table.
+any executor. Writes OUT/claims.csv (this call's claims replace their rows; the rows of
+claims run by earlier calls stay), OUT/claims/NAME.png and prints a table.
 
 Examples:
   zgbench claims --list
@@ -43,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     registry = load_registry(args)
     path = Path(args.file) if args.file else claimlib.default_path()
-    selected = claimlib.select(claimlib.load(path, registry), args.only)
+    every = claimlib.load(path, registry)
+    selected = claimlib.select(every, args.only)
     console = Console()
     if args.list:
         console.print(_listing(selected))
@@ -55,6 +57,9 @@ def main(args: argparse.Namespace) -> int:
     store = ResultStore(out / "records")
     verdicts, seconds = [], {}
     for claim in selected:
+        if claim.rule.kind == "gradcheck":
+            verdicts.append(_gradcheck(claim, registry, out, seconds, console))
+            continue
         runs = harness.plan(claim.entries(), claim.seeds, "cpu")
         start = time.perf_counter()
         summary = harness.run_all(runs, registry, out / "records", executor)
@@ -65,10 +70,40 @@ def main(args: argparse.Namespace) -> int:
         claimlib.plot(claim, verdict, records, out / "claims" / f"{claim.name}.png")
         console.print(escape(f"{claim.name}: {verdict.verdict} ({summary.line()}, "
                              f"{time.perf_counter() - start:.0f} s now)"), highlight=False)
-    csv_path = claimlib.write_csv(selected, verdicts, seconds, out / "claims.csv")
+    csv_path = claimlib.write_csv(every, verdicts, seconds, out / "claims.csv")
     console.print(_table(selected, verdicts, seconds))
     console.print(escape(f"wrote {csv_path} and {out / 'claims'}/*.png"), highlight=False)
     return 0
+
+
+def _gradcheck(claim, registry, out: Path, seconds: dict, console: Console):
+    """A gradcheck claim: ``zgbench gradcheck``'s rows, kept in OUT/gradcheck/NAME.json so a
+    rerun resumes (the rows are judged again, not recomputed)."""
+    import json
+    from dataclasses import asdict
+
+    from zgbench import gradcheck
+    from zgbench.store import atomic_write_text
+
+    path = out / "gradcheck" / f"{claim.name}.json"
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        rows, seconds[claim.name] = [gradcheck.Row(**r) for r in saved["rows"]], saved["seconds"]
+        state = "resumed"
+    else:
+        settings = gradcheck.Settings(evals=(claim.budget.evals,), points=claim.seeds,
+                                      **claim.gradcheck)
+        start = time.perf_counter()
+        rows = gradcheck.run(registry, claim.tasks, claim.optimizers, settings)
+        seconds[claim.name] = time.perf_counter() - start
+        atomic_write_text(path, json.dumps({"seconds": seconds[claim.name],
+                                            "rows": [asdict(r) for r in rows]}, indent=1))
+        state = "done"
+    verdict = claimlib.judge_gradcheck(claim, rows)
+    claimlib.plot_gradcheck(claim, verdict, rows, out / "claims" / f"{claim.name}.png")
+    console.print(escape(f"{claim.name}: {verdict.verdict} (gradcheck, {len(rows)} rows "
+                         f"{state}, {seconds[claim.name]:.0f} s)"), highlight=False)
+    return verdict
 
 
 def _listing(selected) -> Table:
