@@ -15,10 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from zgbench.contracts import Optimizer
-from zgbench.hookspecs import hookimpl
-from zgbench.params import Param
-from zgbench.problem import Problem
+from zgbench import Optimizer, Param, Problem, hookimpl
 
 
 class CBXpy(Optimizer):
