@@ -148,3 +148,33 @@ def test_budget_validation():
         Budget(evals=0)
     with pytest.raises(UsageError, match="unknown key"):
         Budget.from_dict({"evalz": 3})
+
+
+def test_the_spent_budget_is_named_in_the_message():
+    """Running out of gradients must not read as "evaluation budget spent"."""
+    problem = make_problem("sphere[dim=2]", budget=Budget(evals=100, grads=2))
+    problem.grad(torch.zeros(2, 2))
+    with pytest.raises(BudgetExhausted, match="gradient budget spent"):
+        problem.grad(torch.zeros(1, 2))
+    evals = make_problem("sphere[dim=2]", budget=Budget(evals=3))
+    with pytest.raises(BudgetExhausted, match="cut"):
+        evals.loss(torch.zeros(4, 2))
+    with pytest.raises(BudgetExhausted, match="evaluation budget spent"):
+        evals.loss(torch.zeros(1, 2))
+
+
+def test_remaining_and_affordable_steps_do_the_budget_arithmetic_once():
+    problem = make_problem("sphere[dim=2]", budget=Budget(evals=100, grads=10, steps=30))
+    assert problem.remaining() == {"evals": 100, "grads": 10, "steps": 30, "seconds": None}
+    problem.loss(torch.zeros(7, 2))
+    problem.grad(torch.zeros(3, 2))
+    problem.report(torch.zeros(2))
+    assert problem.remaining("evals") == 93 and problem.remaining("grads") == 7
+    assert problem.remaining("steps") == 29 and problem.remaining("seconds") is None
+    assert problem.affordable_steps(evals_per_step=10) == 9   # 93 // 10 < 29 steps
+    assert problem.affordable_steps(grads_per_step=2) == 3    # 7 // 2
+    assert problem.affordable_steps() == 29                  # steps alone bound it
+    unbounded = make_problem("sphere[dim=2]", budget=Budget(seconds=5.0))
+    assert unbounded.affordable_steps(evals_per_step=3) is None
+    with pytest.raises(ContractError, match="counters are"):
+        problem.remaining("flops")

@@ -41,13 +41,10 @@ class GradientEstimator(Optimizer):
         raise NotImplementedError
 
     def planned_steps(self, problem: Problem) -> int:
-        """Steps the budget allows: the schedule's horizon."""
-        limits = []
-        if problem.budget.evals is not None:
-            limits.append(problem.budget.evals // max(self.evals_per_step(problem.dim), 1))
-        if problem.budget.steps is not None:
-            limits.append(problem.budget.steps)
-        return max(min(limits) if limits else 1000, 1)
+        """Steps what is left of the budget pays for: the schedule's horizon (1000 under a
+        time-only budget)."""
+        steps = problem.affordable_steps(evals_per_step=max(self.evals_per_step(problem.dim), 1))
+        return max(1000 if steps is None else steps, 1)
 
     def make_step(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
         if self.step == "adam":

@@ -130,16 +130,36 @@ class Problem:
         """The checkpoints so far, as a copy: changing it changes no record."""
         return tuple(self._ledger_trajectory())
 
-    def remaining(self) -> dict[str, float | int | None]:
+    def remaining(self, counter: str | None = None) -> dict[str, float | int | None] | float | int | None:
         """What is left of each counter (``None`` where the budget does not bound it), so
-        optimizers need not redo the budget arithmetic."""
+        optimizers need not redo the budget arithmetic: a dict of ``evals``, ``grads``,
+        ``steps`` and ``seconds``, or with ``counter`` that one value."""
         b = self._budget
-        return {
+        if counter == "evals":  # the common question, asked once per generation: no dict
+            return None if b.evals is None else max(b.evals - self._evals, 0)
+        left = {
             "evals": None if b.evals is None else max(b.evals - self._evals, 0),
             "grads": None if b.grads is None else max(b.grads - self._grads, 0),
             "steps": None if b.steps is None else max(b.steps - self._steps, 0),
             "seconds": None if b.seconds is None else max(b.seconds - self.seconds, 0.0),
         }
+        if counter is None:
+            return left
+        if counter not in left:
+            raise ContractError(f"remaining({counter!r}): the counters are {sorted(left)}")
+        return left[counter]
+
+    def affordable_steps(self, evals_per_step: int = 0, grads_per_step: int = 0) -> int | None:
+        """How many more steps (reports) what is left pays for, when each step costs
+        ``evals_per_step`` loss and ``grads_per_step`` gradient evaluations: the horizon a
+        schedule plans by. ``None`` where no counter bounds it (a time-only budget)."""
+        left = self.remaining()
+        limits = [left["steps"]] if left["steps"] is not None else []
+        if evals_per_step > 0 and left["evals"] is not None:
+            limits.append(left["evals"] // evals_per_step)
+        if grads_per_step > 0 and left["grads"] is not None:
+            limits.append(left["grads"] // grads_per_step)
+        return min(limits) if limits else None
 
     # ----------------------------------------------------------------- optimizer side
     def initial(self) -> torch.Tensor:
@@ -156,7 +176,7 @@ class Problem:
         ``thetas`` may be a numpy array (what numpy-based libraries such as pycma ask): it is
         converted once, with no torch call before the conversion."""
         thetas, owned = self._batch(thetas)
-        n = self._allowed(thetas.shape[0], self._budget.evals, self._evals)
+        n = self._allowed(thetas.shape[0], self._budget.evals, self._evals, "evaluation")
         cut = n < thetas.shape[0]
         if cut:
             thetas = thetas[:n]
@@ -174,7 +194,7 @@ class Problem:
         """``(loss[B], grad[B, dim])`` from the task's autodiff; counts ``B`` gradients."""
         self._require("grad")
         thetas, _ = self._batch(thetas)
-        n = self._allowed(thetas.shape[0], self._budget.grads, self._grads)
+        n = self._allowed(thetas.shape[0], self._budget.grads, self._grads, "gradient")
         key = self.new_key() if key is None else key
         values, grads = self._ledger_grad(thetas[:n], key)
         self._grads += n
@@ -192,7 +212,9 @@ class Problem:
         b = self._budget
         if (b.evals is not None and self._evals + evals > b.evals) or (
                 b.grads is not None and self._grads + grads > b.grads):
-            raise BudgetExhausted(f"{capability} call needs more than the budget left")
+            raise BudgetExhausted(
+                f"{capability} call needs {evals} evaluation(s) and {grads} gradient(s), more "
+                f"than the budget left ({self.remaining('evals')} and {self.remaining('grads')})")
         self._check_time()
         out = self._ledger_call(capability, args, kwargs, evals, grads)
         self._evals += evals
@@ -223,7 +245,7 @@ class Problem:
         self._steps += 1
         self._after_call(cut=False)
         if self._budget.steps is not None and self._steps >= self._budget.steps:
-            raise BudgetExhausted("step budget spent")
+            raise BudgetExhausted(f"step budget spent ({self._budget.steps} steps)")
 
     def _report_error(self, theta: Any) -> ContractError:
         return ContractError(
@@ -294,14 +316,15 @@ class Problem:
             f"expected parameter vectors of shape [B, {self._dim}], got "
             f"{tuple(getattr(thetas, 'shape', ())) or type(thetas).__name__}")
 
-    def _allowed(self, asked: int, limit: int | None, used: int) -> int:
-        """How many of ``asked`` vectors the budget pays for; raise if none."""
+    def _allowed(self, asked: int, limit: int | None, used: int, what: str) -> int:
+        """How many of ``asked`` vectors the ``what`` budget (evaluation or gradient) pays
+        for; raise, naming that budget, if none."""
         self._check_time()
         if limit is None:
             return asked
         left = limit - used
         if left <= 0:
-            raise BudgetExhausted("evaluation budget spent")
+            raise BudgetExhausted(f"{what} budget spent ({limit} {what}s)")
         return min(asked, left)
 
     def _check_time(self) -> None:

@@ -64,7 +64,7 @@ def evals_spent(problem: Problem) -> bool:
     before asking a library for candidates: asking costs (a full-covariance generation's
     sampling and eigendecomposition are seconds at d = 10⁴) and their loss call would only
     raise ``BudgetExhausted``."""
-    return problem.budget.evals is not None and problem.evals >= problem.budget.evals
+    return problem.remaining("evals") == 0
 
 
 def to_numpy(values: torch.Tensor) -> np.ndarray:

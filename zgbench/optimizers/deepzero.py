@@ -48,19 +48,12 @@ class SparseCGE(CGE):
     def evals_per_step(self, dim: int) -> int:
         return max(int(round((1.0 - self.sparsity) * dim)), 1) + 1
 
-    def planned_steps(self, problem: Problem) -> int:
-        """The schedule's horizon, after the two ZO-GraSP estimates are paid for."""
-        steps = super().planned_steps(problem)
-        if problem.budget.evals is not None:
-            spare = problem.budget.evals - 2 * (self.grasp_q + 1)
-            steps = min(steps, max(spare // self.evals_per_step(problem.dim), 1))
-        return steps
-
     def prepare(self, problem: Problem) -> None:
         super().prepare(problem)
         self._slices = problem.call("layers")
         self._gen = self.generator(problem.device)
         self._keep = self.layer_counts(problem, problem.initial())
+        # planned after ZO-GraSP's estimates: the horizon counts only what they left
         self._every = max(self.planned_steps(problem) // self.masks, 1)
         self._steps = 0
 

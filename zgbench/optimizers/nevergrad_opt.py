@@ -120,10 +120,11 @@ class Nevergrad(Optimizer):
     @staticmethod
     def planned_evals(problem: Problem, workers: int) -> int:
         """The budget Nevergrad is told (NGOpt chooses by it): evaluations, else steps × batch."""
-        if problem.budget.evals is not None:
-            return problem.budget.evals
-        if problem.budget.steps is not None:
-            return problem.budget.steps * workers
+        left = problem.remaining()
+        if left["evals"] is not None:
+            return left["evals"]
+        if left["steps"] is not None:
+            return left["steps"] * workers
         raise UsageError("nevergrad needs an evaluation or step budget (Nevergrad's optimizers, "
                          "NGOpt first, plan by it): give --evals or --steps, not only --seconds.")
 
@@ -141,9 +142,8 @@ class Nevergrad(Optimizer):
             parametrization, budget=self.planned_evals(problem, workers), num_workers=workers)
         nan = WorstForNaN()
         while not evals_spent(problem):  # then every evaluation was asked, evaluated, told
-            size = workers
-            if problem.budget.evals is not None:
-                size = min(size, problem.budget.evals - problem.evals)
+            left = problem.remaining("evals")
+            size = workers if left is None else min(workers, left)
             candidates = [opt.ask() for _ in range(size)]
             values = problem.loss(np.stack([c.value for c in candidates]), problem.new_key())
             for candidate, value in zip(candidates, nan(values.tolist())):

@@ -55,8 +55,8 @@ class ResidualOptimizer(Optimizer):
         call is one step and one gradient evaluation); no decay if neither is bounded."""
         if self.decay_every:
             return self.decay_every
-        planned = [v for v in (problem.budget.steps, problem.budget.grads) if v]
-        return max(1, min(planned) // 3) if planned else 2**62
+        planned = problem.affordable_steps(grads_per_step=1)
+        return 2**62 if planned is None else max(1, planned // 3)
 
     def requested(self) -> tuple[bool, ...]:
         """The ``detach`` argument of the residual call."""
