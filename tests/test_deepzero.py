@@ -67,9 +67,11 @@ def test_feature_reuse_on_resnet_blocks():
     assert results[0][coords].abs().sum() > 0
 
 
-def test_reuse_needs_layers():
+def test_reuse_without_layers_is_n_a_not_a_failure():
+    """An incompatibility of one setting (skip), not a failure: not run, not retried."""
     record = run_once("sphere[dim=4]", "cge[reuse=true]", evals=50)
-    assert record["status"] == "failed" and "provides 'layers'" in record["error"]
+    assert record["status"] == "n/a" and "provides 'layers'" in record["error"]
+    assert "use reuse=false" in record["error"] and record["final"] is None
 
 
 def test_mezo_perturb_and_restore():

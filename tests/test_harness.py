@@ -35,10 +35,35 @@ class NaNSphere(Sphere):
 events = []
 
 
+class Picky(Optimizer):
+    """Random search that, in its ``wide`` setting, declines tasks of the synthetic step."""
+    name = "picky"
+    wide = Param(False, "decline step")
+    started = []
+
+    def skip(self, task):
+        if self.wide and task.name == "step":
+            return f"picky[wide=true] cannot use {task.name} at dim={task.params.get('dim')}"
+        return super().skip(task)
+
+    def run(self, problem):
+        Picky.started.append(problem.dim)
+        while True:
+            problem.report(problem.initial())
+            problem.loss(problem.initial()[None])
+
+
+class BadSkip(Picky):
+    name = "bad-skip"
+
+    def skip(self, task):
+        return True  # not a reason: the contract asks for a str or None
+
+
 def _test_plugin():
     module = types.ModuleType("testplug")
     module.zgbench_tasks = hookimpl(lambda: [NaNSphere])
-    module.zgbench_optimizers = hookimpl(lambda: [Raiser])
+    module.zgbench_optimizers = hookimpl(lambda: [Raiser, Picky, BadSkip])
     module.zgbench_run_finished = hookimpl(lambda record: events.append(record["run_id"]))
     return module
 
@@ -77,6 +102,25 @@ def test_cross_product_isolation_and_resume(reg, tmp_path):
     again = run_all(runs, reg, tmp_path, InProcessExecutor())
     assert again.skipped == 18 and again.failed == 6 and again.done == 0
     assert "24 runs: 0 done, 18 skipped (already finished), 6 failed" in again.line()
+
+
+def test_skip_turns_an_incompatible_setting_into_n_a(reg, tmp_path):
+    """skip(task) -> reason: recorded n/a with the reason, the task never built, not retried;
+    the other setting and the other task run; a skip that returns no reason fails the run."""
+    runs = _plan(reg, ["sphere[dim=3]", "step[dim=3]"], ["picky[wide=true]", "picky", "bad-skip"],
+                 seeds=1, evals=20)
+    Picky.started.clear()
+    summary = run_all(runs, reg, tmp_path, InProcessExecutor())
+    assert (summary.done, summary.na, summary.failed) == (3, 1, 2)
+    records = list(ResultStore(tmp_path))
+    na = [r for r in records if r["status"] == "n/a"]
+    assert len(na) == 1 and na[0]["task"]["name"] == "step"
+    assert na[0]["error"] == "picky[wide=true] cannot use step at dim=3"
+    bad = [r for r in records if r["status"] == "failed"]
+    assert all("must return a reason (str) or None" in r["error"] for r in bad)
+    assert len(Picky.started) == 3
+    again = run_all(runs, reg, tmp_path, InProcessExecutor())
+    assert again.skipped == 4 and again.failed == 2 and len(Picky.started) == 3
 
 
 def _numbers(record):

@@ -22,9 +22,9 @@ from zgbench.budget import Budget, BudgetExhausted
 from zgbench.cache import cache_dir
 from zgbench.cache import key as cache_key
 from zgbench.errors import ContractError, MissingExtra, UsageError
-from zgbench.estimator import GradientEstimator
+from zgbench.estimator import EstimatesGradient, GradientEstimator
 from zgbench.hookspecs import hookimpl
-from zgbench.optimizer import Optimizer
+from zgbench.optimizer import Optimizer, TaskInfo
 from zgbench.params import Param
 from zgbench.problem import Problem
 from zgbench.store import atomic_write
@@ -34,12 +34,14 @@ __all__ = [
     "Budget",
     "BudgetExhausted",
     "ContractError",
+    "EstimatesGradient",
     "GradientEstimator",
     "MissingExtra",
     "Optimizer",
     "Param",
     "Problem",
     "Task",
+    "TaskInfo",
     "UsageError",
     "atomic_write",
     "cache_dir",

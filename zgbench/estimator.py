@@ -18,7 +18,36 @@ from zgbench.params import Param
 from zgbench.problem import Problem
 
 
-class GradientEstimator(Optimizer):
+class EstimatesGradient:
+    """The declared contract of gradient diagnostics (``zgbench gradcheck`` and the claims'
+    gradcheck rule): an optimizer that can say which direction it would move θ in, from loss
+    values alone. :class:`GradientEstimator` has it; another optimizer mixes it in (``cbo``:
+    ``class CBO(EstimatesGradient, Optimizer)``). Gradcheck asks only these three methods."""
+
+    def prepare(self, problem: Problem) -> None:
+        """Set up per-run state (random generators, caches) before the first estimate."""
+
+    def estimate_gradient(self, problem: Problem, theta: torch.Tensor, key: int) -> torch.Tensor:
+        """An estimate of ∇ℓ(θ) ``[dim]`` from loss values at ``key``. Call
+        :meth:`prepare` once before the first estimate."""
+        raise NotImplementedError
+
+    def estimate_gradient_with_evals(self, problem: Problem, theta: torch.Tensor, key: int,
+                                     evals: int) -> torch.Tensor:
+        """One estimate spending about ``evals`` evaluations, for comparisons at equal
+        evaluations: the mean of ⌊evals / c⌋ calls of :meth:`estimate_gradient` (at least one),
+        c being what the first call cost. A deterministic estimator (``fd``, ``cge`` on a
+        deterministic loss) gains nothing from repeats but spends the same allowance. Override
+        to spend it another way (``zerograds`` fits its surrogate on that many samples)."""
+        start = problem.evals
+        total = self.estimate_gradient(problem, theta, key).detach().clone()
+        repeats = max(evals // max(problem.evals - start, 1), 1)
+        for _ in range(repeats - 1):
+            total += self.estimate_gradient(problem, theta, key).detach()
+        return total / repeats
+
+
+class GradientEstimator(EstimatesGradient, Optimizer):
     """Base: estimate ∇ℓ(θ) from the metered problem, take one torch.optim step, repeat."""
 
     step = Param("sgd", "outer step", choices=("sgd", "adam"), tune=True)
@@ -30,14 +59,6 @@ class GradientEstimator(Optimizer):
 
     def evals_per_step(self, dim: int) -> int:
         """Loss evaluations one gradient estimate costs (used to plan the schedule)."""
-        raise NotImplementedError
-
-    def prepare(self, problem: Problem) -> None:
-        """Set up per-run state (random generators, caches) before the first estimate."""
-
-    def estimate_gradient(self, problem: Problem, theta: torch.Tensor, key: int) -> torch.Tensor:
-        """An estimate of ∇ℓ(θ) ``[dim]`` from loss values at ``key``. Call
-        :meth:`prepare` once before the first estimate."""
         raise NotImplementedError
 
     def planned_steps(self, problem: Problem) -> int:

@@ -53,6 +53,8 @@ import torch
 
 from zgbench.budget import Budget
 from zgbench.errors import UsageError
+from zgbench.estimator import EstimatesGradient
+from zgbench.optimizer import skip_reason
 from zgbench.plugins import Registry
 from zgbench.problem import Problem
 from zgbench.seeding import derive_seed
@@ -187,26 +189,18 @@ def smoothed_gradient(task, theta: torch.Tensor, key: int, sigma: float, pairs: 
 
 # ------------------------------------------------------------------------------ estimators
 def has_estimator(cls: type) -> bool:
-    """Whether an optimizer class implements ``estimate_gradient``."""
-    from zgbench.estimator import GradientEstimator
+    """Whether an optimizer class declares the gradient-diagnostics contract
+    (:class:`~zgbench.estimator.EstimatesGradient`) and implements its estimate."""
+    return (isinstance(cls, type) and issubclass(cls, EstimatesGradient)
+            and cls.estimate_gradient is not EstimatesGradient.estimate_gradient)
 
-    method = getattr(cls, "estimate_gradient", None)
-    return callable(method) and method is not GradientEstimator.estimate_gradient
 
-
-def estimate(estimator, problem: Problem, theta: torch.Tensor, key: int, evals: int
-             ) -> tuple[torch.Tensor, int]:
+def estimate(estimator: EstimatesGradient, problem: Problem, theta: torch.Tensor, key: int,
+             evals: int) -> tuple[torch.Tensor, int]:
     """One estimate spending about ``evals`` evaluations; returns it and what it spent."""
     start = problem.evals
-    special = getattr(estimator, "estimate_gradient_with_evals", None)
-    if callable(special):
-        grad = special(problem, theta, key, evals)
-        return grad.detach(), problem.evals - start
-    total = estimator.estimate_gradient(problem, theta, key).detach().clone()
-    repeats = max(evals // max(problem.evals - start, 1), 1)
-    for _ in range(repeats - 1):
-        total += estimator.estimate_gradient(problem, theta, key).detach()
-    return total / repeats, problem.evals - start
+    grad = estimator.estimate_gradient_with_evals(problem, theta, key, evals)
+    return grad.detach(), problem.evals - start
 
 
 def statistics(estimates: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
@@ -245,7 +239,8 @@ def run(registry: Registry, tasks: Sequence[Spec], optimizers: Sequence[Spec],
                                                                   settings.seed), **task_spec.kwargs)
         points = make_points(task, task_spec, settings)
         for opt_spec in optimizers:
-            reason = skip_reason(registry.optimizer(opt_spec.name).cls, task_cls)
+            reason = estimator_skip(registry.optimizer(opt_spec.name).cls, opt_spec, task_cls,
+                                    task_spec)
             if reason:
                 rows.append(Row(task_spec.label, opt_spec.label, "skipped", reason))
                 continue
@@ -254,13 +249,13 @@ def run(registry: Registry, tasks: Sequence[Spec], optimizers: Sequence[Spec],
     return rows
 
 
-def skip_reason(opt_cls: type, task_cls: type) -> str:
+def estimator_skip(opt_cls: type, opt_spec: Spec, task_cls: type, task_spec: Spec) -> str:
+    """Why this estimator is not measured on this task ('' if it is): not a declared gradient
+    estimator, its own ``skip`` (the harness's reason), or a missing optional dependency."""
     if not has_estimator(opt_cls):
-        return "no estimate_gradient (not a gradient estimator)"
-    missing = opt_cls.requires - task_cls.provides
-    if missing:
-        return f"task does not provide {sorted(missing)}"
-    return opt_cls.missing_dependency() or ""
+        return "no estimate_gradient (not an EstimatesGradient optimizer)"
+    reason = opt_cls.missing_dependency()
+    return reason or skip_reason(opt_cls(**opt_spec.kwargs), task_cls, task_spec.kwargs) or ""
 
 
 def make_points(task, task_spec: Spec, settings: Settings) -> list[Point]:
@@ -287,8 +282,7 @@ def measure(registry: Registry, task, task_spec: Spec, opt_spec: Spec, point: Po
         estimator = registry.optimizer(opt_spec.name).cls(seed=seed, **opt_spec.kwargs)
         # no checkpoints: the task's held-out evaluate plays no part here
         problem = Problem(task, Budget(evals=10**15, grads=10**15), seed=seed, checkpoints=())
-        if hasattr(estimator, "prepare"):
-            estimator.prepare(problem)
+        estimator.prepare(problem)
         ref = point.reference(task, estimator_sigma(estimator, settings), settings)
         grads, spent = [], []
         start = time.perf_counter()

@@ -25,6 +25,7 @@ import zgbench
 from zgbench import fingerprint, watchdog
 from zgbench.budget import Budget, BudgetExhausted
 from zgbench.meter import Ledger
+from zgbench.optimizer import skip_reason
 from zgbench.plugins import Registry
 from zgbench.problem import Problem
 from zgbench.record import Identity, Record, environment, now, run_id
@@ -110,9 +111,14 @@ def execute(run: RunSpec, registry: Registry, results: Path | None = None,
     opt_entry = registry.optimizer(run.optimizer.name)
     record = _skeleton(run, task_entry, opt_entry)
     t0 = time.perf_counter()
-    missing = opt_entry.cls.requires - task_entry.cls.provides
-    if missing:
-        record.status, record.error = "n/a", f"task does not provide {sorted(missing)}"
+    try:  # an optimizer that cannot run on this task says so before the task is built
+        reason = skip_reason(opt_entry.cls(seed=record.seeds["optimizer"], **run.optimizer.kwargs),
+                             task_entry.cls, run.task.kwargs)
+    except Exception:
+        record.status, record.error = "failed", traceback.format_exc()
+        return _close(record, t0)
+    if reason:
+        record.status, record.error = "n/a", reason
         return _close(record, t0)
     ledger: Ledger | None = None
     problem: Problem | None = None
@@ -122,7 +128,7 @@ def execute(run: RunSpec, registry: Registry, results: Path | None = None,
     try:
         with watchdog.guard(limit):
             task = task_entry.cls(device=run.target_device, seed=seeds["task"], **run.task.kwargs)
-            optimizer = opt_entry.cls(seed=seeds["optimizer"], **run.optimizer.kwargs)
+            optimizer = opt_entry.cls(seed=seeds["optimizer"], **run.optimizer.kwargs)  # fresh
             ledger = Ledger(task, run.budget, seeds["eval_key"])
             problem = Problem(task, run.budget, seed=seeds["problem"],
                               eval_key=seeds["eval_key"], on_progress=on_progress, ledger=ledger)

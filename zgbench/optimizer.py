@@ -7,12 +7,25 @@ Modelled on benchopt's Solver: an optimizer's ``run`` gets a metered
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 
 from zgbench.component import Component
 from zgbench.problem import Problem
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What an optimizer may know of a task before a run, to say it cannot run there: the
+    task's name, its declared capabilities and the parameters of this instance (the task is
+    not built: a skipped pair costs nothing)."""
+
+    name: str
+    provides: frozenset[str]
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Optimizer(Component):
@@ -37,5 +50,28 @@ class Optimizer(Component):
         gen.manual_seed(self.seed % (2**63))
         return gen
 
+    def skip(self, task: TaskInfo) -> str | None:
+        """Why this optimizer, with these parameters, cannot run on ``task``, or ``None``.
+
+        The harness records a skipped pair as ``n/a`` with this reason: an incompatibility,
+        neither run nor scored as a failure nor retried (benchopt's ``BaseSolver.skip``). The
+        default checks :attr:`requires`; override for a requirement of one setting (e.g.
+        ``cge[reuse=true]`` needs ``layers``) and return ``super().skip(task)`` otherwise."""
+        missing = self.requires - task.provides
+        if missing:
+            return f"task {task.name!r} does not provide {sorted(missing)}"
+        return None
+
     def run(self, problem: Problem) -> None:
         raise NotImplementedError
+
+
+def skip_reason(optimizer: Optimizer, task_cls: type, task_params: Mapping[str, Any]) -> str | None:
+    """``optimizer.skip`` on the task class ``task_cls`` built with ``task_params``: the one
+    place the harness, ``tune`` and ``gradcheck`` ask whether a pair can run at all."""
+    info = TaskInfo(str(task_cls.name), frozenset(task_cls.provides), dict(task_params))
+    reason = optimizer.skip(info)
+    if reason is not None and not isinstance(reason, str):
+        raise TypeError(f"{type(optimizer).__name__}.skip must return a reason (str) or None, "
+                        f"got {reason!r}")
+    return reason or None

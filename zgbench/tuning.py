@@ -42,6 +42,7 @@ import pandas as pd
 from zgbench import harness, stats
 from zgbench.budget import Budget
 from zgbench.errors import MissingExtra, UsageError
+from zgbench.optimizer import skip_reason
 from zgbench.params import Param
 from zgbench.plugins import Registry
 from zgbench.seeding import derive_seed
@@ -222,8 +223,10 @@ def objective_value(records: list[dict[str, Any] | None]) -> float:
 
 
 def compatible(registry: Registry, task: Spec, optimizer: Spec) -> bool:
-    """Whether the harness would run the pair at all (``requires <= provides``)."""
-    return registry.optimizer(optimizer.name).cls.requires <= registry.task(task.name).cls.provides
+    """Whether the harness would run the pair at all (the optimizer's ``skip`` says nothing)."""
+    task_cls = registry.task(task.name).cls
+    return skip_reason(registry.optimizer(optimizer.name).cls(**optimizer.kwargs), task_cls,
+                       task.kwargs) is None
 
 
 def trials_frame(results: list[PairResult]) -> pd.DataFrame:

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from zgbench import Optimizer, Param, Problem, UsageError, hookimpl
+from zgbench import EstimatesGradient, Optimizer, Param, Problem, UsageError, hookimpl
 
 
 def consensus(x: torch.Tensor, energies: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -58,7 +58,7 @@ def cbo_update(x: torch.Tensor, c: torch.Tensor, xi: torch.Tensor, *, lam: float
     return x - lam * dt * drift + sigma * math.sqrt(dt) * scale * xi
 
 
-class CBO(Optimizer):
+class CBO(EstimatesGradient, Optimizer):
     """Consensus-based optimization (torch): particles drift to a softmin-weighted consensus."""
 
     name = "cbo"

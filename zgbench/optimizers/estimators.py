@@ -27,7 +27,7 @@ import functools
 
 import torch
 
-from zgbench import GradientEstimator, Param, Problem, UsageError, hookimpl
+from zgbench import GradientEstimator, Param, Problem, TaskInfo, UsageError, hookimpl
 
 
 class CoordinateEstimator(GradientEstimator):
@@ -50,13 +50,15 @@ class CoordinateEstimator(GradientEstimator):
             return 2 * dim + (1 if self.reuse else 0)  # with reuse: one trace at θ
         return dim + 1
 
+    def skip(self, task: TaskInfo) -> str | None:
+        if self.reuse and "layers" not in task.provides:
+            return (f"{self.name}[reuse=true] needs a task that provides 'layers' ({task.name!r} "
+                    f"provides {sorted(task.provides) or 'nothing beyond loss'}): "
+                    "use reuse=false there")
+        return super().skip(task)
+
     def prepare(self, problem: Problem) -> None:
-        if self.reuse:
-            if "layers" not in problem.provides:
-                raise UsageError(
-                    f"{self.name}[reuse=true] needs a task that provides 'layers' (this one "
-                    f"provides {sorted(problem.provides) or 'nothing beyond loss'}): "
-                    "use reuse=false.")
+        if self.reuse:  # the harness skips tasks without layers (skip); a direct call fails here
             self._layer_slices = problem.call("layers")
 
     def estimate_gradient(self, problem: Problem, theta: torch.Tensor, key: int) -> torch.Tensor:
