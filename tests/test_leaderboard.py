@@ -118,7 +118,7 @@ def test_half_failing_never_ranks_above_an_honest_optimizer(tmp_path, seeds, dir
     store = ResultStore(tmp_path / "results")
     for r in rs:
         store.put(r)
-    written = leaderboard.write(tmp_path / "results", tmp_path / "lb")
+    written = leaderboard.write(tmp_path / "results", tmp_path / "lb", baseline="random-search")
     table = written["tasks"]["t"].set_index("optimizer")
     worst = math.inf if direction == "min" else -math.inf
     assert table.loc["half", "median"] == worst

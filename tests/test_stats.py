@@ -105,7 +105,8 @@ def _task_records(direction="min"):
 @pytest.mark.parametrize("direction", ["min", "max"])
 def test_task_stats_by_hand(direction):
     records = _task_records(direction)
-    ts = stats.task_stats(leaderboard.runs_frame(records), records, n_boot=4000)
+    ts = stats.task_stats(leaderboard.runs_frame(records), records, n_boot=4000,
+                          baseline="random-search")
     table = ts.table.set_index("optimizer")
     sign = 1 if direction == "min" else -1
     assert table.loc["a", "best_known"] == sign * 0.5
@@ -139,7 +140,8 @@ def test_overall_mean_score_and_rank():
     # a second task where a is best and random search second: scores 0 and 1
     records += [_record("t2", "random-search", s, 3.0) for s in range(3)]
     records += [_record("t2", "a", s, 1.0, path=[3.0, 1.0]) for s in range(3)]
-    analysis = stats.analyse(leaderboard.runs_frame(records), records, n_boot=500)
+    analysis = stats.analyse(leaderboard.runs_frame(records), records, n_boot=500,
+                             baseline="random-search")
     overall = analysis.overall.set_index("optimizer")
     assert overall.loc["a", "norm_score"] == pytest.approx((1.5 / 4.5 + 0.0) / 2)
     assert overall.loc["a", "tasks_scored"] == 2 and overall.loc["b", "tasks_scored"] == 1

@@ -25,6 +25,7 @@ Rules (issue 15; the README's leaderboard section states them for readers):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -105,6 +106,15 @@ def overall_table(tables: dict[str, pd.DataFrame], summary: pd.DataFrame | None 
     return out
 
 
+def with_caveats(board: pd.DataFrame, caveats: Mapping[str, str]) -> pd.DataFrame:
+    """``board`` with a ``caveat`` column: what the suite declares should be read next to an
+    optimizer's number (its budget far below its claim's setting), blank for the others.
+    Unchanged when the suite declares no caveat."""
+    if not caveats or board.empty or "optimizer" not in board:
+        return board
+    return board.assign(caveat=board["optimizer"].map(lambda name: caveats.get(name, "")))
+
+
 def family_tables(tables: dict[str, pd.DataFrame], task_ids: dict[str, str],
                   families: dict[str, str], analysis: stats.Analysis,
                   coverage: float = MIN_COVERAGE) -> pd.DataFrame:
@@ -142,7 +152,12 @@ def tracks_table(boards: dict[str, pd.DataFrame]) -> pd.DataFrame:
         a, b = (f"{n}_position" for n in names)
         merged["moved"] = merged[a] - merged[b]
     sort = [f"{n}_position" for n in names if f"{n}_position" in merged]
-    return merged.sort_values(sort + ["optimizer"], na_position="last").reset_index(drop=True)
+    merged = merged.sort_values(sort + ["optimizer"], na_position="last").reset_index(drop=True)
+    caveats = {}  # the same budgets on every track: one caveat per optimizer
+    for board in boards.values():
+        if "caveat" in board:
+            caveats.update({k: v for k, v in zip(board["optimizer"], board["caveat"]) if v})
+    return with_caveats(merged, caveats)
 
 
 def kendall_tau(a: pd.Series, b: pd.Series) -> float:

@@ -47,6 +47,14 @@ def add_plugin_options(parser: argparse.ArgumentParser) -> None:
         help="disable the plugin NAME (repeatable), as in pytest: -p no:estimators")
 
 
+def add_baseline_argument(parser: argparse.ArgumentParser) -> None:
+    """``--baseline``, shared by the commands that write boards (run, tune, leaderboard,
+    report)."""
+    parser.add_argument("--baseline", metavar="OPTIMIZER",
+                        help="the optimizer (a name) whose median is normalised score 1 "
+                             "(default: the suite's `baseline`; the quick suite: random-search)")
+
+
 def load_registry(args: argparse.Namespace) -> Registry:
     """The registry with the plugins blocked by ``-p no:NAME``; warns about broken plugins."""
     blocked = []

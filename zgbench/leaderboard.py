@@ -35,6 +35,7 @@ interval of the mean rank; ``stats.csv`` holds every task table in one long tabl
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -48,7 +49,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from zgbench import boards, stats
+from zgbench import boards, declared, stats
+from zgbench.errors import UsageError
 from zgbench.record import repetition
 from zgbench.store import ResultStore, atomic_write, atomic_write_text
 
@@ -311,17 +313,21 @@ def _legend(ax, entries: int) -> None:
                   ncol=max(1, math.ceil(entries / LEGEND_ROWS)), frameon=False)
 
 
-def compute(records: list[dict[str, Any]]) -> dict[str, Any]:
+def compute(records: list[dict[str, Any]],
+            declarations: declared.Declarations | None = None) -> dict[str, Any]:
     """Every table of a leaderboard, in memory: per-task tables (by label) with their
     statistics, the overall and family boards, the long ``stats`` table and the
-    :class:`stats.Analysis` (computed on the runs that count, one spec per optimizer)."""
+    :class:`stats.Analysis` (computed on the runs that count, one spec per optimizer).
+    ``declarations``: the suite's baseline of normalised scores and its caveats (none: no
+    normalised scores, no caveats)."""
+    declarations = declarations or declared.Declarations()
     runs = runs_frame(records)
     runs["counted"] = boards.counted_specs(runs)
     counted = runs[runs["counted"]]
     keep = set(zip(counted["task_id"], counted["spec"]))
     chosen = [_by_name(r) for r in records
               if (r["task"]["canonical"], r["optimizer"]["label"]) in keep]
-    analysis = stats.analyse(counted, chosen)
+    analysis = stats.analyse(counted, chosen, baseline=declarations.baseline)
     tables: dict[str, pd.DataFrame] = {}
     task_ids: dict[str, str] = {}
     for task_id, group in runs.groupby("task_id", sort=True):
@@ -330,9 +336,10 @@ def compute(records: list[dict[str, Any]]) -> dict[str, Any]:
             analysis.tasks[task_id].table.assign(counted=True), on=["optimizer", "counted"],
             how="left")
         task_ids[label] = task_id
-    overall = overall_table(tables, analysis.overall)
+    overall = boards.with_caveats(overall_table(tables, analysis.overall), declarations.caveats)
     families = dict(zip(runs["task_id"], runs["family"]))
-    by_family = boards.family_tables(tables, task_ids, families, analysis)
+    by_family = boards.with_caveats(boards.family_tables(tables, task_ids, families, analysis),
+                                    declarations.caveats)
     long = pd.concat([t.assign(task=label) for label, t in tables.items()], ignore_index=True)
     long = long[["task"] + [c for c in long.columns if c != "task"]]
     return {"runs": runs, "tasks": tables, "task_ids": task_ids, "overall": overall,
@@ -347,19 +354,22 @@ def _by_name(record: dict[str, Any]) -> dict[str, Any]:
                                                                          optimizer["label"])}}
 
 
-def write(results: str | Path, out: str | Path) -> dict[str, Any]:
+def write(results: str | Path, out: str | Path, baseline: str | None = None) -> dict[str, Any]:
     """Write every task's CSV and PNG, ``overall.csv``, ``families.csv`` and ``machine.json``
     under ``out``, and the statistics files (``stats.csv``, ``win_rate.*``, ``profiles.*``,
-    ``*.profile.png``). Every table is written before any plot."""
+    ``*.profile.png``). Every table is written before any plot. The suite's declarations
+    (``results/suite.json``: baseline, caveats) apply, ``baseline`` replacing the declared
+    one; they are copied to ``out/suite.json``."""
     records = list(ResultStore(results))
     out = Path(out)
     if not records:
-        from zgbench.errors import UsageError
-
         raise UsageError(f"no run records under {Path(results) / 'runs'}: run `zgbench run --out "
                          f"{results}` first.")
-    computed = compute(records)
+    declarations = _checked_baseline(declared.read(results).with_baseline(baseline),
+                                     records, results, explicit=baseline is not None)
+    computed = compute(records, declarations)
     tables, runs = computed["tasks"], computed["runs"]
+    declared.save(out, declarations)
     for label, table in tables.items():
         atomic_write_text(out / f"{slug(label)}.csv", table.to_csv(index=False))
     atomic_write_text(out / "overall.csv", computed["overall"].to_csv(index=False))
@@ -380,17 +390,35 @@ def write(results: str | Path, out: str | Path) -> dict[str, Any]:
     analysis = computed["analysis"]
     return {"tasks": tables, "overall": computed["overall"], "families": computed["families"],
             "records": len(records), "stats": computed["stats"], "win_rate": analysis.win_rate,
-            "profiles": analysis.profiles}
+            "profiles": analysis.profiles, "declarations": declarations}
 
 
-def write_tracks(default: str | Path, tuned: str | Path, out: str | Path) -> dict[str, Any]:
+def _checked_baseline(declarations: declared.Declarations, records: list[dict[str, Any]],
+                      results: str | Path, explicit: bool) -> declared.Declarations:
+    """The declarations, if their baseline ran in ``records``. A ``--baseline`` that did not
+    run is an error; a suite's baseline left out of this run (``--optimizers``) is a warning,
+    and the boards have no normalised scores."""
+    names = sorted({r["optimizer"]["name"] for r in records})
+    if declarations.baseline is None or declarations.baseline in names:
+        return declarations
+    message = (f"baseline {declarations.baseline!r} has no runs in {results} (its optimizers: "
+               f"{', '.join(names)})")
+    if explicit:
+        raise UsageError(f"{message}: give --baseline one of those.")
+    warnings.warn(f"{message}: no normalised scores; run it too, or give --baseline.",
+                  stacklevel=3)
+    return dataclasses.replace(declarations, baseline=None)
+
+
+def write_tracks(default: str | Path, tuned: str | Path, out: str | Path,
+                 baseline: str | None = None) -> dict[str, Any]:
     """Both tracks: the default track's leaderboard in ``out``, the tuned track's in
     ``out/tuned``, and ``out/tracks.csv`` with each optimizer's overall position in both
     (:func:`zgbench.boards.tracks_table`). Returns :func:`write`'s dict for the default
     track with ``tuned`` (the tuned track's) and ``tracks`` added."""
     out = Path(out)
-    written = write(default, out)
-    written["tuned"] = write(tuned, out / "tuned")
+    written = write(default, out, baseline)
+    written["tuned"] = write(tuned, out / "tuned", baseline)
     written["tracks"] = boards.tracks_table({"default": written["overall"],
                                              "tuned": written["tuned"]["overall"]})
     atomic_write_text(out / "tracks.csv", written["tracks"].to_csv(index=False))

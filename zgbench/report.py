@@ -159,15 +159,15 @@ Files: <a href="{{ task.csv }}">{{ task.csv }}</a></p>
 
 
 def build(results: str | Path, out: str | Path, title: str = "zgbench report",
-          tuned: str | Path | None = None) -> Path:
+          tuned: str | Path | None = None, baseline: str | None = None) -> Path:
     """Write the leaderboard files and ``index.html`` into ``out``; return the page's path.
     With ``tuned`` (the results of a suite written by ``zgbench tune``) the page shows both
     tracks: the tracks table, the tuned overall board and each task's tuned table."""
     from jinja2 import Environment
 
     results, out = Path(results), Path(out)
-    written = (leaderboard.write_tracks(results, tuned, out) if tuned is not None
-               else leaderboard.write(results, out))
+    written = (leaderboard.write_tracks(results, tuned, out, baseline) if tuned is not None
+               else leaderboard.write(results, out, baseline))
     records = list(ResultStore(results))
     pictures = copy_artifacts(records, results, out)
     tuned_tasks = written["tuned"]["tasks"] if tuned is not None else {}

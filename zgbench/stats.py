@@ -7,11 +7,13 @@ runtime ECDFs, so that tasks with different metrics can be compared and averaged
   ``(v - best) / (ref - best)`` on the primary metric turned into "lower is better", where
   ``best`` is the **best known value** — the best primary-metric value any run in the results
   reached at any checkpoint on that task (the record format has no task-declared optimum) —
-  and ``ref`` is random search's median final value on the task. 0 is the best known value,
-  1 is random search. Scores are clipped to ``[0, CAP]``: a failed or diverged run counts as
-  ``CAP`` times random search's distance to the best, so one catastrophe cannot dominate a
-  mean over tasks, and failing is never better than finishing. A task without a finished
-  random-search baseline has no normalised score.
+  and ``ref`` is the baseline's median final value on the task: the optimizer the suite
+  declares (:mod:`zgbench.declared`; random search in the quick suite, as in Bayesmark). 0 is
+  the best known value, 1 is the baseline. Scores are clipped to ``[0, CAP]``: a failed or
+  diverged run counts as ``CAP`` times the baseline's distance to the best, so one catastrophe
+  cannot dominate a mean over tasks, and failing is never better than finishing. A task
+  without a finished baseline run, or results without a declared baseline, have no
+  normalised score.
 - **Medians with failures** (:func:`worse_quantile`): a failed run is the worst value (+inf
   once oriented). Between two finite order statistics a quantile interpolates linearly, as
   numpy does; where one of the two neighbours is a failure it takes the worse neighbour, so
@@ -57,8 +59,6 @@ from zgbench.seeding import derive_seed
 
 #: Upper clip of normalised scores (failed or diverged runs land here).
 CAP = 5.0
-#: Optimizer whose median final value is normalised score 1.
-BASELINE = "random-search"
 N_BOOT = 2000
 CONFIDENCE = 0.95
 #: Number of ECDF targets per task.
@@ -183,7 +183,7 @@ def best_known(records: Iterable[dict[str, Any]]) -> float:
     return best
 
 
-def task_stats(runs: pd.DataFrame, records: list[dict[str, Any]], *, baseline: str = BASELINE,
+def task_stats(runs: pd.DataFrame, records: list[dict[str, Any]], *, baseline: str | None = None,
                n_boot: int = N_BOOT, confidence: float = CONFIDENCE, seed: int = 0,
                cap: float = CAP) -> TaskStats:
     """Statistics of one task from its rows of :func:`zgbench.leaderboard.runs_frame` (final
@@ -401,7 +401,7 @@ class Analysis:
     profiles: pd.DataFrame
 
 
-def analyse(runs: pd.DataFrame, records: list[dict[str, Any]], *, baseline: str = BASELINE,
+def analyse(runs: pd.DataFrame, records: list[dict[str, Any]], *, baseline: str | None = None,
             n_boot: int = N_BOOT, confidence: float = CONFIDENCE, seed: int = 0) -> Analysis:
     """Statistics for every task of a results folder (rows of ``runs_frame`` and records)."""
     by_task: dict[str, list[dict[str, Any]]] = {}

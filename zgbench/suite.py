@@ -8,6 +8,10 @@ A suite is a TOML file under ``tasks/`` (or shipped by a plugin through the
     seeds = 3
     device = "cpu"
     optimizers = ["random-search", "cge", "rge"]    # specs, as on the command line
+    baseline = "random-search"                       # optional: normalised score 1 (a name)
+
+    [suite.caveats]                                  # optional: read next to a board's number
+    cge = "30 steps here; its claim runs 300 (zgbench claims --only deepzero-cge-vs-rge)"
 
     [[tasks]]
     spec = "sphere[dim=8]"
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from zgbench.budget import Budget
+from zgbench.declared import Declarations
 from zgbench.errors import UsageError
 from zgbench.plugins import Registry
 from zgbench.specs import Spec, resolve_optimizer, resolve_task
@@ -53,6 +58,12 @@ class Suite:
     seeds: int = 3
     device: str = "cpu"
     description: str = ""
+    baseline: str | None = None
+    caveats: dict[str, str] = field(default_factory=dict)
+
+    def declarations(self) -> Declarations:
+        """What the suite declares for its boards (kept beside its records)."""
+        return Declarations(self.name, self.baseline, dict(self.caveats))
 
 
 def find(name_or_path: str, registry: Registry) -> Path:
@@ -90,7 +101,8 @@ def load(name_or_path: str, registry: Registry) -> Suite:
 
 def parse(data: dict[str, Any], registry: Registry, name: str, where: str) -> Suite:
     head = _table(data.get("suite", {}), f"{where}: [suite]")
-    unknown_keys = set(head) - {"description", "seeds", "device", "optimizers"}
+    unknown_keys = set(head) - {"description", "seeds", "device", "optimizers", "baseline",
+                                "caveats"}
     if unknown_keys:
         raise UsageError(f"{where}: unknown key(s) {sorted(unknown_keys)} in [suite].")
     optimizers = [_optimizer(registry, o, where)
@@ -102,7 +114,30 @@ def parse(data: dict[str, Any], registry: Registry, name: str, where: str) -> Su
     return Suite(name=name, tasks=tasks, optimizers=optimizers,
                  seeds=_seeds(head.get("seeds", 3), where),
                  device=_text(head.get("device", "cpu"), f"{where}: device", "\"cpu\""),
-                 description=_text(head.get("description", ""), f"{where}: description", "\"...\""))
+                 description=_text(head.get("description", ""), f"{where}: description", "\"...\""),
+                 baseline=_baseline(registry, head.get("baseline"), where),
+                 caveats=_caveats(registry, head.get("caveats", {}), where))
+
+
+def optimizer_name(registry: Registry, value: Any, what: str) -> str:
+    """A registered optimizer's plain name (no parameters): what boards key rows by."""
+    name = _text(value, what, '"random-search"')
+    spec = resolve_optimizer(registry, name)  # an unknown name lists the known ones
+    if spec.label != spec.name:
+        raise UsageError(f"{what} names an optimizer, not a spec: write {spec.name!r} "
+                         f"(every spec of it counts), not {name!r}.")
+    return name
+
+
+def _baseline(registry: Registry, value: Any, where: str) -> str | None:
+    return None if value is None else optimizer_name(registry, value, f"{where}: baseline")
+
+
+def _caveats(registry: Registry, value: Any, where: str) -> dict[str, str]:
+    table = _table(value, f"{where}: [suite.caveats]")
+    return {optimizer_name(registry, k, f"{where}: [suite.caveats] key"):
+            _text(v, f"{where}: caveat of {k}", '"budget far below its claim; see ..."')
+            for k, v in table.items()}
 
 
 def _seeds(value: Any, where: str) -> int:

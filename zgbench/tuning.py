@@ -41,6 +41,7 @@ import pandas as pd
 
 from zgbench import harness, stats
 from zgbench.budget import Budget
+from zgbench.declared import Declarations
 from zgbench.errors import MissingExtra, UsageError
 from zgbench.optimizer import skip_reason
 from zgbench.params import Param
@@ -240,12 +241,19 @@ def trials_frame(results: list[PairResult]) -> pd.DataFrame:
 
 
 def suite_toml(entries: list[tuple[Spec, Budget, list[Spec]]], *, seeds: int, device: str,
-               description: str, header: list[str]) -> str:
-    """A suite file (the format :mod:`zgbench.suite` reads) with the given task entries.
+               description: str, header: list[str],
+               declarations: Declarations | None = None) -> str:
+    """A suite file (the format :mod:`zgbench.suite` reads) with the given task entries and
+    the tuned suite's declarations (its baseline and caveats: the budgets are the same).
     Written by hand: the layout is three keys per task and tomllib only reads."""
     lines = [f"# {line}" for line in header] + ["", "[suite]",
                                                  f"description = {_q(description)}",
                                                  f"seeds = {seeds}", f"device = {_q(device)}"]
+    if declarations is not None and declarations.baseline:
+        lines.append(f"baseline = {_q(declarations.baseline)}")
+    if declarations is not None and declarations.caveats:
+        lines += ["", "[suite.caveats]"] + [f"{_q(name)} = {_q(text)}"
+                                            for name, text in declarations.caveats.items()]
     for task, budget, optimizers in entries:
         limits = ", ".join(f"{k} = {v!r}" for k, v in budget.as_dict().items() if v is not None)
         lines += ["", "[[tasks]]", f"spec = {_q(task.label)}", f"budget = {{ {limits} }}",

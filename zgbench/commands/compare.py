@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from zgbench import leaderboard, stats
+from zgbench import declared, leaderboard, stats
 from zgbench.errors import UsageError
 from zgbench.store import ResultStore
 
@@ -81,7 +81,8 @@ def load(path: str | Path) -> tuple[pd.DataFrame, list[dict]]:
         records = list(ResultStore(path))
         if not records:
             raise UsageError(f"no run records under {path / 'runs'}: nothing to compare.")
-        return leaderboard.compute(records)["stats"], leaderboard.machines(records)
+        return (leaderboard.compute(records, declared.read(path))["stats"],
+                leaderboard.machines(records))
     csv = path / "stats.csv" if path.is_dir() else path
     if not csv.is_file():
         raise UsageError(f"{path}: neither a results folder (with runs/) nor a leaderboard "

@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from zgbench import leaderboard
+from zgbench.cli import add_baseline_argument
 
 HELP = "write per-task ranked CSVs, convergence plots and overall.csv from a results folder"
 
@@ -30,14 +31,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tuned", metavar="RESULTS2",
                         help="results of the tuned suite (zgbench tune): the tuned track, "
                              "written to OUT/tuned, both tracks in OUT/tracks.csv")
+    add_baseline_argument(parser)
     parser.add_argument("--markdown", action="store_true",
                         help="also print the README's tables (tracks, or the overall board)")
 
 
 def main(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.results) / "leaderboard"
-    written = (leaderboard.write_tracks(args.results, args.tuned, out) if args.tuned
-               else leaderboard.write(args.results, out))
+    written = (leaderboard.write_tracks(args.results, args.tuned, out, args.baseline)
+               if args.tuned else leaderboard.write(args.results, out, args.baseline))
     console = Console()
     overall = written["overall"]
     if overall.empty:
@@ -58,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
 
 #: The columns shown on the terminal; overall.csv holds every column.
 SHOWN = ("position", "optimizer", "mean_rank", "rank_lo", "rank_hi", "coverage", "norm_score",
-         "wins", "n/a", "failed_tasks")
+         "wins", "n/a", "failed_tasks", "caveat")
 
 
 def overall_rich(frame, title: str = "Overall (mean rank over tasks, 95% interval; lower is "
@@ -81,9 +83,11 @@ def readme_tables(written, tracks: bool) -> str:
         columns = ["optimizer", "default_position", "default_mean_rank", "default_norm_score",
                    "tuned_position", "tuned_mean_rank", "tuned_norm_score", "default_coverage",
                    "moved"]
-        return boards.markdown(table, columns)
-    return boards.markdown(written["overall"], ["position", "optimizer", "mean_rank", "rank_lo",
-                                                "rank_hi", "coverage", "norm_score", "wins"])
+        return boards.markdown(table, columns + (["caveat"] if "caveat" in table else []))
+    overall = written["overall"]
+    return boards.markdown(overall, ["position", "optimizer", "mean_rank", "rank_lo", "rank_hi",
+                                     "coverage", "norm_score", "wins"]
+                           + (["caveat"] if "caveat" in overall else []))
 
 
 def tracks_rich(frame) -> Table:

@@ -17,6 +17,7 @@ from pathlib import Path
 from rich.console import Console
 
 from zgbench import report
+from zgbench.cli import add_baseline_argument
 
 HELP = "write a static HTML report (tables, plots, pictures, machine) from a results folder"
 
@@ -27,10 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--title", default="zgbench report", help="page title")
     parser.add_argument("--tuned", metavar="RESULTS2",
                         help="results of the tuned suite (zgbench tune): show both tracks")
+    add_baseline_argument(parser)
 
 
 def main(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.results) / "report"
-    page = report.build(args.results, out, title=args.title, tuned=args.tuned)
+    page = report.build(args.results, out, title=args.title, tuned=args.tuned,
+                        baseline=args.baseline)
     Console().print(f"report: {page}", markup=False)
     return 0

@@ -43,9 +43,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from zgbench import harness, leaderboard, specs, watchdog
+from zgbench import declared, harness, leaderboard, specs, watchdog
 from zgbench import suite as suites
-from zgbench.cli import load_registry
+from zgbench.cli import add_baseline_argument, load_registry
 from zgbench.errors import UsageError
 from zgbench.executors import InProcessExecutor, PoolExecutor, RayExecutor, import_ray
 from zgbench.progress import RichReporter
@@ -73,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the HTML report (leaderboard files + index.html) to DIR")
     parser.add_argument("--strict", action="store_true",
                         help="exit with status 1 if any run failed")
+    add_baseline_argument(parser)
     parser.add_argument("--rerun-stale", action="store_true",
                         help="rerun finished runs whose task or optimizer source changed since "
                              "they ran, and those recorded without a code fingerprint")
@@ -82,12 +83,14 @@ def _overall_table(overall) -> Table:
     """The overall main board (optimizers ranked on enough tasks), as overall.csv has it."""
     table = Table(title="Overall (mean rank over tasks, 95% interval; partial coverage in "
                         "overall.csv)", title_justify="left")
-    for column in ("position", "optimizer", "mean rank", "interval", "coverage"):
+    caveats = "caveat" in overall
+    for column in ("position", "optimizer", "mean rank", "interval", "coverage") + (
+            ("caveat (the suite's; see its claim)",) if caveats else ()):
         table.add_column(column)
     for _, row in overall[overall["board"] == "main"].iterrows():
         table.add_row(f"{int(row['position'])}", escape(str(row["optimizer"])),
                       f"{row['mean_rank']:.3g}", f"{row['rank_lo']:.3g}-{row['rank_hi']:.3g}",
-                      str(row["coverage"]))
+                      str(row["coverage"]), *((escape(str(row["caveat"])),) if caveats else ()))
     return table
 
 
@@ -143,7 +146,7 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     registry = load_registry(args)
-    entries, seeds, device = _resolve(args, registry)
+    entries, seeds, device, declarations = _resolve(args, registry)
     device, devices = _devices(device)
     executor = _executor(args, devices)
     console = Console(stderr=True)
@@ -154,6 +157,8 @@ def main(args: argparse.Namespace) -> int:
     runs = harness.plan(entries, seeds, device)
     out = Path(args.out)
     ResultStore(out).check_writable()
+    if declarations is not None:
+        declared.save(out, declarations)
     try:
         summary = harness.run_all(runs, registry, out, executor, RichReporter(console),
                                   rerun_stale=args.rerun_stale)
@@ -176,6 +181,16 @@ def main(args: argparse.Namespace) -> int:
 
         console.print(f"report: {report.build(out, args.report)}", markup=False)
     return 1 if args.strict and summary.failed else 0
+
+
+def _declarations(args: argparse.Namespace, suite, registry) -> declared.Declarations | None:
+    """What to keep in OUT/suite.json: the suite's declarations (``--baseline`` replacing its
+    baseline), or only ``--baseline`` for a run without a suite; None: leave the file as is."""
+    baseline = (suites.optimizer_name(registry, args.baseline, "--baseline")
+                if args.baseline else None)
+    if suite is not None:
+        return suite.declarations().with_baseline(baseline)
+    return declared.Declarations(baseline=baseline) if baseline else None
 
 
 def _resolve(args: argparse.Namespace, registry):
@@ -202,7 +217,7 @@ def _resolve(args: argparse.Namespace, registry):
     if seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {seeds}.")
     device = args.device or (suite.device if suite else "cpu")
-    return entries, seeds, device
+    return entries, seeds, device, _declarations(args, suite, registry)
 
 
 def _devices(text: str) -> tuple[str, list[str]]:

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from zgbench import tuning
-from zgbench.cli import load_registry
+from zgbench.cli import add_baseline_argument, load_registry
 from zgbench.commands import run as run_command
 from zgbench.errors import UsageError
 from zgbench.executors import InProcessExecutor
@@ -55,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="results/tune",
                         help="folder of the tuning runs' records (default: results/tune)")
     parser.add_argument("--suite-out", help="tuned suite file (default: OUT/tuned.toml)")
+    add_baseline_argument(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -63,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
     if args.trials < 1 or args.tune_seeds < 1:
         raise UsageError(f"--trials and --tune-seeds must be at least 1, got {args.trials} and "
                          f"{args.tune_seeds}.")
-    entries, seeds, device = run_command._resolve(args, registry)
+    entries, seeds, device, declarations = run_command._resolve(args, registry)
     run_command._check_device(device)
     run_command._check_dependencies(entries, registry)
     ranges = tuning.parse_ranges(args.range)
@@ -103,7 +104,8 @@ def main(args: argparse.Namespace) -> int:
               "Evaluate it into its own results folder: the boards' tuned track."]
     atomic_write_text(suite_out, tuning.suite_toml(
         tuned_entries, seeds=seeds, device=device, header=header,
-        description=f"tuned track ({args.trials} trials per task and optimizer)"))
+        description=f"tuned track ({args.trials} trials per task and optimizer)",
+        declarations=declarations))
     atomic_write_text(out / "tune.csv", tuning.trials_frame(results).to_csv(index=False))
     console.print(f"{sum(len(r.trials) for r in results)} trials in {seconds:.1f} s -> "
                   f"{suite_out} (trials: {out / 'tune.csv'})", markup=False, highlight=False)
