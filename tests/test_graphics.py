@@ -371,7 +371,8 @@ def test_artifacts_and_show_contact_sheets(tmp_path, registry):
                               registry=registry, results=results)
             ResultStore(results).put(record)
             names = sorted(Path(p).name for p in record["artifacts"])
-            assert names == ["fit.png", "theta.npy"]
+            # θ stored by the harness, the target alone as the reference
+            assert names == ["fit.png", "recommendation.npy", "reference.png"]
     out = tmp_path / "pictures"
     assert cli.main(["show", str(results), "-o", str(out)]) == 0
     sheets = sorted(p.name for p in out.glob("*.png"))

@@ -172,6 +172,9 @@ PAGE_STATE = """JSON.stringify({
   taskSections: Array.from(document.querySelectorAll('section.task h2')).map(h => h.textContent),
   images: Array.from(document.images).map(i => ({src: i.getAttribute('src'),
                                                  ok: i.complete && i.naturalWidth > 0})),
+  grid: Array.from(document.querySelectorAll('table.pictures tbody tr')).map(
+    tr => [tr.querySelector('th').textContent, tr.querySelectorAll('td img').length]),
+  gridSeeds: document.querySelectorAll('table.pictures thead th').length - 1,
 })"""
 
 
@@ -180,8 +183,10 @@ PAGE_STATE = """JSON.stringify({
 def test_report_renders_in_chromium(results, tmp_path):
     out = tmp_path / "report"
     page = report.build(results, out)
-    artifacts = [a for r in ResultStore(results) for a in r["artifacts"]]
+    stored = [a for r in ResultStore(results) for a in r["artifacts"]]
+    artifacts = [a for a in stored if a.endswith(".png")]
     assert len(artifacts) == 4  # picture-sphere x 2 optimizers x 2 seeds
+    assert len(stored) == 8  # and beside each picture the θ the harness stores
     browser = Browser(tmp_path / "profile")
     try:
         browser.open(page.resolve().as_uri())
@@ -197,6 +202,8 @@ def test_report_renders_in_chromium(results, tmp_path):
         assert {"win_rate.png", "profiles.png", "step_dim=3.png",
                 "picture-sphere_dim=3.png"} <= sources
         assert set(artifacts) <= sources  # the task's pictures, copied next to the page
+        # a grid: one row per optimizer, one column per seed (no reference: this task has none)
+        assert state["gridSeeds"] == 2 and sorted(state["grid"]) == [["random-search", 2], ["rge", 2]]
         assert (tmp_path / "report.png").stat().st_size > 20_000
 
         # the check can fail: a picture gone missing is caught

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 import zgbench
@@ -239,10 +240,21 @@ def _salvage(ledger: Ledger | None) -> None:
         pass
 
 
+#: The final recommendation θ, stored (numpy, ``[dim]``) beside the pictures of a task that
+#: draws its result: ``zgbench show --render`` draws it again from this file, whatever the task.
+RECOMMENDATION = "recommendation.npy"
+
+
 def _artifacts(task, ledger: Ledger, results: Path, rid: str) -> list[str]:
+    """The task's pictures of the recommendation, and the recommendation itself where there
+    are pictures (runs of tasks that draw nothing store nothing)."""
     folder = results / "artifacts" / rid
-    paths = task.artifacts(ledger.recommendation(), str(folder))
-    return [str(Path(p).resolve().relative_to(results.resolve())) for p in paths]
+    theta = ledger.recommendation()
+    paths = [Path(p) for p in task.artifacts(theta, str(folder))]
+    if paths:
+        np.save(folder / RECOMMENDATION, theta.detach().cpu().numpy())
+        paths.append(folder / RECOMMENDATION)
+    return [str(p.resolve().relative_to(results.resolve())) for p in paths]
 
 
 @dataclass

@@ -31,8 +31,8 @@ from zgbench.record import repetition
 from zgbench.store import RecordWarning, ResultStore, atomic_write, atomic_write_text
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"}
-#: Pictures shown per task (the first seeds of each optimizer); the rest are linked.
-MAX_PICTURES = 24
+#: Optimizers whose pictures a task's grid shows (best ranked first); the rest stay linked.
+MAX_PICTURE_ROWS = 12
 
 _EXPLAIN = {
     "overall": "One row per optimizer (the spec each task used is in its table). Position by "
@@ -40,8 +40,9 @@ _EXPLAIN = {
                "bootstrap interval of the mean rank over seeds). Only optimizers ranked on at "
                "least half the tasks (coverage) get a position; the others are in the partial "
                "table below. norm_score: mean over tasks of the normalised median, 0 = best "
-               "value any run reached, 1 = random search's median, clipped at 5 (failures). "
-               "wins: tasks ranked first.",
+               "value any run reached, 1 = the median of {baseline}, clipped at 5 (failures). "
+               "wins: tasks ranked first. caveat: what the suite says to read next to a "
+               "number, where its budget is far below the setting of the method's claim.",
     "partial": "Ranked on fewer than half the tasks: their mean rank is over too few tasks to "
                "compare with the table above (see the family boards).",
     "families": "The same board over each family's own tasks: methods that only run on one "
@@ -78,7 +79,11 @@ table.data td:first-child, table.data th:first-child { text-align: left; }
 .scroll { overflow-x: auto; }
 figure { display: inline-block; margin: 0.4em; vertical-align: top; }
 figure img { max-width: 560px; border: 1px solid #eee; }
-.gallery figure img { max-width: 220px; } figcaption { font-size: 12px; color: #555; }
+figcaption { font-size: 12px; color: #555; }
+table.pictures td, table.pictures th { vertical-align: top; text-align: left; }
+table.pictures img { max-width: 100%; width: 360px; border: 1px solid #eee; }
+table.pictures img.reference { width: auto; }  /* its own size: one panel, not four */
+table.pictures .metric { font-size: 12px; color: #555; }
 </style>
 </head>
 <body>
@@ -137,13 +142,18 @@ Files: <a href="{{ task.csv }}">{{ task.csv }}</a></p>
 {% endif %}
 {% if task.profile %}<figure><img src="{{ task.profile }}" alt="runtime ECDF of {{ task.label }}">
 <figcaption>runtime ECDF</figcaption></figure>{% endif %}
-{% if task.pictures %}<h3>Pictures</h3><div class="gallery">
-{% for pic in task.pictures %}{% if pic.image %}<figure><a href="{{ pic.path }}">
-<img src="{{ pic.path }}" alt="{{ pic.caption }}"></a>
-<figcaption>{{ pic.caption }}</figcaption></figure>
-{% else %}<p><a href="{{ pic.path }}">{{ pic.caption }}</a></p>{% endif %}{% endfor %}
-</div>{% endif %}
-{% if task.more %}<p class="note">{{ task.more }} more pictures under <code>artifacts/</code>.</p>
+{% if task.grid %}<h3>Pictures</h3>
+<p class="note">One row per optimizer (best rank first), one column per seed; each seed has its
+own task instance, whose reference (the target) heads its column. Click a picture for full size.</p>
+<table class="pictures"><thead><tr><th></th>
+{% for seed in task.grid.seeds %}<th>seed {{ seed }}</th>{% endfor %}</tr></thead><tbody>
+{% if task.grid.references %}<tr><th>reference</th>
+{% for pic in task.grid.references %}<td>{% if pic %}<a href="{{ pic.path }}"><img class="reference" src="{{ pic.path }}" alt="reference, seed {{ pic.seed }}"></a>{% endif %}</td>{% endfor %}</tr>{% endif %}
+{% for row in task.grid.rows %}<tr><th>{{ row.optimizer }}</th>
+{% for pic in row.cells %}<td>{% if pic %}<a href="{{ pic.path }}"><img src="{{ pic.path }}" alt="{{ row.optimizer }}, seed {{ pic.seed }}"></a>
+<div class="metric">{{ pic.metric }}</div>{% endif %}</td>{% endfor %}</tr>
+{% endfor %}</tbody></table>
+{% if task.grid.more %}<p class="note">{{ task.grid.more }} more optimizers' pictures under <code>artifacts/</code>.</p>{% endif %}
 {% endif %}
 </section>
 {% endfor %}
@@ -179,7 +189,7 @@ def build(results: str | Path, out: str | Path, title: str = "zgbench report",
     page = Environment(autoescape=True).from_string(TEMPLATE).render(
         title=title, records=len(records), tasks=tasks, results=str(results),
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        version=zgbench.__version__, explain=_EXPLAIN,
+        version=zgbench.__version__, explain=_explain(written["declarations"]),
         overall=html_table(main), partial=html_table(partial) if len(partial) else "",
         families=_families(written["families"]),
         tracks=html_table(written["tracks"]) if tuned is not None else "",
@@ -192,6 +202,13 @@ def build(results: str | Path, out: str | Path, title: str = "zgbench report",
     path = out / "index.html"
     atomic_write_text(path, page)
     return path
+
+
+def _explain(declarations) -> dict[str, str]:
+    """The notes under each table, naming the baseline the suite declared."""
+    baseline = (f"the suite's baseline, {declarations.baseline}" if declarations.baseline
+                else "a baseline (none declared here: no normalised scores)")
+    return {**_EXPLAIN, "overall": _EXPLAIN["overall"].format(baseline=baseline)}
 
 
 def claims_html(results: Path, out: Path) -> str:
@@ -218,8 +235,10 @@ def _fmt(value: float) -> str:
 
 def copy_artifacts(records: list[dict[str, Any]], results: Path,
                    out: Path) -> dict[str, list[dict[str, Any]]]:
-    """Copy every record's pictures from ``results`` to ``out`` (same relative path); return
-    them per task label, ordered by optimizer and seed, for the gallery.
+    """Copy every record's pictures from ``results`` to ``out`` (same relative path; other
+    artifacts, such as the stored θ, stay behind); return them per task label, ordered by
+    optimizer and seed, each with its optimizer, seed, metric and whether it is the task's
+    reference (``reference.*``), for the grid.
 
     A record's paths are data: one that leaves either folder or passes through a symbolic
     link (:func:`zgbench.paths.inside`) is skipped with a warning naming the record, so a
@@ -233,16 +252,40 @@ def copy_artifacts(records: list[dict[str, Any]], results: Path,
                 warnings.warn(f"record {r.get('run_id')!r} ({_describe(r)}): artifact skipped: "
                               f"{exc}", RecordWarning, stacklevel=2)
                 continue
-            if not src.is_file():
-                continue  # moved or deleted since the run
+            if not src.is_file() or src.suffix.lower() not in IMAGE_SUFFIXES:
+                continue  # moved or deleted since the run, or not a picture
             if src != dst:
                 atomic_write(dst, lambda f, s=src: f.write(s.read_bytes()), binary=True)
             by_task.setdefault(r["task"]["label"], []).append({
-                "path": Path(rel).as_posix(),
-                "image": src.suffix.lower() in IMAGE_SUFFIXES,
-                "caption": f"{r['optimizer']['label']}, seed {repetition(r)}: "
-                           f"{src.name}"})
+                "path": Path(rel).as_posix(), "optimizer": r["optimizer"]["label"],
+                "seed": repetition(r), "reference": src.stem == "reference",
+                "metric": _metric(r)})
     return by_task
+
+
+def _metric(record: dict[str, Any]) -> str:
+    name = record["task"]["primary_metric"]
+    value = ((record.get("final") or {}).get("metrics") or {}).get(name)
+    return f"{name} = {_fmt(value)}" if isinstance(value, (int, float)) else f"{name} = n/a"
+
+
+def picture_grid(pictures: list[dict[str, Any]], order: list[str]) -> dict[str, Any] | None:
+    """The task's pictures as a grid: a column per seed headed by that seed's reference, a
+    row per optimizer in ``order`` (best rank first; unranked ones after, by name), the
+    first picture of each run in its cell. None without pictures."""
+    if not pictures:
+        return None
+    seeds = sorted({p["seed"] for p in pictures})
+    references = {p["seed"]: p for p in pictures if p["reference"]}
+    cells: dict[str, dict[int, dict[str, Any]]] = {}
+    for p in pictures:
+        if not p["reference"]:
+            cells.setdefault(p["optimizer"], {}).setdefault(p["seed"], p)
+    names = [o for o in order if o in cells] + sorted(set(cells) - set(order))
+    rows = [{"optimizer": o, "cells": [cells[o].get(s) for s in seeds]}
+            for o in names[:MAX_PICTURE_ROWS]]
+    return {"seeds": seeds, "rows": rows, "more": max(0, len(names) - MAX_PICTURE_ROWS),
+            "references": [references.get(s) for s in seeds] if references else []}
 
 
 def _describe(record: dict[str, Any]) -> str:
@@ -281,8 +324,15 @@ def _task_context(label: str, table: pd.DataFrame, pictures: list[dict[str, Any]
         "direction": "lower is better" if table["direction"].iloc[0] == "min"
         else "higher is better",
         "profile": profile if (out / profile).exists() else None,
-        "pictures": pictures[:MAX_PICTURES], "more": max(0, len(pictures) - MAX_PICTURES),
+        "grid": picture_grid(pictures, _rank_order(table)),
     }
+
+
+def _rank_order(table: pd.DataFrame) -> list[str]:
+    """The task table's optimizers (labels) best rank first."""
+    if "rank" not in table:
+        return list(table["optimizer"])
+    return list(table.sort_values(["rank", "optimizer"], na_position="last")["optimizer"])
 
 
 def plugin_versions(records: list[dict[str, Any]]) -> pd.DataFrame:

@@ -99,5 +99,9 @@ class Task(Component):
         raise NotImplementedError
 
     def artifacts(self, theta: torch.Tensor, directory: str) -> list[str]:
-        """Optional: write pictures of ``theta``'s result under ``directory``; return paths."""
+        """Optional: write pictures of ``theta``'s result under ``directory``; return paths.
+
+        A picture named ``reference.*`` is the target this instance is fitted to (the same for
+        every optimizer at one seed): the report shows it once per seed, above that seed's
+        runs, and ``zgbench show`` shows the others. The harness stores θ beside them."""
         return []

@@ -1,7 +1,8 @@
 """Show the fits: one contact sheet (PNG) per task with every run's target-vs-result picture.
 
-Tasks that can draw their result (mesh-fit, procedural, ...) write a picture and the final
-parameter vector (theta.npy) next to each run's record (RESULTS/artifacts/RUN_ID/). This
+Tasks that can draw their result (mesh-fit, procedural, ...) write a picture next to each
+run's record (RESULTS/artifacts/RUN_ID/), and the harness stores the final parameter vector
+beside it (recommendation.npy; theta.npy in results of earlier versions). This
 command gathers them: one sheet per task, one row per optimizer, one column per seed, each
 cell titled with the optimizer, the seed and the task's primary metric.
 
@@ -35,6 +36,7 @@ from rich.markup import escape
 from zgbench import specs
 from zgbench.cli import load_registry
 from zgbench.errors import UsageError
+from zgbench.harness import RECOMMENDATION
 from zgbench.leaderboard import slug
 from zgbench.plugins import Registry
 from zgbench.paths import UnsafePath, inside
@@ -128,10 +130,11 @@ def _picture(record: dict[str, Any], results: Path, out: Path, registry: Registr
              render: bool, overrides: dict[str, str]) -> Path | None:
     """The run's picture: the stored one, or drawn again from its stored parameter vector."""
     artifacts = _artifact_paths(record, results)
-    pngs = [p for p in artifacts if p.suffix == ".png" and p.is_file()]
+    pngs = [p for p in artifacts if p.suffix == ".png" and p.stem != "reference" and p.is_file()]
     if pngs and not render:
         return pngs[0]
-    thetas = [p for p in artifacts if p.name == "theta.npy" and p.is_file()]
+    # theta.npy: where tasks themselves stored θ, before the harness did
+    thetas = [p for p in artifacts if p.name in (RECOMMENDATION, "theta.npy") and p.is_file()]
     if not thetas:
         return None
     task = _rebuild(record, registry, overrides)
@@ -140,7 +143,7 @@ def _picture(record: dict[str, Any], results: Path, out: Path, registry: Registr
         raise UsageError(f"--set changes the parameter count of {record['task']['label']} "
                          f"({theta.numel()} stored, {task.dim} now): keep size parameters.")
     drawn = [Path(p) for p in task.artifacts(theta, str(out / "runs" / record["run_id"]))]
-    drawn = [p for p in drawn if p.suffix == ".png"]
+    drawn = [p for p in drawn if p.suffix == ".png" and p.stem != "reference"]
     return drawn[0] if drawn else None
 
 

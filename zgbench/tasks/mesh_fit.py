@@ -175,18 +175,19 @@ class MeshFit(Task):
         }
 
     def artifacts(self, theta: torch.Tensor, directory: str) -> list[str]:
-        """``fit.png`` (held-out views: target, start, result, |error|) and ``theta.npy``."""
+        """``fit.png``: held-out views of target, start, result, |error|; ``reference.png``:
+        the target alone (the harness stores θ beside them)."""
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
         result = self.render(theta.reshape(1, -1), "heldout", reference=True)[0]
         start = self.render(self.initial()[None], "heldout", reference=True)[0]
         target = self.target_images["heldout"]
         error = (result - target).abs().amax(1, keepdim=True)
+        scale = max(1, 96 // self.res)
         png = _raster.save_rows(
             [("target", target), ("start", start), ("result", result), ("|error|", error)],
-            folder / "fit.png", scale=max(1, 96 // self.res))
-        np.save(folder / "theta.npy", theta.detach().cpu().numpy())
-        return [png, str(folder / "theta.npy")]
+            folder / "fit.png", scale=scale)
+        return [png, _raster.save_rows([("target", target)], folder / "reference.png", scale)]
 
     # ----------------------------------------------------------------------- renderers
     def _render(self, verts: torch.Tensor, split: str, key: int = 0,

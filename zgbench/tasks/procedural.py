@@ -60,7 +60,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from zgbench import Budget, Param, Task, UsageError, hookimpl
@@ -151,19 +150,18 @@ class Procedural(Task):
         return {"image_relmse": float(err), "param_error": self.param_error(theta)}
 
     def artifacts(self, theta: torch.Tensor, directory: str) -> list[str]:
-        """``fit.png`` (at the evaluation resolution: target, start, result, |error|) and
-        ``theta.npy``."""
+        """``fit.png`` at the evaluation resolution: target, start, result, |error|;
+        ``reference.png``: the target alone (the harness stores θ beside them)."""
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
         result = self.render(theta.reshape(1, -1), self.eval_res)
         start = self.render(self.initial()[None], self.eval_res)
         target = self.target_eval[None]
         error = (result - target).abs().amax(1, keepdim=True)
+        scale = max(1, 128 // self.eval_res)
         png = save_rows([("target", target), ("start", start), ("result", result),
-                         ("|error|", error)], folder / "fit.png",
-                        scale=max(1, 128 // self.eval_res))
-        np.save(folder / "theta.npy", theta.detach().cpu().numpy())
-        return [png, str(folder / "theta.npy")]
+                         ("|error|", error)], folder / "fit.png", scale=scale)
+        return [png, save_rows([("target", target)], folder / "reference.png", scale=scale)]
 
     # ------------------------------------------------------------------------ rendering
     def render(self, thetas: torch.Tensor, res: int) -> torch.Tensor:
