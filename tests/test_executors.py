@@ -143,7 +143,8 @@ def test_worker_sends_pictures_back_to_the_driver(monkeypatch, tmp_path):
     record, files = executors.work(run, blocked=(), threads=1)
     record = record.as_dict()
     assert record["status"] == "ok"
-    assert record["artifacts"] == [f"artifacts/{run.run_id}/theta.png"] == list(files)
+    assert record["artifacts"] == [f"artifacts/{run.run_id}/theta.png",
+                                   f"artifacts/{run.run_id}/recommendation.npy"] == list(files)
     assert files[record["artifacts"][0]][:8] == b"\x89PNG\r\n\x1a\n"
     executors.save_artifacts(tmp_path, files)  # the driver writes them under its results
     assert (tmp_path / record["artifacts"][0]).read_bytes() == files[record["artifacts"][0]]

@@ -243,6 +243,9 @@ def _salvage(ledger: Ledger | None) -> None:
 #: The final recommendation θ, stored (numpy, ``[dim]``) beside the pictures of a task that
 #: draws its result: ``zgbench show --render`` draws it again from this file, whatever the task.
 RECOMMENDATION = "recommendation.npy"
+#: Largest θ stored (values): mesh and scene parameters, not the weights of a radiance cache
+#: (152k values, 0.6 MB per run, which a results folder would carry for every seed).
+RECOMMENDATION_MAX = 100_000
 
 
 def _artifacts(task, ledger: Ledger, results: Path, rid: str) -> list[str]:
@@ -251,7 +254,7 @@ def _artifacts(task, ledger: Ledger, results: Path, rid: str) -> list[str]:
     folder = results / "artifacts" / rid
     theta = ledger.recommendation()
     paths = [Path(p) for p in task.artifacts(theta, str(folder))]
-    if paths:
+    if paths and theta.numel() <= RECOMMENDATION_MAX:
         np.save(folder / RECOMMENDATION, theta.detach().cpu().numpy())
         paths.append(folder / RECOMMENDATION)
     return [str(p.resolve().relative_to(results.resolve())) for p in paths]
