@@ -41,8 +41,7 @@ _EXPLAIN = {
                "least half the tasks (coverage) get a position; the others are in the partial "
                "table below. norm_score: mean over tasks of the normalised median, 0 = best "
                "value any run reached, 1 = the median of {baseline}, clipped at 5 (failures). "
-               "wins: tasks ranked first. caveat: what the suite says to read next to a "
-               "number, where its budget is far below the setting of the method's claim.",
+               "wins: tasks ranked first.",
     "partial": "Ranked on fewer than half the tasks: their mean rank is over too few tasks to "
                "compare with the table above (see the family boards).",
     "families": "The same board over each family's own tasks: methods that only run on one "
@@ -80,6 +79,8 @@ table.data td:first-child, table.data th:first-child { text-align: left; }
 figure { display: inline-block; margin: 0.4em; vertical-align: top; }
 figure img { max-width: 560px; border: 1px solid #eee; }
 figcaption { font-size: 12px; color: #555; }
+.caveats { font-size: 13px; background: #fff8e1; border-left: 3px solid #f0b400;
+           padding: 0.3em 0.8em; margin: 0.6em 0; max-width: 60em; }
 table.pictures td, table.pictures th { vertical-align: top; text-align: left; }
 table.pictures img { max-width: 100%; width: 360px; border: 1px solid #eee; }
 table.pictures img.reference { width: auto; }  /* its own size: one panel, not four */
@@ -103,6 +104,9 @@ generated {{ generated }} by zgbench {{ version }}.</p>
 
 <section id="overall"><h2>Overall{% if tracks %} (default track){% endif %}</h2>
 <p class="note">{{ explain.overall }}</p>
+{% if caveats %}<div class="caveats"><b>Read next to these numbers</b> (the suite's caveats:
+its budgets are far below these methods' claims; the claims above judge them):<ul>
+{% for name, text in caveats %}<li><b>{{ name }}</b>: {{ text }}</li>{% endfor %}</ul></div>{% endif %}
 {{ overall|safe }}
 {% if partial %}<h3>Partial coverage</h3><p class="note">{{ explain.partial }}</p>
 {{ partial|safe }}{% endif %}
@@ -191,6 +195,7 @@ def build(results: str | Path, out: str | Path, title: str = "zgbench report",
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         version=zgbench.__version__, explain=_explain(written["declarations"]),
         overall=html_table(main), partial=html_table(partial) if len(partial) else "",
+        caveats=sorted(written["declarations"].caveats.items()),
         families=_families(written["families"]),
         tracks=html_table(written["tracks"]) if tuned is not None else "",
         tracks_note=_tracks_note(written) if tuned is not None else "",
@@ -219,7 +224,9 @@ def claims_html(results: Path, out: Path) -> str:
 
 
 def html_table(frame: pd.DataFrame) -> str:
-    """A DataFrame as an HTML table (escaped; numbers to 4 significant digits; blanks -)."""
+    """A DataFrame as an HTML table (escaped; numbers to 4 significant digits; blanks -).
+    A ``caveat`` column is left out: the page lists the caveats once, above the boards."""
+    frame = frame.drop(columns=["caveat"], errors="ignore")
     nullable = [c for c in frame.columns if str(frame[c].dtype) == "Int64"]
     frame = frame.astype({c: float for c in nullable})  # positions: NA shows as -, not <NA>
     table = frame.to_html(index=False, classes="data", border=0, na_rep="-", escape=True,
