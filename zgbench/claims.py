@@ -485,10 +485,18 @@ def plot(claim: Claim, verdict: Verdict, records: Sequence[dict[str, Any]], path
                     yerr=[[max(verdict.effect - verdict.lo, 0)], [max(verdict.hi - verdict.effect, 0)]],
                     color="black", capsize=4, fmt="none", label="95% bootstrap interval")
     ax.axhline(claim.paper_value, color="tab:green", ls="--", label=f"paper: {claim.paper_value:g}")
-    ax.axhline(claim.rule.reproduced, color="tab:gray", ls=":", label="reproduced from")
-    ax.axhline(claim.rule.partly, color="tab:red", ls=":", label="partly from")
+    if claim.rule.kind == "match":  # agreement: the tolerances lie on both sides of 0
+        for sign in (1, -1):
+            ax.axhline(sign * claim.rule.reproduced, color="tab:gray", ls=":",
+                       label=f"reproduced within ±{claim.rule.reproduced:g}" if sign > 0 else None)
+            ax.axhline(sign * claim.rule.partly, color="tab:red", ls=":",
+                       label=f"partly within ±{claim.rule.partly:g}" if sign > 0 else None)
+    else:
+        ax.axhline(claim.rule.reproduced, color="tab:gray", ls=":", label="reproduced from")
+        ax.axhline(claim.rule.partly, color="tab:red", ls=":", label="partly from")
     ax.set_xlabel("evaluations" if claim.budget.evals is not None else "steps")
-    ax.set_ylabel("effect" + (" (ratio)" if claim.rule.kind == "ratio" else " (share of seeds)"))
+    ax.set_ylabel({"ratio": "effect (ratio)", "success": "effect (share of seeds)",
+                   "match": "effect (difference of shares)"}.get(claim.rule.kind, "effect"))
     ax.set_title(f"{claim.name}: {verdict.verdict}", fontsize=10)
     return _save(fig, ax, path)
 
