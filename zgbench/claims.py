@@ -341,6 +341,19 @@ def judge_gradcheck(claim: Claim, rows: Sequence[Any]) -> Verdict:
     return Verdict(claim.name, point, lo, hi, decide(point, lo, claim.rule, hi), len(ok), detail)
 
 
+def _save(fig: Any, ax: Any, path: Path) -> Path:
+    """A claim plot's common ending: grid, legend, ``path`` written at 100 dpi, figure closed."""
+    import matplotlib.pyplot as plt
+
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def plot_gradcheck(claim: Claim, verdict: Verdict, rows: Sequence[Any], path: Path) -> Path:
     """Per point: raw and noise-corrected relative bias, with the tolerances as lines."""
     import matplotlib
@@ -360,13 +373,7 @@ def plot_gradcheck(claim: Claim, verdict: Verdict, rows: Sequence[Any], path: Pa
     ax.set_ylabel("relative bias")
     ax.set_title(f"{claim.name}: {verdict.verdict} ({verdict.effect:.3g} "
                  f"[{verdict.lo:.3g}, {verdict.hi:.3g}])", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path)
 
 
 def effect_curve(claim: Claim, records: Sequence[dict[str, Any]], points: int = 12
@@ -478,18 +485,20 @@ def plot(claim: Claim, verdict: Verdict, records: Sequence[dict[str, Any]], path
                     yerr=[[max(verdict.effect - verdict.lo, 0)], [max(verdict.hi - verdict.effect, 0)]],
                     color="black", capsize=4, fmt="none", label="95% bootstrap interval")
     ax.axhline(claim.paper_value, color="tab:green", ls="--", label=f"paper: {claim.paper_value:g}")
-    ax.axhline(claim.rule.reproduced, color="tab:gray", ls=":", label="reproduced from")
-    ax.axhline(claim.rule.partly, color="tab:red", ls=":", label="partly from")
+    if claim.rule.kind == "match":  # agreement: the tolerances lie on both sides of 0
+        for sign in (1, -1):
+            ax.axhline(sign * claim.rule.reproduced, color="tab:gray", ls=":",
+                       label=f"reproduced within ±{claim.rule.reproduced:g}" if sign > 0 else None)
+            ax.axhline(sign * claim.rule.partly, color="tab:red", ls=":",
+                       label=f"partly within ±{claim.rule.partly:g}" if sign > 0 else None)
+    else:
+        ax.axhline(claim.rule.reproduced, color="tab:gray", ls=":", label="reproduced from")
+        ax.axhline(claim.rule.partly, color="tab:red", ls=":", label="partly from")
     ax.set_xlabel("evaluations" if claim.budget.evals is not None else "steps")
-    ax.set_ylabel("effect" + (" (ratio)" if claim.rule.kind == "ratio" else " (share of seeds)"))
+    ax.set_ylabel({"ratio": "effect (ratio)", "success": "effect (share of seeds)",
+                   "match": "effect (difference of shares)"}.get(claim.rule.kind, "effect"))
     ax.set_title(f"{claim.name}: {verdict.verdict}", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path)
 
 
 def html_section(results: Path, out: Path) -> str:
