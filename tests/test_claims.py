@@ -2,6 +2,7 @@
 names, resume."""
 
 import csv
+import json
 import math
 
 import pytest
@@ -118,6 +119,33 @@ def test_only_end_to_end_and_resume(tmp_path, capsys):
     assert "1 done, 9 skipped" in capsys.readouterr().out.replace("\n", " ")
     with open(out / "claims.csv", encoding="utf-8") as handle:
         assert list(csv.DictReader(handle))[0]["effect"] == row["effect"]
+
+
+def test_publish_merges_into_a_published_folder_the_report_reads(tmp_path):
+    """--publish DIR: the claim's row joins the other claims' rows (file order kept), its plot
+    lands at the top of DIR, runs.csv gets one row per run (a rerun replaces, never doubles)
+    and machine.json the machine; the report reads the published layout."""
+    dst = tmp_path / "published"
+    dst.mkdir()
+    (dst / "claims.csv").write_text("claim,verdict\nzerograds-toy,reproduced\n"
+                                    "deepzero-feature-reuse,not reproduced\n")
+    argv = ["claims", "--only", "prdpt-step-progress", "--out", str(tmp_path / "out"),
+            "--publish", str(dst)]
+    assert main(argv) == 0
+    rows = claimlib.read_csv(dst / "claims.csv")
+    assert [r["claim"] for r in rows] == ["zerograds-toy", "prdpt-step-progress",
+                                          "deepzero-feature-reuse"]
+    assert (dst / "prdpt-step-progress.png").stat().st_size > 5000
+    runs = list(csv.DictReader(open(dst / "runs.csv", encoding="utf-8")))
+    assert len(runs) == 10 and {r["optimizer"] for r in runs} == {"smoothing", "fd"}
+    machines = json.loads((dst / "machine.json").read_text())
+    assert len(machines) == 1
+    assert main(argv) == 0  # resumed and published again: nothing doubles
+    assert len(list(csv.DictReader(open(dst / "runs.csv", encoding="utf-8")))) == 10
+    assert len(json.loads((dst / "machine.json").read_text())) == 1
+    html = claimlib.html_section(dst, tmp_path / "report")
+    assert "prdpt-step-progress.png" in html
+    assert (tmp_path / "report" / "claims" / "prdpt-step-progress.png").is_file()
 
 
 def test_report_has_a_claims_section(tmp_path):

@@ -426,20 +426,74 @@ def write_csv(claims: Sequence[Claim], verdicts: Sequence[Verdict], seconds: dic
               path: Path) -> Path:
     """Write ``path`` atomically: this call's verdicts replace their claims' rows, the rows of
     claims judged by earlier calls (``--only``) are kept; rows follow ``claims``' order."""
+    by_name = {c.name: c for c in claims}
+    rows = {row["claim"]: row for row in read_csv(path)}
+    rows.update((v.claim, _row(by_name[v.claim], v, seconds)) for v in verdicts)
+    order = [c.name for c in claims] + sorted(set(rows) - set(by_name))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _write_rows(path, [rows[name] for name in order if name in rows])
+
+
+#: The columns that identify a run in a published runs.csv (one row per run).
+RUN_KEY = ["task_id", "spec", "seed", "evals", "grads"]
+
+
+def publish(out: Path, dst: Path, names: Sequence[str], records: list[dict[str, Any]],
+            order: Sequence[str]) -> list[Path]:
+    """Copy what ``zgbench claims`` wrote in ``out`` for the claims ``names`` into the
+    published folder ``dst``: their rows of claims.csv (rows in ``order``, the claims file's;
+    other claims' rows stay), ``NAME.png`` and ``NAME.gradcheck.json`` per claim,
+    ``runs.csv`` (a row per run of ``records``, replacing rows of the same runs; others stay)
+    and ``machine.json`` (every machine the runs ran on). Each file is written atomically;
+    returns the paths written."""
+    import json
+
+    import pandas as pd
+
+    from zgbench.leaderboard import machines, runs_frame
+    from zgbench.store import atomic_write, atomic_write_text
+
+    dst.mkdir(parents=True, exist_ok=True)
+    written = []
+    rows = {row["claim"]: row for row in read_csv(dst / "claims.csv")}
+    rows.update({row["claim"]: row for row in read_csv(out / "claims.csv") if row["claim"] in names})
+    rank = {name: i for i, name in enumerate(order)}
+    written.append(_write_rows(dst / "claims.csv", sorted(
+        rows.values(), key=lambda row: (rank.get(row["claim"], len(rank)), row["claim"]))))
+    for name in names:
+        for src, target in ((out / "claims" / f"{name}.png", dst / f"{name}.png"),
+                            (out / "gradcheck" / f"{name}.json", dst / f"{name}.gradcheck.json")):
+            if src.is_file():
+                atomic_write(target, lambda f, s=src: f.write(s.read_bytes()), binary=True)
+                written.append(target)
+    if records:
+        new = runs_frame(records)
+        path = dst / "runs.csv"
+        if path.is_file():
+            old = pd.read_csv(path)
+            kept = old[~old.set_index(RUN_KEY).index.isin(new.set_index(RUN_KEY).index)]
+            new = pd.concat([kept, new[[c for c in old.columns if c in new.columns]]],
+                            ignore_index=True)
+        new = new.sort_values(["task", "optimizer", "seed"], kind="stable")
+        atomic_write_text(path, new.to_csv(index=False))
+        known = json.loads((dst / "machine.json").read_text()) if (dst / "machine.json").is_file() else []
+        seen = {json.dumps(m, sort_keys=True) for m in known}
+        known += [m for m in machines(records) if json.dumps(m, sort_keys=True) not in seen]
+        atomic_write_text(dst / "machine.json", json.dumps(known, indent=1))
+        written += [path, dst / "machine.json"]
+    return written
+
+
+def _write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
     import csv
     import io
 
     from zgbench.store import atomic_write_text
 
-    by_name = {c.name: c for c in claims}
-    rows = {row["claim"]: row for row in read_csv(path)}
-    rows.update((v.claim, _row(by_name[v.claim], v, seconds)) for v in verdicts)
-    order = [c.name for c in claims] + sorted(set(rows) - set(by_name))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", restval="")
     writer.writeheader()
-    writer.writerows(rows[name] for name in order if name in rows)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())
     return path
 
@@ -516,8 +570,10 @@ def html_section(results: Path, out: Path) -> str:
     frame = pd.read_csv(where / "claims.csv", keep_default_na=False)
     figures = []
     for name in frame["claim"]:
-        png = where / "claims" / f"{name}.png"
-        if png.is_file():
+        # OUT/claims/NAME.png as `zgbench claims` writes it, NAME.png in a published folder
+        png = next((p for p in (where / "claims" / f"{name}.png", where / f"{name}.png")
+                    if p.is_file()), None)
+        if png is not None:
             (out / "claims").mkdir(parents=True, exist_ok=True)
             shutil.copyfile(png, out / "claims" / png.name)
             figures.append(f'<figure><img src="claims/{escape(png.name)}" alt="{escape(name)}">'

@@ -37,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--file", help="claims file (default: tasks/claims.toml)")
     parser.add_argument("--out", default="claims-results", help="output folder "
                         "(default: claims-results); records in OUT/records")
+    parser.add_argument("--publish", metavar="DIR",
+                        help="also merge the claims run into the published folder DIR "
+                             "(claims.csv rows, NAME.png, runs.csv, machine.json), e.g. "
+                             "leaderboards/claims")
     from zgbench.commands.run import add_executor_arguments
 
     add_executor_arguments(parser)
@@ -55,7 +59,7 @@ def main(args: argparse.Namespace) -> int:
     executor = _executor(args, ["cpu"])
     out = Path(args.out)
     store = ResultStore(out / "records")
-    verdicts, seconds = [], {}
+    verdicts, seconds, ran = [], {}, []
     for claim in selected:
         if claim.rule.kind == "gradcheck":
             verdicts.append(_gradcheck(claim, registry, out, seconds, console))
@@ -64,6 +68,7 @@ def main(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         summary = harness.run_all(runs, registry, out / "records", executor)
         records = [r for r in (store.get(run.run_id) for run in runs) if r is not None]
+        ran += records
         seconds[claim.name] = sum(r.get("duration") or 0 for r in records)
         verdict = claimlib.judge(claim, records)
         verdicts.append(verdict)
@@ -73,6 +78,11 @@ def main(args: argparse.Namespace) -> int:
     csv_path = claimlib.write_csv(every, verdicts, seconds, out / "claims.csv")
     console.print(_table(selected, verdicts, seconds))
     console.print(escape(f"wrote {csv_path} and {out / 'claims'}/*.png"), highlight=False)
+    if args.publish:
+        claimlib.publish(out, Path(args.publish), [c.name for c in selected], ran,
+                         [c.name for c in every])
+        console.print(escape(f"published {len(selected)} claim(s) into {args.publish}"),
+                      highlight=False)
     return 0
 
 
