@@ -168,3 +168,15 @@ def test_bad_parameters(registry):
         specs.resolve_optimizer(registry, "sparse-cge[sparsity=1.0]")
     with pytest.raises(UsageError, match="eps must be positive"):
         specs.resolve_optimizer(registry, "mezo[eps=0]")
+
+
+def test_reuse_is_an_execution_option_paired_with_plain_cge():
+    """reuse changes how the numbers are computed, not which: the two runs are distinct
+    (identity) but draw the same keys (seeds), so they end with the very same numbers."""
+    spec = "classify[width=4,batch=32]"
+    plain, reused = run_once(spec, "cge", steps=3), run_once(spec, "cge[reuse=true]", steps=3)
+    assert plain["run_id"] != reused["run_id"] and plain["seeds"] == reused["seeds"]
+    assert plain["final"]["metrics"] == reused["final"]["metrics"]
+    assert plain["final"]["evals"] == reused["final"]["evals"]
+    other = run_once(spec, "cge[mu=0.01]", steps=3)  # a numeric parameter does change them
+    assert other["seeds"]["problem"] != plain["seeds"]["problem"]

@@ -72,8 +72,10 @@ class RunSpec:
         return run_id(self.identity())
 
     def seeds(self) -> dict[str, int]:
-        """Task seeds depend on (task, repetition) only: every optimizer faces the same instance."""
-        t, o, r = self.task.canonical, self.optimizer.canonical, self.repetition
+        """Task seeds depend on (task, repetition) only: every optimizer faces the same instance.
+        The optimizer's seeds leave out its execution options (``Spec.stream``): ``cge`` and
+        ``cge[reuse=true]`` draw the same loss keys and compare number for number."""
+        t, o, r = self.task.canonical, self.optimizer.stream, self.repetition
         return {
             "task": task_seed(self.task, r),
             "eval_key": derive_seed("eval", t, r),

@@ -46,6 +46,10 @@ class Param:
     tune: tuple[float, float] | bool | None = None
     #: Search ``(low, high)`` on a log scale (step sizes, learning rates, populations).
     log: bool = False
+    #: An execution option: it changes how the numbers are computed, not which (``cge``'s
+    #: feature reuse). It is part of a run's identity but not of its seeds, so a run with and
+    #: without it draws the same keys and random numbers and compares number for number.
+    execution: bool = False
     name: str = field(default="", init=False)
 
     def __post_init__(self) -> None:

@@ -27,6 +27,7 @@ class Spec:
     name: str
     params: tuple[tuple[str, Any], ...]  # every declared parameter, sorted by name
     defaults: tuple[tuple[str, Any], ...]
+    execution: tuple[str, ...] = ()  # the names of its execution options (Param(execution=))
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -35,6 +36,12 @@ class Spec:
     @property
     def canonical(self) -> str:
         return _format(self.name, self.params)
+
+    @property
+    def stream(self) -> str:
+        """The canonical form without execution options: what a run's seeds derive from."""
+        return _format(self.name, tuple((k, v) for k, v in self.params
+                                        if k not in self.execution))
 
     @property
     def label(self) -> str:
@@ -115,6 +122,7 @@ def build(entry: Entry, params: dict[str, Any]) -> Spec:
         name=cls.name,
         params=tuple(sorted(values.items())),
         defaults=tuple(sorted(defaults.items())),
+        execution=tuple(sorted(n for n, p in cls.declared_params().items() if p.execution)),
     )
 
 

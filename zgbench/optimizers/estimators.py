@@ -43,7 +43,8 @@ class CoordinateEstimator(GradientEstimator):
     mu = Param(5e-3, "perturbation size μ", tune=(1e-5, 0.1), log=True, gt=0)
     scheme = Param("forward", "difference scheme", choices=("forward", "central"))
     batch = Param(1024, "most parameter vectors per loss call", ge=1)
-    reuse = Param(False, "feature reuse through the task's layers (restart at perturbed layer)")
+    reuse = Param(False, "feature reuse through the task's layers (restart at perturbed layer)",
+                  execution=True)
 
     def evals_per_step(self, dim: int) -> int:
         if self.scheme == "central":
