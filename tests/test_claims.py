@@ -15,7 +15,7 @@ def _record(label, seed, value, metric="gap", task="t", status="ok", start=10.0,
             seconds=1.0, direction="min"):
     point = {"metrics": {metric: value}, "evals": 100, "steps": steps,
              "optimizer_seconds": seconds}
-    return {"optimizer": {"label": label}, "identity": {"seed": seed}, "status": status,
+    return {"optimizer": {"label": label}, "identity": {"repetition": seed}, "status": status,
             "task": {"canonical": task, "primary_metric": metric, "metrics": {metric: direction}},
             "trajectory": [{"metrics": {metric: start}, "evals": 0, "steps": 0,
                             "optimizer_seconds": 0.0}, point],

@@ -297,7 +297,7 @@ def differing_units(records: Sequence[dict[str, Any]], rule: Rule) -> int:
 
     runs: dict[tuple[Any, Any], dict[str, Any]] = {}
     for r in records:
-        unit = (r["task"]["canonical"], r["identity"]["seed"])
+        unit = (r["task"]["canonical"], repetition(r))
         runs.setdefault(unit, {})[r["optimizer"]["label"]] = numbers(r)
     return sum(any(by.get(b) != by.get(rule.method) for b in rule.baselines)
                for by in runs.values())
