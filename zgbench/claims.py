@@ -538,7 +538,9 @@ def plot(claim: Claim, verdict: Verdict, records: Sequence[dict[str, Any]], path
         ax.errorbar([xs[-1]], [verdict.effect],
                     yerr=[[max(verdict.effect - verdict.lo, 0)], [max(verdict.hi - verdict.effect, 0)]],
                     color="black", capsize=4, fmt="none", label="95% bootstrap interval")
-    ax.axhline(claim.paper_value, color="tab:green", ls="--", label=f"paper: {claim.paper_value:g}")
+    # wide and pale, under the thresholds: a threshold equal to the paper's figure stays visible
+    ax.axhline(claim.paper_value, color="tab:green", ls="--", lw=3, alpha=0.45, zorder=1,
+               label=f"paper: {claim.paper_value:g}")
     if claim.rule.kind == "match":  # agreement: the tolerances lie on both sides of 0
         for sign in (1, -1):
             ax.axhline(sign * claim.rule.reproduced, color="tab:gray", ls=":",
@@ -546,8 +548,10 @@ def plot(claim: Claim, verdict: Verdict, records: Sequence[dict[str, Any]], path
             ax.axhline(sign * claim.rule.partly, color="tab:red", ls=":",
                        label=f"partly within ±{claim.rule.partly:g}" if sign > 0 else None)
     else:
-        ax.axhline(claim.rule.reproduced, color="tab:gray", ls=":", label="reproduced from")
-        ax.axhline(claim.rule.partly, color="tab:red", ls=":", label="partly from")
+        ax.axhline(claim.rule.reproduced, color="tab:gray", ls=":", zorder=2,
+                   label=f"reproduced from {claim.rule.reproduced:g}")
+        ax.axhline(claim.rule.partly, color="tab:red", ls=":", zorder=2,
+                   label=f"partly from {claim.rule.partly:g}")
     ax.set_xlabel("evaluations" if claim.budget.evals is not None else "steps")
     ax.set_ylabel({"ratio": "effect (ratio)", "success": "effect (share of seeds)",
                    "match": "effect (difference of shares)"}.get(claim.rule.kind, "effect"))
