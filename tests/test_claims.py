@@ -146,6 +146,14 @@ def test_publish_merges_into_a_published_folder_the_report_reads(tmp_path):
     html = claimlib.html_section(dst, tmp_path / "report")
     assert "prdpt-step-progress.png" in html
     assert (tmp_path / "report" / "claims" / "prdpt-step-progress.png").is_file()
+    # a report of other results opens with these claims (--claims), verdict and interval first
+    from zgbench import report
+
+    page = report.build(tmp_path / "out" / "records", tmp_path / "rep", claims=dst).read_text()
+    assert '<section id="claims">' in page and "<th>measured</th>" in page
+    assert 'href="#claims"' in page and "zerograds-toy" in page
+    assert main(["report", str(tmp_path / "out" / "records"), "-o", str(tmp_path / "r2"),
+                 "--claims", str(tmp_path)]) == 2  # no claims.csv there
 
 
 def test_report_has_a_claims_section(tmp_path):

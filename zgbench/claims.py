@@ -559,6 +559,24 @@ def plot(claim: Claim, verdict: Verdict, records: Sequence[dict[str, Any]], path
     return _save(fig, ax, path)
 
 
+def _compact(frame):
+    """claims.csv as the report shows it: the verdict and the measured effect with its
+    interval first, the paper's figure beside it, the rule last (the CSV keeps every column)."""
+    def number(text: str) -> str:
+        try:
+            return f"{float(text):.3g}"
+        except ValueError:
+            return text or "-"
+
+    return frame.assign(
+        measured=[f"{number(e)} [{number(lo)}, {number(hi)}]"
+                  for e, lo, hi in zip(frame["effect"], frame["lo"], frame["hi"])],
+        source=frame["paper"] + ": " + frame["figure"],
+        run_s=[number(s) for s in frame["seconds"]],
+    )[["claim", "verdict", "measured", "paper_value", "source", "seeds", "run_s", "rule"]].rename(
+        columns={"paper_value": "paper", "run_s": "run s", "source": "paper, figure"})
+
+
 def html_section(results: Path, out: Path) -> str:
     """The report's "Claims" block: claims.csv as a table and each claim's plot, when
     ``zgbench claims`` wrote them in ``results`` or its parent (``OUT/records``); else ""."""
@@ -582,7 +600,7 @@ def html_section(results: Path, out: Path) -> str:
             shutil.copyfile(png, out / "claims" / png.name)
             figures.append(f'<figure><img src="claims/{escape(png.name)}" alt="{escape(name)}">'
                            f"<figcaption>{escape(name)}</figcaption></figure>")
-    table = frame.to_html(index=False, classes="data", border=0, escape=True)
+    table = _compact(frame).to_html(index=False, classes="data claims", border=0, escape=True)
     return ('<section id="claims"><h2>Claims</h2><p class="note">Each seed paper\'s claim, '
             "judged by the rule declared in tasks/claims.toml before the run: measured effect "
             "with its 95% bootstrap interval over seeds, the paper's figure, the verdict.</p>"

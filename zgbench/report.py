@@ -75,6 +75,7 @@ table.data { border-collapse: collapse; margin: 0.6em 0; font-size: 13px; }
 table.data th, table.data td { border: 1px solid #ddd; padding: 3px 7px; text-align: right; }
 table.data th { background: #f3f3f3; }
 table.data td:first-child, table.data th:first-child { text-align: left; }
+table.claims td, table.claims th { text-align: left; vertical-align: top; }
 .scroll { overflow-x: auto; }
 figure { display: inline-block; margin: 0.4em; vertical-align: top; }
 figure img { max-width: 560px; border: 1px solid #eee; }
@@ -91,7 +92,7 @@ table.pictures .metric { font-size: 12px; color: #555; }
 <h1>{{ title }}</h1>
 <p class="note">{{ records }} runs on {{ tasks|length }} tasks from <code>{{ results }}</code>;
 generated {{ generated }} by zgbench {{ version }}.</p>
-<nav><a href="#overall">overall</a>{% if tracks %}<a href="#tracks">tracks</a>{% endif %}
+<nav>{% if claims %}<a href="#claims">claims</a>{% endif %}<a href="#overall">overall</a>{% if tracks %}<a href="#tracks">tracks</a>{% endif %}
 <a href="#families">families</a><a href="#win-rate">win rate</a><a href="#profiles">profiles</a>
 {% for task in tasks %}<a href="#{{ task.anchor }}">{{ task.label }}</a>{% endfor %}
 <a href="#machine">machine</a></nav>
@@ -173,10 +174,13 @@ own task instance, whose reference (the target) heads its column. Click a pictur
 
 
 def build(results: str | Path, out: str | Path, title: str = "zgbench report",
-          tuned: str | Path | None = None, baseline: str | None = None) -> Path:
+          tuned: str | Path | None = None, baseline: str | None = None,
+          claims: str | Path | None = None) -> Path:
     """Write the leaderboard files and ``index.html`` into ``out``; return the page's path.
     With ``tuned`` (the results of a suite written by ``zgbench tune``) the page shows both
-    tracks: the tracks table, the tuned overall board and each task's tuned table."""
+    tracks: the tracks table, the tuned overall board and each task's tuned table. With
+    ``claims`` (a folder holding claims.csv: ``zgbench claims``'s output or a published one)
+    the page opens with its Claims section; without, one beside the records is used."""
     from jinja2 import Environment
 
     results, out = Path(results), Path(out)
@@ -203,7 +207,7 @@ def build(results: str | Path, out: str | Path, title: str = "zgbench report",
         win_rate=html_table(written["win_rate"].reset_index()),
         machines=html_table(pd.DataFrame(json.loads((out / "machine.json").read_text()))),
         plugins=html_table(plugin_versions(records)),
-        claims=claims_html(results, out))
+        claims=claims_html(Path(claims) if claims is not None else results, out))
     path = out / "index.html"
     atomic_write_text(path, page)
     return path
@@ -217,7 +221,7 @@ def _explain(declarations) -> dict[str, str]:
 
 
 def claims_html(results: Path, out: Path) -> str:
-    """The "Claims" section when ``zgbench claims`` wrote claims.csv beside these records."""
+    """The "Claims" section when ``results`` (or its parent) holds a claims.csv."""
     from zgbench import claims
 
     return claims.html_section(results, out)

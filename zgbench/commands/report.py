@@ -18,6 +18,7 @@ from rich.console import Console
 
 from zgbench import report
 from zgbench.cli import add_baseline_argument
+from zgbench.errors import UsageError
 
 HELP = "write a static HTML report (tables, plots, pictures, machine) from a results folder"
 
@@ -29,11 +30,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tuned", metavar="RESULTS2",
                         help="results of the tuned suite (zgbench tune): show both tracks")
     add_baseline_argument(parser)
+    parser.add_argument("--claims", metavar="DIR",
+                        help="open the page with the claims in DIR (its claims.csv and plots), "
+                             "e.g. leaderboards/claims")
 
 
 def main(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.results) / "report"
+    if args.claims and not (Path(args.claims) / "claims.csv").is_file():
+        raise UsageError(f"--claims {args.claims}: no claims.csv there; give the folder "
+                         "zgbench claims --out or --publish wrote.")
     page = report.build(args.results, out, title=args.title, tuned=args.tuned,
-                        baseline=args.baseline)
+                        baseline=args.baseline, claims=args.claims)
     Console().print(f"report: {page}", markup=False)
     return 0
