@@ -10,6 +10,7 @@ from zgbench.errors import UsageError
 from zgbench.optimizers.deepzero import MeZO, SparseCGE
 from zgbench.optimizers.estimators import CGE
 from zgbench.testing import make_problem, run_once
+from zgbench.seeding import derive_seed
 
 pytest.importorskip("sklearn")
 
@@ -180,3 +181,6 @@ def test_reuse_is_an_execution_option_paired_with_plain_cge():
     assert plain["final"]["evals"] == reused["final"]["evals"]
     other = run_once(spec, "cge[mu=0.01]", steps=3)  # a numeric parameter does change them
     assert other["seeds"]["problem"] != plain["seeds"]["problem"]
+    # and the default setting keeps the seeds it had before reuse became an execution option
+    assert plain["seeds"]["problem"] == derive_seed(
+        "keys", plain["task"]["canonical"], plain["optimizer"]["canonical"], 0)

@@ -73,8 +73,8 @@ class RunSpec:
 
     def seeds(self) -> dict[str, int]:
         """Task seeds depend on (task, repetition) only: every optimizer faces the same instance.
-        The optimizer's seeds leave out its execution options (``Spec.stream``): ``cge`` and
-        ``cge[reuse=true]`` draw the same loss keys and compare number for number."""
+        The optimizer's seeds take its execution options at their defaults (``Spec.stream``):
+        ``cge`` and ``cge[reuse=true]`` draw the same loss keys and compare number for number."""
         t, o, r = self.task.canonical, self.optimizer.stream, self.repetition
         return {
             "task": task_seed(self.task, r),
@@ -115,8 +115,8 @@ def execute(run: RunSpec, registry: Registry, results: Path | None = None,
     record = _skeleton(run, task_entry, opt_entry)
     t0 = time.perf_counter()
     try:  # an optimizer that cannot run on this task says so before the task is built
-        reason = skip_reason(opt_entry.cls(seed=record.seeds["optimizer"], **run.optimizer.kwargs),
-                             task_entry.cls, run.task.kwargs)
+        optimizer = opt_entry.cls(seed=record.seeds["optimizer"], **run.optimizer.kwargs)
+        reason = skip_reason(optimizer, task_entry.cls, run.task.kwargs)
     except Exception:
         record.status, record.error = "failed", traceback.format_exc()
         return _close(record, t0)
@@ -131,7 +131,6 @@ def execute(run: RunSpec, registry: Registry, results: Path | None = None,
     try:
         with watchdog.guard(limit):
             task = task_entry.cls(device=run.target_device, seed=seeds["task"], **run.task.kwargs)
-            optimizer = opt_entry.cls(seed=seeds["optimizer"], **run.optimizer.kwargs)  # fresh
             ledger = Ledger(task, run.budget, seeds["eval_key"])
             problem = Problem(task, run.budget, seed=seeds["problem"],
                               eval_key=seeds["eval_key"], on_progress=on_progress, ledger=ledger)

@@ -39,9 +39,12 @@ class Spec:
 
     @property
     def stream(self) -> str:
-        """The canonical form without execution options: what a run's seeds derive from."""
-        return _format(self.name, tuple((k, v) for k, v in self.params
-                                        if k not in self.execution))
+        """The canonical form with every execution option at its default: what a run's seeds
+        derive from (so the default setting keeps the seeds it always had, and the other
+        settings share them)."""
+        defaults = dict(self.defaults)
+        return _format(self.name, tuple((k, defaults[k] if k in self.execution else v)
+                                        for k, v in self.params))
 
     @property
     def label(self) -> str:
