@@ -427,11 +427,8 @@ def write_csv(claims: Sequence[Claim], verdicts: Sequence[Verdict], seconds: dic
     """Write ``path`` atomically: this call's verdicts replace their claims' rows, the rows of
     claims judged by earlier calls (``--only``) are kept; rows follow ``claims``' order."""
     by_name = {c.name: c for c in claims}
-    rows = {row["claim"]: row for row in read_csv(path)}
-    rows.update((v.claim, _row(by_name[v.claim], v, seconds)) for v in verdicts)
-    order = [c.name for c in claims] + sorted(set(rows) - set(by_name))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return _write_rows(path, [rows[name] for name in order if name in rows])
+    return _merge_rows(path, [_row(by_name[v.claim], v, seconds) for v in verdicts],
+                       list(by_name))
 
 
 #: The columns that identify a run in a published runs.csv (one row per run).
@@ -455,11 +452,8 @@ def publish(out: Path, dst: Path, names: Sequence[str], records: list[dict[str, 
 
     dst.mkdir(parents=True, exist_ok=True)
     written = []
-    rows = {row["claim"]: row for row in read_csv(dst / "claims.csv")}
-    rows.update({row["claim"]: row for row in read_csv(out / "claims.csv") if row["claim"] in names})
-    rank = {name: i for i, name in enumerate(order)}
-    written.append(_write_rows(dst / "claims.csv", sorted(
-        rows.values(), key=lambda row: (rank.get(row["claim"], len(rank)), row["claim"]))))
+    written.append(_merge_rows(dst / "claims.csv", [
+        row for row in read_csv(out / "claims.csv") if row["claim"] in names], order))
     for name in names:
         for src, target in ((out / "claims" / f"{name}.png", dst / f"{name}.png"),
                             (out / "gradcheck" / f"{name}.json", dst / f"{name}.gradcheck.json")):
@@ -484,16 +478,24 @@ def publish(out: Path, dst: Path, names: Sequence[str], records: list[dict[str, 
     return written
 
 
-def _write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
+def _merge_rows(path: Path, rows: Sequence[dict[str, str]], order: Sequence[str]) -> Path:
+    """Write the claims.csv at ``path`` atomically: ``rows`` replace the rows of their claims,
+    the other claims' rows stay; claims in ``order`` first, in that order, then the rest by
+    name."""
     import csv
     import io
 
     from zgbench.store import atomic_write_text
 
+    merged = {row["claim"]: row for row in read_csv(path)}
+    merged.update((row["claim"], row) for row in rows)
+    rank = {name: i for i, name in enumerate(order)}
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", restval="")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(sorted(merged.values(),
+                            key=lambda row: (rank.get(row["claim"], len(rank)), row["claim"])))
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, buffer.getvalue())
     return path
 

@@ -135,10 +135,11 @@ class Problem:
         optimizers need not redo the budget arithmetic: a dict of ``evals``, ``grads``,
         ``steps`` and ``seconds``, or with ``counter`` that one value."""
         b = self._budget
+        evals = None if b.evals is None else max(b.evals - self._evals, 0)
         if counter == "evals":  # the common question, asked once per generation: no dict
-            return None if b.evals is None else max(b.evals - self._evals, 0)
+            return evals
         left = {
-            "evals": None if b.evals is None else max(b.evals - self._evals, 0),
+            "evals": evals,
             "grads": None if b.grads is None else max(b.grads - self._grads, 0),
             "steps": None if b.steps is None else max(b.steps - self._steps, 0),
             "seconds": None if b.seconds is None else max(b.seconds - self.seconds, 0.0),

@@ -270,14 +270,18 @@ def copy_artifacts(records: list[dict[str, Any]], results: Path,
             by_task.setdefault(r["task"]["label"], []).append({
                 "path": Path(rel).as_posix(), "optimizer": r["optimizer"]["label"],
                 "seed": repetition(r), "reference": src.stem == "reference",
-                "metric": _metric(r)})
+                "metric": metric_caption(r)})
     return by_task
 
 
-def _metric(record: dict[str, Any]) -> str:
+def metric_caption(record: dict[str, Any]) -> str:
+    """``metric = value`` of a run's final primary metric (n/a where it is missing or not
+    finite): the caption of its picture here and in ``zgbench show``'s sheets."""
     name = record["task"]["primary_metric"]
     value = ((record.get("final") or {}).get("metrics") or {}).get(name)
-    return f"{name} = {_fmt(value)}" if isinstance(value, (int, float)) else f"{name} = n/a"
+    if value is None or not math.isfinite(value):
+        return f"{name} = n/a"
+    return f"{name} = {value:.4g}"
 
 
 def picture_grid(pictures: list[dict[str, Any]], order: list[str]) -> dict[str, Any] | None:

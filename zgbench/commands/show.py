@@ -21,7 +21,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import math
 import textwrap
 import warnings
 from collections import defaultdict
@@ -39,6 +38,7 @@ from zgbench.errors import UsageError
 from zgbench.harness import RECOMMENDATION
 from zgbench.leaderboard import slug
 from zgbench.plugins import Registry
+from zgbench.report import metric_caption
 from zgbench.paths import UnsafePath, inside
 from zgbench.record import repetition
 from zgbench.store import RecordWarning, ResultStore
@@ -199,7 +199,7 @@ def contact_sheet(label: str, runs: list[tuple[dict[str, Any], Path]], path: Pat
                 continue
             record, image = images[(optimizer, seed)]
             ax.imshow(image, interpolation="nearest")
-            ax.set_title(textwrap.fill(f"{optimizer} · seed {seed}", 40) + f"\n{_metric(record)}",
+            ax.set_title(textwrap.fill(f"{optimizer} · seed {seed}", 40) + f"\n{metric_caption(record)}",
                          fontsize=8)
     fig.suptitle(textwrap.fill(label, int(cell_w * len(seeds) * 11)), fontsize=10)
     fig.tight_layout()
@@ -207,11 +207,3 @@ def contact_sheet(label: str, runs: list[tuple[dict[str, Any], Path]], path: Pat
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-
-def _metric(record: dict[str, Any]) -> str:
-    name = record["task"]["primary_metric"]
-    value = ((record.get("final") or {}).get("metrics") or {}).get(name)
-    if value is None or not math.isfinite(value):
-        return f"{name} = n/a"
-    return f"{name} = {value:.4g}"
