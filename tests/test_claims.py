@@ -183,6 +183,24 @@ def test_identical_rule_needs_bitwise_equal_numbers():
     assert verdict.detail["seeds with different numbers"] == 1
 
 
+def test_identical_rule_with_rtol_allows_reassociation_only():
+    """rtol: final metrics within the tolerance count as the same numbers (a checkpoint that
+    differs in evaluations does not matter); a difference beyond it is not reproduced."""
+    rule = claimlib.Rule("ratio", "m", ["b"], "seconds_per_step", reproduced=1.5, partly=1.1,
+                         identical=True, rtol=0.01)
+    base = [_record("b", s, 0.5, seconds=2.0) for s in range(5)]
+    close = base + [_record("m", s, 0.5 * (1 + 1e-3 * s), seconds=1.0) for s in range(5)]
+    for r in close[5:]:
+        r["trajectory"][0]["evals"] = 7  # reuse charges per layer call: other checkpoints
+    verdict = claimlib.judge(_claim(rule), close)
+    assert verdict.verdict == "reproduced" and verdict.detail["seeds with different numbers"] == 0
+    far = base + [_record("m", s, 0.5 * (1 + 0.05 * (s == 2)), seconds=1.0) for s in range(5)]
+    verdict = claimlib.judge(_claim(rule), far)
+    assert verdict.verdict == "not reproduced"
+    assert verdict.detail["seeds with different numbers"] == 1
+    assert "within rtol 0.01" in claimlib.describe_rule(rule)
+
+
 def test_csv_keeps_the_rows_of_claims_not_run_now(tmp_path):
     """--only A then --only B: claims.csv holds both, in the claims file's order."""
     rule = claimlib.Rule("ratio", "m", ["b"], "gap", reproduced=2.0, partly=1.05)

@@ -173,11 +173,13 @@ def test_bad_parameters(registry):
 
 def test_reuse_is_an_execution_option_paired_with_plain_cge():
     """reuse changes how the numbers are computed, not which: the two runs are distinct
-    (identity) but draw the same keys (seeds), so they end with the very same numbers."""
+    (identity) but draw the same keys (seeds), so they end with the same numbers up to
+    floating-point reassociation (bitwise on AVX-512; with oneDNN limited to AVX2, as on an
+    AVX2-only AMD EPYC, the test loss differs by 4.7e-7 relative after these 3 steps)."""
     spec = "classify[width=4,batch=32]"
     plain, reused = run_once(spec, "cge", steps=3), run_once(spec, "cge[reuse=true]", steps=3)
     assert plain["run_id"] != reused["run_id"] and plain["seeds"] == reused["seeds"]
-    assert plain["final"]["metrics"] == reused["final"]["metrics"]
+    assert reused["final"]["metrics"] == pytest.approx(plain["final"]["metrics"], rel=1e-5)
     assert plain["final"]["evals"] == reused["final"]["evals"]
     other = run_once(spec, "cge[mu=0.01]", steps=3)  # a numeric parameter does change them
     assert other["seeds"]["problem"] != plain["seeds"]["problem"]

@@ -13,7 +13,12 @@ the numbers. Rule kinds (each a small function on the records, tested on synthet
   With ``identical = true`` the method must also produce the very numbers of each baseline
   (a faster way to the same computation, e.g. DeepZero's feature reuse): every checkpoint's
   metrics of every seed bitwise equal, else the verdict is ``not reproduced`` whatever the
-  ratio.
+  ratio. With ``rtol`` as well, "the same numbers" means equal up to floating-point
+  reassociation: every final metric of every seed within ``rtol`` (relative) of each
+  baseline's. Two ways to one computation reduce in different orders (oneDNN picks other
+  convolution kernels for a grouped convolution than for a plain one, and which depends on the
+  CPU's instruction set), so bitwise equality holds on some CPUs only; the tolerance is
+  declared with the claim and measured.
 - ``success``: effect = share of the method's seeds whose ``metric`` ends ≤ ``threshold``,
   minus the largest such share among the baselines (none: the share itself).
 
@@ -34,6 +39,7 @@ A claim whose runs failed reads ``not run`` with the failures, never a verdict.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from collections.abc import Sequence
@@ -74,6 +80,7 @@ class Rule:
     threshold: float | None = None  # success: the metric value that counts as reached
     direction: str = "min"  # the metric's, from the task's records ("max": accuracy)
     identical: bool = False  # ratio: the method's numbers must equal each baseline's bitwise
+    rtol: float | None = None  # with identical: final metrics equal up to this relative tolerance
 
 
 @dataclass
@@ -133,7 +140,7 @@ CLAIM_KEYS = {"name", "paper", "figure", "sentence", "paper_value", "setting", "
 OPTIONAL_KEYS = {"gradcheck"}
 GRADCHECK_KEYS = {"samples", "radius", "reference_samples"}
 RULE_KEYS = {"kind", "method", "baselines", "metric", "reproduced", "partly", "threshold",
-             "identical"}
+             "identical", "rtol"}
 
 
 def parse(item: dict[str, Any], registry: Registry, where: str) -> Claim:
@@ -172,6 +179,7 @@ def parse(item: dict[str, Any], registry: Registry, where: str) -> Claim:
         rule=Rule(kind=rule["kind"], method=rule["method"], baselines=list(rule.get("baselines", [])),
                   metric=rule["metric"], reproduced=float(rule["reproduced"]),
                   partly=float(rule["partly"]), identical=bool(rule.get("identical", False)),
+                  rtol=None if rule.get("rtol") is None else float(rule["rtol"]),
                   threshold=None if rule.get("threshold") is None else float(rule["threshold"])),
         gradcheck=dict(item.get("gradcheck", {})))
 
@@ -289,18 +297,31 @@ def judge(claim: Claim, records: Sequence[dict[str, Any]]) -> Verdict:
 
 
 def differing_units(records: Sequence[dict[str, Any]], rule: Rule) -> int:
-    """How many (task, seed) units have a baseline whose trajectory (every checkpoint's
-    evaluations, steps and metrics) is not bitwise equal to the method's."""
-    def numbers(record):
-        return [(p["evals"], p["steps"], sorted(p["metrics"].items()))
-                for p in record["trajectory"]]
-
+    """How many (task, seed) units have a baseline whose numbers differ from the method's:
+    without ``rule.rtol`` its trajectory (every checkpoint's evaluations, steps and metrics)
+    not bitwise equal; with it, a final metric further than ``rtol`` (relative) away."""
     runs: dict[tuple[Any, Any], dict[str, Any]] = {}
     for r in records:
         unit = (r["task"]["canonical"], repetition(r))
-        runs.setdefault(unit, {})[r["optimizer"]["label"]] = numbers(r)
-    return sum(any(by.get(b) != by.get(rule.method) for b in rule.baselines)
+        runs.setdefault(unit, {})[r["optimizer"]["label"]] = r
+    same = _bitwise_same if rule.rtol is None else functools.partial(_close, rtol=rule.rtol)
+    return sum(any(not same(by.get(b), by.get(rule.method)) for b in rule.baselines)
                for by in runs.values())
+
+
+def _bitwise_same(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    def numbers(record):
+        return record and [(p["evals"], p["steps"], sorted(p["metrics"].items()))
+                           for p in record["trajectory"]]
+    return numbers(a) == numbers(b)
+
+
+def _close(a: dict[str, Any] | None, b: dict[str, Any] | None, rtol: float) -> bool:
+    if a is None or b is None:
+        return a is b
+    ma, mb = a["final"]["metrics"], b["final"]["metrics"]
+    return ma.keys() == mb.keys() and all(
+        math.isclose(ma[k], mb[k], rel_tol=rtol) for k in ma)
 
 
 def oriented(claim: Claim, records: Sequence[dict[str, Any]]) -> Claim:
@@ -415,8 +436,10 @@ def describe_rule(rule: Rule) -> str:
                 f"|effect| <= {rule.partly:g}")
     if rule.kind == "ratio":
         text = f"median {rule.metric}: min over [{others}] / {rule.method}"
-        if rule.identical:
+        if rule.identical and rule.rtol is None:
             text += "; numbers bitwise identical"
+        elif rule.identical:
+            text += f"; final numbers equal within rtol {rule.rtol:g}"
     else:
         text = f"share {rule.method} with {rule.metric} <= {rule.threshold:g} minus max [{others}]"
     return f"{text}; reproduced if CI low >= {rule.reproduced:g}, partly if >= {rule.partly:g}"
