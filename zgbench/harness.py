@@ -170,6 +170,10 @@ def _exit_reason(exc: BaseException) -> str:
     return "plugin code raised KeyboardInterrupt (not a Ctrl-C): this run failed"
 
 
+#: How the error of a run whose task broke its contract begins (the cause, then the traceback).
+TASK_ERROR = "task error"
+
+
 def _audit(record: Record, ledger: Ledger, problem: Problem | None) -> None:
     """The record's trajectory, final entry and audit come from the ledger alone; a run
     that broke its budget or tampered with the meter is ``violated``."""
@@ -183,6 +187,11 @@ def _audit(record: Record, ledger: Ledger, problem: Problem | None) -> None:
         if record.error:
             reasons += "\n" + record.error
         record.status, record.error = "violated", reasons
+    elif ledger.task_error is not None and record.status != "n/a":
+        # the task broke (even where the optimizer caught the error and went on): its fault
+        cause = ledger.task_error if not record.error else (
+            ledger.task_error.splitlines()[0] + "\n" + record.error)
+        record.status, record.error = "failed", f"{TASK_ERROR}: {cause}"
 
 
 @functools.cache
