@@ -137,6 +137,9 @@ class ResultStore:
         """Move a broken record to the quarantine folder and warn with both paths."""
         target = self.quarantine / path.name
         try:
+            if self.quarantine.is_symlink():  # moving there would move the file out of RESULTS
+                raise OSError(f"{self.quarantine} is a symbolic link, and records are moved "
+                              "only inside their results folder: remove the link")
             self.quarantine.mkdir(parents=True, exist_ok=True)
             if target.exists():  # broken twice: keep both
                 target = self.quarantine / f"{path.stem}.{os.getpid()}.{time.time_ns()}.json"

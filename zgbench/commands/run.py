@@ -43,7 +43,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from zgbench import declared, harness, leaderboard, specs, watchdog
+from zgbench import declared, harness, leaderboard, outputs, specs, watchdog
 from zgbench import suite as suites
 from zgbench.cli import add_baseline_argument, load_registry
 from zgbench.errors import UsageError
@@ -158,6 +158,8 @@ def main(args: argparse.Namespace) -> int:
     _check_unique(runs)
     out = Path(args.out)
     ResultStore(out).check_writable()
+    for folder in ("artifacts", "quarantine") + (() if args.no_leaderboard else ("leaderboard",)):
+        outputs.checked(out, out / folder)  # a symbolic link there: refused before any run
     if declarations is not None:
         declared.save(out, declarations)
     try:
