@@ -53,7 +53,8 @@ Schema version 2 (a JSON object; bump :data:`SCHEMA` on any incompatible change)
                    [reason, ...], non-empty exactly when status is "violated"}
 
 Trajectory, final and audit are the harness's: the final entry is its own evaluation of the
-recommendation after ``run`` returned. Non-finite numbers are stored as null. Code reading
+recommendation after ``run`` returned. Non-finite numbers are stored as null, wherever they
+are (parameters cannot be non-finite: zgbench.params refuses them). Code reading
 records treats every status other than "ok" and "n/a" as a failure and an absent audit or
 code as unknown.
 
