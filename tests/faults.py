@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from zgbench import hookimpl
+from zgbench import Param, hookimpl
 from zgbench.tasks.synthetic import Sphere
 
 #: Loss calls that work before the fault (so the run has started and the optimizer is mid-way).
@@ -80,9 +80,17 @@ class ShortBatch(_Faulty):
         return values[:-1]
 
 
+class Labelled(Sphere):
+    """A healthy ``sphere`` with free text in its spec, so a label can hold any character
+    (``labelled[note=$x$]``), as a file path of ``classify[data=...]`` does."""
+
+    name = "labelled"
+    note = Param("", "free text, part of the label")
+
+
 FAULTS = [Raises, WrongShape, Numpy, Integer, OtherDevice, ShortBatch]
 
 
 @hookimpl
 def zgbench_tasks():
-    return FAULTS
+    return FAULTS + [Labelled]

@@ -231,7 +231,7 @@ def _wrong_types(record: dict[str, Any]) -> str | None:
     for key, kind in _OPTIONAL.items():
         if key in record and not isinstance(record[key], kind):
             return f"its {key!r} is {_kind(record[key])}"
-    if "duration" in record and not _number(record["duration"]):
+    if record.get("duration") is not None and not _number(record["duration"]):
         return f"its 'duration' is {_kind(record['duration'])}, not a number"
     for part in ("task", "optimizer"):
         for key in ("name", "label", "canonical", "primary_metric"):
