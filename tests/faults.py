@@ -7,6 +7,8 @@ Honest optimizers run on them through the real harness: the run must fail with c
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from zgbench import Param, hookimpl
@@ -88,9 +90,27 @@ class Labelled(Sphere):
     note = Param("", "free text, part of the label")
 
 
+class Drawing(Sphere):
+    """A healthy ``sphere`` that draws a large picture of its result (``result.png``, written
+    in chunks as an image library does): on a full disk it is cut off half way."""
+
+    name = "drawing"
+    size = Param(2**20, "bytes of the picture", ge=1)
+
+    def artifacts(self, theta, directory):
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "result.png"
+        with open(path, "wb") as f:
+            for _ in range(0, self.size, 2**16):
+                f.write(b"\x89" * 2**16)
+                f.flush()
+        return [str(path)]
+
+
 FAULTS = [Raises, WrongShape, Numpy, Integer, OtherDevice, ShortBatch]
 
 
 @hookimpl
 def zgbench_tasks():
-    return FAULTS + [Labelled]
+    return FAULTS + [Labelled, Drawing]
