@@ -42,6 +42,7 @@ each estimate really spent (the budget of one call can exceed E: ``cge`` always 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import time
 from collections.abc import Sequence
@@ -52,6 +53,7 @@ from typing import Any
 import torch
 
 from zgbench import outputs
+from zgbench.store import atomic_write
 from zgbench.budget import Budget
 from zgbench.errors import UsageError
 from zgbench.estimator import EstimatesGradient
@@ -304,13 +306,14 @@ def measure(registry: Registry, task, task_spec: Spec, opt_spec: Spec, point: Po
 
 # ---------------------------------------------------------------------------------- output
 def write_csv(rows: Sequence[Row], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """The rows as CSV, written atomically (a full disk leaves no half table)."""
     names = list(Row.__dataclass_fields__)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=names)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _cell(v) for k, v in asdict(row).items()})
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=names)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(v) for k, v in asdict(row).items()})
+    atomic_write(path, lambda f: f.write(buffer.getvalue().encode("utf-8")), binary=True)
     return path
 
 
