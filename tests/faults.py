@@ -108,7 +108,17 @@ class Drawing(Sphere):
         return [str(path)]
 
 
-FAULTS = [Raises, WrongShape, Numpy, Integer, OtherDevice, ShortBatch]
+class GradNumpy(Sphere):
+    """``sphere`` whose ``grad`` returns numpy gradients (its loss is healthy)."""
+
+    name = "fault-grad"
+
+    def grad(self, thetas, key):
+        values, grads = super().grad(thetas, key)
+        return values, grads.numpy()
+
+
+FAULTS = [Raises, WrongShape, Numpy, Integer, OtherDevice, ShortBatch, GradNumpy]
 
 
 @hookimpl

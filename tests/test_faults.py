@@ -78,3 +78,14 @@ def test_the_message_of_a_raising_task_keeps_its_traceback(reg):
     error = _run(reg, "fault-raises", "random-search")["error"]
     assert "RuntimeError: the simulator crashed" in error
     assert "in fault" in error  # the task's own frame
+
+
+def test_a_broken_grad_is_the_tasks_fault(reg):
+    record = _run(reg, "fault-grad", "adam")
+    assert record["status"] == "failed" and record["audit"]["violations"] == []
+    assert record["error"].startswith("task error: task 'fault-grad'.grad returned gradients "
+                                      "as numpy.ndarray, expected a torch.Tensor of shape ("), \
+        record["error"]
+    audit = record["audit"]
+    assert audit["failed_grads"] == 1  # adam's first call, one vector: performed, not charged
+    assert audit["grads_charged"] == audit["grads_performed"] - audit["failed_grads"]
