@@ -36,7 +36,6 @@ interval of the mean rank; ``stats.csv`` holds every task table in one long tabl
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
 import functools
@@ -52,7 +51,7 @@ import pandas as pd
 from zgbench import boards, declared, outputs, stats
 from zgbench.errors import UsageError
 from zgbench.record import repetition
-from zgbench.store import ResultStore, atomic_write, atomic_write_text
+from zgbench.store import ResultStore, atomic_write_text
 
 COLUMNS = ["rank", "optimizer", "spec", "median", "q25", "q75", "runs_ok", "runs_failed",
            "evals", "grads", "seconds", "metric", "direction"]
