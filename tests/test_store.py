@@ -125,15 +125,16 @@ WRONG_TYPES = {
     "trajectory": lambda r: r.update(trajectory="x"),
     "metrics": lambda r: r["trajectory"][0].update(metrics=[1, 2]),
     "task metrics": lambda r: r["task"].update(metrics=["gap"]),
+    "repetition": lambda r: r["identity"].update(repetition="first"),
 }
 
 
 @pytest.fixture
 def mistyped(tmp_path_factory):
-    """Five finished runs; four records get a wrong type each, one stays good."""
+    """Six finished runs; five records get a wrong type each, one stays good."""
     out = tmp_path_factory.mktemp("typed") / "results"
     assert cli.main(["run", "--tasks", "sphere[dim=2]", "--optimizers", "random-search",
-                     "--seeds", "5", "--evals", "20", "--no-leaderboard", "--out", str(out)]) == 0
+                     "--seeds", "6", "--evals", "20", "--no-leaderboard", "--out", str(out)]) == 0
     paths = sorted((out / "runs").glob("*.json"))
     for path, spoil in zip(paths, WRONG_TYPES.values()):
         record = json.loads(path.read_text())
@@ -148,8 +149,9 @@ def test_records_of_wrong_types_are_quarantined_and_the_rest_is_read(mistyped, c
     assert cli.main([part.format(r=results) for part in command]) == 0
     err = " ".join(capsys.readouterr().err.split())
     assert sorted(p.name for p in (results / "quarantine").iterdir()) == \
-        sorted(p.name for p in paths[:4])
-    assert [p.name for p in (results / "runs").iterdir()] == [paths[4].name]
+        sorted(p.name for p in paths[:5])
+    assert [p.name for p in (results / "runs").iterdir()] == [paths[5].name]
     for said in ("metric 'gap' is a string ('abc')", "'trajectory' is a string ('x')",
-                 "metrics are a list", "task metrics is a list"):
+                 "metrics are a list", "task metrics is a list",
+                 "identity repetition is a string ('first')"):
         assert said in err, err

@@ -233,6 +233,11 @@ def _wrong_types(record: dict[str, Any]) -> str | None:
             return f"its {key!r} is {_kind(record[key])}"
     if record.get("duration") is not None and not _number(record["duration"]):
         return f"its 'duration' is {_kind(record['duration'])}, not a number"
+    identity = record["identity"]
+    for key in ("repetition", "seed"):  # the repetition index (schema 2, schema 1)
+        if key in identity and (not isinstance(identity[key], int) or
+                                isinstance(identity[key], bool)):
+            return f"its identity {key} is {_kind(identity[key])}, not a whole number"
     for part in ("task", "optimizer"):
         for key in ("name", "label", "canonical", "primary_metric"):
             if key in record[part] and not isinstance(record[part][key], str):
