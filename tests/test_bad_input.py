@@ -132,3 +132,113 @@ def test_param_bounds_are_shown_and_checked(registry):
     assert "batch=16 (>= 1)" in [p.describe() for p in
                                  registry.optimizer("random-search").cls.declared_params().values()]
     assert specs.resolve_optimizer(registry, "random-search[batch=1]").kwargs["batch"] == 1
+
+
+# ------------------------------------------------------------------------------ issue 23.8
+@pytest.mark.parametrize("task, message", [
+    ("sphere[dim=inf]", "bad value 'inf' for parameter 'dim' of task 'sphere': expected int"),
+    ("sphere[dim=1e400]", "bad value '1e400' for parameter 'dim' of task 'sphere': expected int"),
+    ("cliff[height=inf]", "parameter 'height' of task 'cliff': use a finite number"),
+    ("cliff[height=-inf]", "parameter 'height' of task 'cliff': use a finite number"),
+])
+def test_non_finite_parameters_on_the_command_line(task, message, tmp_path, capsys):
+    args = RUN[:]
+    args[args.index("sphere[dim=2]")] = task
+    _fails(args + ["--out", str(tmp_path)], capsys, message)
+    assert not (tmp_path / "runs").exists()
+
+
+def _suite_file(tmp_path, text: str | bytes) -> list[str]:
+    path = tmp_path / "s.toml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return ["run", "--suite", str(path), "--out", str(tmp_path / "r"), "--no-leaderboard"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[suite]\noptimizers = ["random-search"]\n[[tasks]]\nname = "sphere"\nparams = {dim = inf}',
+     "bad value inf for parameter 'dim' of task 'sphere'"),
+    ('[suite]\noptimizers = ["random-search"]\n[[tasks]]\nname = "cliff"\n'
+     "params = {height = inf}", "parameter 'height' of task 'cliff': use a finite number"),
+    ('[suite]\noptimizers = [{name = "random-search", params = {sigma = inf}}]\n[[tasks]]\n'
+     'name = "sphere"', "parameter 'sigma' of optimizer 'random-search': use a finite number > 0"),
+    ('[suite]\noptimizers = [{name = "random-search", params = {sigma = nan}}]\n[[tasks]]\n'
+     'name = "sphere"', "parameter 'sigma' of optimizer 'random-search': use a number > 0"),
+    ('[suite]\ndevice = "meta"\noptimizers = ["random-search"]\n[[tasks]]\nname = "sphere"',
+     "device 'meta' cannot run tasks: use cpu, cuda or cuda:N"),
+    ('[suite]\noptimizers = ["random-search"]\n[[tasks]]\nspec = "sphere[dim=2]"\n'
+     "params = {dim = 3}", "parameter 'dim' is given twice: dim=2 in spec 'sphere[dim=2]' "
+                           "and dim = 3 in params; keep one"),
+    ('[suite]\noptimizers = ["random-search"]\n[[tasks]]\nspec = "sphere[dim=2]"\n[[tasks]]\n'
+     'spec = "sphere[dim=2]"', "sphere[dim=2] × random-search is planned twice"),
+    (b'[suite]\ndescription = "caf\xe9"\noptimizers = ["random-search"]\n[[tasks]]\n'
+     b'name = "sphere"', "not UTF-8 text (byte 26: b'\\xe9'); save it as UTF-8"),
+])
+def test_bad_suites_exit_2(text, message, tmp_path, capsys):
+    _fails(_suite_file(tmp_path, text), capsys, message)
+    assert not (tmp_path / "r" / "runs").exists()
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--device", "meta", "device 'meta' cannot run tasks"),
+    ("--tasks", "sphere[dim=2],sphere[dim=2]", "sphere[dim=2] × random-search is planned twice"),
+    ("--optimizers", "random-search,random-search", "is planned twice"),
+    ("--out", "", "--out is empty"),
+])
+def test_bad_run_options_exit_2(flag, value, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # --out "" must not write here
+    args = RUN[:] + ["--out", str(tmp_path / "r")]
+    if flag in args:
+        args[args.index(flag) + 1] = value
+    else:
+        args += [flag, value]
+    _fails(args, capsys, message)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["leaderboard", ""], ["report", ""], ["show", ""],
+                                     ["compare", "", "x"]])
+def test_empty_paths_of_readers_exit_2(command, capsys):
+    _fails(command, capsys, "is empty ('')")
+
+
+def test_a_dollar_in_a_label_draws(tmp_path, capsys):
+    """``$`` in a label is drawn verbatim, not parsed as mathtext (which raised while saving
+    every later leaderboard's plots)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import faults
+
+    from zgbench import plugins
+    from zgbench.budget import Budget
+    from zgbench.executors import InProcessExecutor
+    from zgbench.harness import plan, run_all
+
+    registry = plugins.load(extra_plugins=[faults])
+    task = specs.resolve_task(registry, r"labelled[dim=2,note=/tmp/$\foo$]")
+    runs = plan([(task, Budget(evals=20), [specs.resolve_optimizer(registry, "random-search")])],
+                seeds=2)
+    run_all(runs, registry, tmp_path, InProcessExecutor())
+    assert main(["leaderboard", str(tmp_path)]) == 0
+    assert main(["report", str(tmp_path)]) == 0
+    pngs = sorted((tmp_path / "leaderboard").glob("labelled*.png"))
+    assert len(pngs) == 2 and all(p.stat().st_size > 1000 for p in pngs)  # curves, profile
+
+
+def test_non_finite_numbers_are_stored_as_null(tmp_path):
+    import json
+
+    store = ResultStore(tmp_path)
+    record = {"schema": 2, "run_id": "r1", "status": "ok", "identity": {}, "task": {},
+              "optimizer": {}, "duration": float("inf"),
+              "final": {"metrics": {"gap": float("nan")}, "best_loss": float("-inf")}}
+    path = store.put(record)
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    stored = json.loads(path.read_text(), parse_constant=refuse)
+    assert stored["duration"] is None and stored["final"]["metrics"]["gap"] is None
+    assert stored["final"]["best_loss"] is None
+    assert store.get("r1")["final"]["metrics"] == {"gap": None}

@@ -4,6 +4,7 @@ planted CIFAR-10 batch runs no code."""
 import json
 import os
 import pickle
+import shutil
 import struct
 import warnings
 
@@ -172,3 +173,66 @@ def test_truncated_or_foreign_cifar_pickle(tmp_path, payload):
     path.write_bytes(payload)
     with pytest.raises(UsageError, match="not a CIFAR-10 batch"):
         _cifar.read_batch(path)
+
+
+# ------------------------------------------------- issue 23.10: output folders that are links
+@pytest.fixture
+def linked(crafted, tmp_path):
+    """The crafted results folder, and a folder outside it that links will point to."""
+    results, _ = crafted
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    return results, elsewhere
+
+
+@pytest.mark.parametrize("folder, command", [
+    ("report", ["report", "{r}"]),
+    ("leaderboard", ["leaderboard", "{r}"]),
+    ("pictures", ["show", "{r}"]),
+    ("artifacts", ["run", "--tasks", "sphere[dim=2]", "--optimizers", "random-search",
+                   "--seeds", "1", "--evals", "20", "--out", "{r}"]),
+    ("leaderboard", ["run", "--tasks", "sphere[dim=2]", "--optimizers", "random-search",
+                     "--seeds", "1", "--evals", "20", "--out", "{r}"]),
+])
+def test_writers_refuse_a_linked_output_folder(linked, capsys, folder, command):
+    results, elsewhere = linked
+    if (results / folder).is_dir():
+        shutil.rmtree(results / folder)
+    (results / folder).symlink_to(elsewhere, target_is_directory=True)
+    before = {p.name for p in (results / "runs").iterdir()}
+    assert cli.main([part.format(r=results) for part in command]) == 2
+    err = "".join(capsys.readouterr().err.split())  # rich may wrap inside a long path
+    assert f"{results / folder}isasymboliclink" in err and "Removethelink" in err, err
+    assert list(elsewhere.iterdir()) == []  # nothing written outside
+    assert {p.name for p in (results / "runs").iterdir()} == before  # no run ran
+
+
+def test_the_quarantine_is_never_a_link(linked, capsys):
+    results, elsewhere = linked
+    (results / "quarantine").symlink_to(elsewhere, target_is_directory=True)
+    broken = results / "runs" / "broken.json"
+    broken.write_text("{")
+    assert cli.main(["leaderboard", str(results), "-o", str(results / "lb")]) == 0
+    err = "".join(capsys.readouterr().err.split())
+    assert "quarantineisasymboliclink" in err and "leftinplace" in err, err
+    assert broken.exists() and list(elsewhere.iterdir()) == []
+
+
+def test_a_link_inside_an_output_folder_is_refused(linked, capsys):
+    """Not only the folder: any part below the results folder (leaderboard/tuned, a link
+    planted in a folder written before)."""
+    results, elsewhere = linked
+    (results / "report").mkdir()
+    (results / "report" / "deeper").symlink_to(elsewhere, target_is_directory=True)
+    assert cli.main(["report", str(results), "-o", str(results / "report" / "deeper")]) == 2
+    assert "isasymboliclink" in "".join(capsys.readouterr().err.split())
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_an_explicit_output_folder_may_be_a_link(linked, capsys):
+    """``-o LINK`` is the user's own choice (as the results folder itself may be a link)."""
+    results, elsewhere = linked
+    link = results.parent / "my-board"
+    link.symlink_to(elsewhere, target_is_directory=True)
+    assert cli.main(["leaderboard", str(results), "-o", str(link)]) == 0
+    assert (elsewhere / "overall.csv").is_file()

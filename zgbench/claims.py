@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from zgbench import stats
+from zgbench import outputs, stats
 from zgbench.budget import Budget
 from zgbench.errors import UsageError
 from zgbench.plugins import Registry
@@ -363,16 +363,12 @@ def judge_gradcheck(claim: Claim, rows: Sequence[Any]) -> Verdict:
 
 
 def _save(fig: Any, ax: Any, path: Path) -> Path:
-    """A claim plot's common ending: grid, legend, ``path`` written at 100 dpi, figure closed."""
-    import matplotlib.pyplot as plt
-
+    """A claim plot's common ending: grid, legend, ``path`` written at 100 dpi (atomically),
+    figure closed."""
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return outputs.save_figure(fig, path, dpi=100)
 
 
 def plot_gradcheck(claim: Claim, verdict: Verdict, rows: Sequence[Any], path: Path) -> Path:
@@ -392,7 +388,7 @@ def plot_gradcheck(claim: Claim, verdict: Verdict, rows: Sequence[Any], path: Pa
     ax.axhline(claim.rule.partly, color="tab:red", ls=":", label="partly below")
     ax.set_xlabel("point (0: θ₀)")
     ax.set_ylabel("relative bias")
-    ax.set_title(f"{claim.name}: {verdict.verdict} ({verdict.effect:.3g} "
+    ax.set_title(f"{outputs.literal(claim.name)}: {verdict.verdict} ({verdict.effect:.3g} "
                  f"[{verdict.lo:.3g}, {verdict.hi:.3g}])", fontsize=10)
     return _save(fig, ax, path)
 
@@ -580,7 +576,7 @@ def plot(claim: Claim, verdict: Verdict, records: Sequence[dict[str, Any]], path
     ax.set_xlabel("evaluations" if claim.budget.evals is not None else "steps")
     ax.set_ylabel({"ratio": "effect (ratio)", "success": "effect (share of seeds)",
                    "match": "effect (difference of shares)"}.get(claim.rule.kind, "effect"))
-    ax.set_title(f"{claim.name}: {verdict.verdict}", fontsize=10)
+    ax.set_title(f"{outputs.literal(claim.name)}: {verdict.verdict}", fontsize=10)
     return _save(fig, ax, path)
 
 

@@ -107,6 +107,21 @@ def _show_warning(message, category, filename, lineno, file=None, line=None,
         _default(message, category, filename, lineno, file, line)
 
 
+#: Arguments that name a file or folder, and how a user writes each.
+_PATHS = {"out": "--out", "results": "RESULTS", "old": "OLD", "new": "NEW",
+          "suite_out": "--suite-out", "publish": "--publish", "claims": "--claims"}
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """An empty path (``--out ""``) means the current folder to ``pathlib``: refuse it rather
+    than write records or pictures among the user's own files."""
+    for name, flag in _PATHS.items():
+        value = getattr(args, name, None)
+        if isinstance(value, str) and not value.strip():
+            raise UsageError(f"{flag} is empty ({value!r}): give a folder or file name "
+                             "(e.g. --out results); use . to mean the current folder.")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     shown, warnings.showwarning = warnings.showwarning, _show_warning
     try:
@@ -123,6 +138,7 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.print_help()
         return 2
     try:
+        _check_paths(args)
         return int(args.handler(args) or 0)
     except UsageError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)

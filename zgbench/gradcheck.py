@@ -42,6 +42,7 @@ each estimate really spent (the budget of one call can exceed E: ``cge`` always 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import time
 from collections.abc import Sequence
@@ -51,6 +52,8 @@ from typing import Any
 
 import torch
 
+from zgbench import outputs
+from zgbench.store import atomic_write
 from zgbench.budget import Budget
 from zgbench.errors import UsageError
 from zgbench.estimator import EstimatesGradient
@@ -303,13 +306,14 @@ def measure(registry: Registry, task, task_spec: Spec, opt_spec: Spec, point: Po
 
 # ---------------------------------------------------------------------------------- output
 def write_csv(rows: Sequence[Row], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """The rows as CSV, written atomically (a full disk leaves no half table)."""
     names = list(Row.__dataclass_fields__)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=names)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _cell(v) for k, v in asdict(row).items()})
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=names)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(v) for k, v in asdict(row).items()})
+    atomic_write(path, lambda f: f.write(buffer.getvalue().encode("utf-8")), binary=True)
     return path
 
 
@@ -366,13 +370,11 @@ def plot(rows: Sequence[Row], path: Path) -> Path:
             _panel(axes[r][c], entries, [x for x in rows if x.status == "ok" and x.task == task],
                    column, yscale)
             axes[r][c].set_ylabel(label)
-            axes[r][c].set_title(task + "  (median and range over points)" if c == 0 else "")
+            axes[r][c].set_title(outputs.literal(task) + "  (median and range over points)"
+                                 if c == 0 else "")
         axes[r][0].legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return outputs.save_figure(fig, path, dpi=110)
 
 
 def _panel(ax, entries: list[dict[str, Any]], rows: list[Row], column: str, yscale: str) -> None:
@@ -384,7 +386,7 @@ def _panel(ax, entries: list[dict[str, Any]], rows: list[Row], column: str, ysca
         bars = [[max(e[column] - e[column + "_lo"], 0) for e in line],
                 [max(e[column + "_hi"] - e[column], 0) for e in line]]
         sigma = line[0]["reference_sigma"]
-        shown = f"{opt} (σ={sigma:g})" if sigma is not None else opt
+        shown = outputs.literal(f"{opt} (σ={sigma:g})" if sigma is not None else opt)
         drawn = ax.errorbar(x, y, yerr=bars, marker="o", capsize=3, label=shown)
         each = [(r.evals_target, getattr(r, column)) for r in rows if r.optimizer == opt]
         ax.scatter([p[0] for p in each], [p[1] for p in each], s=8, alpha=0.35,

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 import zgbench
-from zgbench import fingerprint, watchdog
+from zgbench import fingerprint, outputs, watchdog
 from zgbench.budget import Budget, BudgetExhausted
 from zgbench.meter import Ledger
 from zgbench.optimizer import skip_reason
@@ -170,6 +170,10 @@ def _exit_reason(exc: BaseException) -> str:
     return "plugin code raised KeyboardInterrupt (not a Ctrl-C): this run failed"
 
 
+#: How the error of a run whose task broke its contract begins (the cause, then the traceback).
+TASK_ERROR = "task error"
+
+
 def _audit(record: Record, ledger: Ledger, problem: Problem | None) -> None:
     """The record's trajectory, final entry and audit come from the ledger alone; a run
     that broke its budget or tampered with the meter is ``violated``."""
@@ -183,6 +187,11 @@ def _audit(record: Record, ledger: Ledger, problem: Problem | None) -> None:
         if record.error:
             reasons += "\n" + record.error
         record.status, record.error = "violated", reasons
+    elif ledger.task_error is not None and record.status != "n/a":
+        # the task broke (even where the optimizer caught the error and went on): its fault
+        cause = ledger.task_error if not record.error else (
+            ledger.task_error.splitlines()[0] + "\n" + record.error)
+        record.status, record.error = "failed", f"{TASK_ERROR}: {cause}"
 
 
 @functools.cache
@@ -252,12 +261,17 @@ RECOMMENDATION_MAX = 100_000
 def _artifacts(task, ledger: Ledger, results: Path, rid: str) -> list[str]:
     """The task's pictures of the recommendation, and the recommendation itself where there
     are pictures (runs of tasks that draw nothing store nothing)."""
-    folder = results / "artifacts" / rid
+    folder = outputs.checked(results, results / "artifacts" / rid)
     theta = ledger.recommendation()
-    paths = [Path(p) for p in task.artifacts(theta, str(folder))]
-    if paths and theta.numel() <= RECOMMENDATION_MAX:
-        np.save(folder / RECOMMENDATION, theta.detach().cpu().numpy())
-        paths.append(folder / RECOMMENDATION)
+
+    def with_theta(tmp: Path, paths: list[Path]) -> list[Path]:
+        if paths and theta.numel() <= RECOMMENDATION_MAX:
+            np.save(tmp / RECOMMENDATION, theta.detach().cpu().numpy())
+            paths.append(tmp / RECOMMENDATION)
+        return paths
+
+    # drawn into a temporary folder and moved into place whole (a full disk: no half picture)
+    paths = outputs.task_pictures(lambda where: task.artifacts(theta, where), folder, with_theta)
     return [str(p.resolve().relative_to(results.resolve())) for p in paths]
 
 

@@ -36,7 +36,6 @@ interval of the mean rank; ``stats.csv`` holds every task table in one long tabl
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
 import functools
@@ -49,10 +48,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from zgbench import boards, declared, stats
+from zgbench import boards, declared, outputs, stats
 from zgbench.errors import UsageError
 from zgbench.record import repetition
-from zgbench.store import ResultStore, atomic_write, atomic_write_text
+from zgbench.store import ResultStore, atomic_write_text
 
 COLUMNS = ["rank", "optimizer", "spec", "median", "q25", "q75", "runs_ok", "runs_failed",
            "evals", "grads", "seconds", "metric", "direction"]
@@ -230,7 +229,7 @@ def plot_task(label: str, metric: str, direction: str, data: dict[str, pd.DataFr
         if over.any():
             values = np.where(over, limit, values)
             clipped += 1
-        label_text = optimizer + (" (diverged: clipped)" if over.any() else "")
+        label_text = outputs.literal(optimizer) + (" (diverged: clipped)" if over.any() else "")
         (line,) = ax.step(x, values[:, 0], where="post", label=label_text, ls=_style(i))
         ax.fill_between(x, values[:, 1], values[:, 2], step="post", alpha=0.2,
                         color=line.get_color())
@@ -248,7 +247,7 @@ def plot_task(label: str, metric: str, direction: str, data: dict[str, pd.DataFr
         ax.text(0.5, 0.5, "no finite value to plot", transform=ax.transAxes, ha="center")
     ax.set_xlabel("oracle calls (loss + gradient evaluations)")
     ax.set_ylabel(f"{metric} ({'lower' if direction == 'min' else 'higher'} is better)")
-    title = f"{label}: median and interquartile range over seeds"
+    title = f"{outputs.literal(label)}: median and interquartile range over seeds"
     if clipped:
         title += (f"\n{clipped} diverged optimizer{'s' if clipped > 1 else ''} clipped at "
                   f"{limit:.3g} ({DIVERGED:g}x the starting spread)")
@@ -361,7 +360,7 @@ def write(results: str | Path, out: str | Path, baseline: str | None = None) -> 
     (``results/suite.json``: baseline, caveats) apply, ``baseline`` replacing the declared
     one; they are copied to ``out/suite.json``."""
     records = list(ResultStore(results))
-    out = Path(out)
+    out = outputs.checked(results, out)  # RESULTS/leaderboard a link: refused
     if not records:
         raise UsageError(f"no run records under {Path(results) / 'runs'}: run `zgbench run --out "
                          f"{results}` first.")
@@ -418,6 +417,7 @@ def write_tracks(default: str | Path, tuned: str | Path, out: str | Path,
     track with ``tuned`` (the tuned track's) and ``tracks`` added."""
     out = Path(out)
     written = write(default, out, baseline)
+    outputs.checked(out, out / "tuned")
     written["tuned"] = write(tuned, out / "tuned", baseline)
     written["tracks"] = boards.tracks_table({"default": written["overall"],
                                              "tuned": written["tuned"]["overall"]})
@@ -455,12 +455,7 @@ def board_order(overall: pd.DataFrame) -> list[str]:
 
 
 def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
-    plt.close(fig)
-    atomic_write(path, lambda f: f.write(buffer.getvalue()), binary=True)
+    outputs.save_figure(fig, path, bbox_inches="tight")
 
 
 def plot_win_rate(rate: pd.DataFrame, path: Path, order: list[str] | None = None) -> None:
@@ -479,8 +474,9 @@ def plot_win_rate(rate: pd.DataFrame, path: Path, order: list[str] | None = None
     fig, ax = plt.subplots(figsize=(1.6 + 0.55 * n, 1.0 + 0.5 * n), dpi=110)
     values = rate.to_numpy(dtype=float) if len(rate) else np.full((1, 1), math.nan)
     image = ax.imshow(values, vmin=0, vmax=1, cmap="RdBu")
-    ax.set_xticks(range(len(rate)), rate.columns, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(rate)), rate.index, fontsize=8)
+    ax.set_xticks(range(len(rate)), [outputs.literal(c) for c in rate.columns], rotation=45,
+                  ha="right", fontsize=8)
+    ax.set_yticks(range(len(rate)), [outputs.literal(i) for i in rate.index], fontsize=8)
     for (i, j), v in np.ndenumerate(values):
         if not math.isnan(v):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7 if n < 20 else 6,
@@ -513,14 +509,14 @@ def plot_profile(frame: pd.DataFrame, scope: str, xlabel: str, path: Path,
         ys = np.concatenate([[0.0], ys, ys[-1:] if len(ys) else [0.0]])
         # Unclipped, over the spines: a target first reached at the end of the budget is a step
         # on the right border.
-        ax.step(xs, ys, where="post", label=optimizer, ls=_style(i), clip_on=False,
+        ax.step(xs, ys, where="post", label=outputs.literal(optimizer), ls=_style(i), clip_on=False,
                 zorder=3)  # over the spine
     ax.set_xscale("log")
     ax.set_xlim(floor, edge)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction of (run, target) pairs reached")
-    ax.set_title(f"{scope}: runtime ECDF over log-spaced targets", fontsize=9)
+    ax.set_title(f"{outputs.literal(scope)}: runtime ECDF over log-spaced targets", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     _legend(ax, frame["optimizer"].nunique())
     _save(fig, path)

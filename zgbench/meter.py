@@ -36,6 +36,7 @@ import json
 import math
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +48,11 @@ from zgbench.task import Task
 from zgbench.errors import ContractError
 
 #: Audit events that find objects the optimizer was not given; flagged during a run.
+class TaskError(ContractError):
+    """The task broke its contract during a run (its method raised, or returned the wrong
+    type, device, dtype or shape): the run fails as the task's fault, not the optimizer's."""
+
+
 FLAGGED_EVENTS = frozenset({"gc.get_objects", "gc.get_referrers", "gc.get_referents"})
 
 #: Time the ledger's own clock may run ahead of the front's before it cuts the run: the two
@@ -98,6 +104,7 @@ class Ledger:
                                                            self._original.get("grad"))
         self._eval_key = eval_key
         self._cuda = self.device.type == "cuda"
+        self._cpu = self.device.type == "cpu"
         self.evals = self.grads = self.steps = 0  # charged through the metered path
         self.declared_evals = self.declared_grads = 0  # of these, charged by problem.call
         self.calls: dict[str, int] = {}
@@ -105,6 +112,9 @@ class Ledger:
         self.depth = 0  # > 0 while task code runs: its calls to itself pass through
         self.violations: list[str] = []
         self.refused = 0  # calls the ledger's own budget check refused
+        #: the first fault of the task itself (message and traceback), if it broke
+        self.task_error: str | None = None
+        self.failed_evals = self.failed_grads = 0  # counted, but in calls the task broke
         self.t0: float | None = None
         self.stopped: float | None = None
         self.paused = 0.0
@@ -182,15 +192,18 @@ class Ledger:
         self.depth += 1
         try:
             values = self._loss(thetas, key)
+        except Exception as exc:
+            raise self._task_failed("loss", n, 0, exc) from exc
         finally:
             self.depth -= 1
         if self._cuda:
             torch.cuda.synchronize(self.device)
         self.task_seconds += time.perf_counter() - start
-        if not isinstance(values, torch.Tensor) or values.shape != (n,):
-            raise ContractError(
-                f"task {self.name!r}.loss returned shape "
-                f"{getattr(values, 'shape', type(values))} for {n} vectors; expected ({n},)")
+        # the hot path's checks: a tensor of shape [n], floating, on the task's kind of device
+        if (not isinstance(values, torch.Tensor) or values.shape != (n,)
+                or not values.is_floating_point()
+                or (not values.is_cpu if self._cpu else not self._on_device(values))):
+            raise self._task_failed("loss", n, 0, self._bad_result("loss", values, (n,)))
         self._observe(thetas, values, owned)
         return values
 
@@ -198,11 +211,14 @@ class Ledger:
         n = thetas.shape[0]
         self._check(self.grads + n, self.budget.grads, "gradient")
         self.grads += n
-        values, grads = self._timed(self._grad, thetas, key)
-        if grads.shape != (n, self.dim) or values.shape != (n,):
-            raise ContractError(
-                f"task {self.name!r}.grad returned shapes {tuple(values.shape)}, "
-                f"{tuple(grads.shape)} for {n} vectors; expected ({n},), ({n}, {self.dim})")
+        try:
+            values, grads = self._timed(self._grad, thetas, key)
+        except Exception as exc:
+            raise self._task_failed("grad", 0, n, exc) from exc
+        bad = (self._bad_result("grad", values, (n,), "values")
+               or self._bad_result("grad", grads, (n, self.dim), "gradients"))
+        if bad:
+            raise self._task_failed("grad", 0, n, bad)
         self._observe(thetas, values)
         return values, grads
 
@@ -214,7 +230,54 @@ class Ledger:
         self.declared_evals += evals
         self.declared_grads += grads
         self.calls[capability] = self.calls.get(capability, 0) + 1
-        return self._timed(self._original[capability], *args, **kwargs)
+        try:
+            return self._timed(self._original[capability], *args, **kwargs)
+        except Exception as exc:
+            raise self._task_failed(capability, evals, grads, exc) from exc
+
+    # ------------------------------------------------------------------ the task's faults
+    def _task_failed(self, method: str, evals: int, grads: int,
+                     exc: BaseException) -> TaskError:
+        """Note that the task broke (it raised, or returned something it must not): the run
+        fails as the task's fault. The front never charged the call (it raised before
+        counting), so the audit compares its counters with what the task performed less
+        these ``evals`` and ``grads``: the optimizer is not blamed for the task's fault."""
+        self.failed_evals += evals
+        self.failed_grads += grads
+        if isinstance(exc, TaskError):
+            error = exc
+        else:
+            error = TaskError(f"task {self.name!r}.{method} raised "
+                              f"{type(exc).__name__}: {exc}")
+        if self.task_error is None:
+            self.task_error = f"{error}\n" + "".join(traceback.format_exception(exc))
+        return error
+
+    def _on_device(self, value: torch.Tensor) -> bool:
+        """Whether ``value`` is on the task's device (``cuda`` matches any ``cuda:i``)."""
+        device = value.device
+        return device.type == self.device.type and (
+            self.device.index is None or device.index in (None, self.device.index))
+
+    def _bad_result(self, method: str, value: Any, shape: tuple[int, ...],
+                    what: str = "") -> TaskError | None:
+        """What is wrong with a tensor ``method`` returned (type, device, dtype, shape, in
+        that order), or ``None``."""
+        head = f"task {self.name!r}.{method} returned {what + ' as ' if what else ''}"
+        if not isinstance(value, torch.Tensor):
+            kind = type(value)
+            name = kind.__qualname__ if kind.__module__ == "builtins" else \
+                f"{kind.__module__}.{kind.__qualname__}"
+            return TaskError(f"{head}{name}, expected a torch.Tensor of shape {shape}")
+        if not self._on_device(value):
+            return TaskError(f"{head}a tensor on device {value.device}, expected the task's "
+                             f"device {self.device}")
+        if not value.is_floating_point():
+            return TaskError(f"{head}dtype {value.dtype}, expected a floating-point dtype "
+                             f"(the task's is {self._dtype})")
+        if tuple(value.shape) != shape:
+            return TaskError(f"{head}shape {tuple(value.shape)}, expected {shape}")
+        return None
 
     def report(self, theta: torch.Tensor | np.ndarray) -> None:
         """Keep the recommendation (already the front's own copy) and count a step."""
@@ -329,8 +392,8 @@ class Ledger:
         self.depth += 1
         try:
             with torch.no_grad():
-                metrics = {k: float(v) for k, v in self._original["evaluate"](theta).items()}
-                current = float(self._original["loss"](theta.reshape(1, -1), self._eval_key)[0])
+                metrics = self._held_out(theta)
+                current = self._current(theta)
         finally:
             self.depth -= 1
         seconds = self.seconds()
@@ -348,6 +411,24 @@ class Ledger:
         took = time.perf_counter() - pause
         self.paused += took
         return took
+
+    def _held_out(self, theta: torch.Tensor) -> dict[str, float]:
+        """The task's ``evaluate`` of ``theta`` as floats; a fault there is the task's."""
+        try:
+            return {k: float(v) for k, v in self._original["evaluate"](theta).items()}
+        except Exception as exc:
+            raise self._task_failed("evaluate", 0, 0, exc) from exc
+
+    def _current(self, theta: torch.Tensor) -> float:
+        """The loss of ``theta`` at the evaluation key (uncharged); a fault is the task's."""
+        try:
+            values = self._original["loss"](theta.reshape(1, -1), self._eval_key)
+        except Exception as exc:
+            raise self._task_failed("loss", 0, 0, exc) from exc
+        bad = self._bad_result("loss", values, (1,))
+        if bad:
+            raise self._task_failed("loss", 0, 0, bad)
+        return float(values[0])
 
     def final(self) -> dict[str, Any]:
         """The harness's own evaluation of the final recommendation: the last entry of the
@@ -377,8 +458,10 @@ class Ledger:
                       f"{self.grads - self.declared_grads}")
         performed = {"evals": rows + self.declared_evals, "grads": grad_rows + self.declared_grads,
                      "steps": self.steps}
+        # calls the task broke raised before the front counted them: not the optimizer's doing
+        uncharged = {"evals": self.failed_evals, "grads": self.failed_grads, "steps": 0}
         for key in charged:
-            if charged[key] != performed[key]:
+            if charged[key] != performed[key] - uncharged[key]:
                 self.flag(f"the problem's {key} counter was changed: it charged "
                           f"{charged[key]}, the task performed {performed[key]}")
         seconds = self.seconds()
@@ -399,6 +482,7 @@ class Ledger:
             "capability_calls": dict(self.calls), "direct_calls": self.direct,
             "seconds_wall": wall, "seconds_ledger": seconds, "seconds_charged": charged_seconds,
             "budget_exceeded": exceeded, "refused_calls": self.refused,
+            "failed_evals": self.failed_evals, "failed_grads": self.failed_grads,
             "violations": list(self.violations),
         }
 

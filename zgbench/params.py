@@ -12,6 +12,7 @@ command line and as TOML values from suite files; both go through :meth:`Param.c
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,8 @@ class Param:
     The type is taken from the default unless given (needed when the default is ``None``).
     ``gt``/``ge``/``lt``/``le`` bound a number (greater than, at least, less than, at most),
     so ``batch=0`` or ``lr=-1`` is a usage error before anything runs, not a run that fails
-    or silently does nothing. A float is never NaN.
+    or silently does nothing. A float is never NaN nor infinite (a record stores every
+    parameter, and JSON has no such numbers).
     """
 
     default: Any
@@ -75,7 +77,7 @@ class Param:
             return None
         try:
             out = _convert(value, self.type)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int("inf")
             raise UsageError(
                 f"bad value {value!r} for parameter {self.name!r} of {owner}: "
                 f"expected {self.type.__name__} ({exc})."
@@ -88,6 +90,10 @@ class Param:
         if isinstance(out, (int, float)) and not isinstance(out, bool) and not self.admits(out):
             raise UsageError(f"bad value {value!r} for parameter {self.name!r} of {owner}: "
                              f"use a number {self.bounds() or '(not NaN)'}.")
+        if isinstance(out, float) and not math.isfinite(out):  # a record cannot store it
+            raise UsageError(f"bad value {value!r} for parameter {self.name!r} of {owner}: "
+                             f"use a finite number{' ' + self.bounds() if self.bounds() else ''}"
+                             " (inf is not a parameter value).")
         return out
 
     def admits(self, value: float) -> bool:

@@ -19,7 +19,8 @@ Schema version 2 (a JSON object; bump :data:`SCHEMA` on any incompatible change)
     status        "ok" | "failed" | "violated" | "n/a"; "violated": the run broke its budget
                    or tampered with the meter (ranked as a failure, like "failed")
     error         null, or the traceback text of a failed run (for a timeout, an exit or a
-                   killed worker: the cause first); for "n/a" the reason; for "violated" the
+                   killed worker: the cause first; where the task broke its contract, it
+                   begins "task error: " and names what the task did wrong); for "n/a" the reason; for "violated" the
                    violations, one per clause, then any traceback
     environment   {hostname, platform, python, torch, zgbench, device_name}
     code          (absent in records written before it existed) the code that ran:
@@ -45,11 +46,15 @@ Schema version 2 (a JSON object; bump :data:`SCHEMA` on any incompatible change)
                    included; seconds_ledger: the ledger's charged time; seconds_charged: the
                    problem's; budget_exceeded: the task performed more than the budget (or ran
                    past the time budget beyond the slack); refused_calls: calls the ledger cut
-                   itself because the problem's counters or clock were changed; violations:
+                   itself because the problem's counters or clock were changed;
+                   failed_evals, failed_grads: (absent in older records) evaluations in
+                   calls the task broke (it raised or returned a wrong result), performed
+                   but never charged; violations:
                    [reason, ...], non-empty exactly when status is "violated"}
 
 Trajectory, final and audit are the harness's: the final entry is its own evaluation of the
-recommendation after ``run`` returned. Non-finite numbers are stored as null. Code reading
+recommendation after ``run`` returned. Non-finite numbers are stored as null, wherever they
+are (parameters cannot be non-finite: zgbench.params refuses them). Code reading
 records treats every status other than "ok" and "n/a" as a failure and an absent audit or
 code as unknown.
 

@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 import zgbench
-from zgbench import leaderboard
+from zgbench import leaderboard, outputs
 from zgbench.paths import UnsafePath, inside
 from zgbench.record import repetition
 from zgbench.store import RecordWarning, ResultStore, atomic_write, atomic_write_text
@@ -183,7 +183,7 @@ def build(results: str | Path, out: str | Path, title: str = "zgbench report",
     the page opens with its Claims section; without, one beside the records is used."""
     from jinja2 import Environment
 
-    results, out = Path(results), Path(out)
+    results, out = Path(results), outputs.checked(results, out)  # RESULTS/report a link: refused
     written = (leaderboard.write_tracks(results, tuned, out, baseline) if tuned is not None
                else leaderboard.write(results, out, baseline))
     records = list(ResultStore(results))

@@ -131,9 +131,21 @@ def build(entry: Entry, params: dict[str, Any]) -> Spec:
 
 def resolve_task(registry: Registry, text: str, params: dict[str, Any] | None = None) -> Spec:
     name, parsed = parse(text)
-    return build(registry.task(name), {**parsed, **(params or {})})
+    return build(registry.task(name), _merge(text, parsed, params))
 
 
 def resolve_optimizer(registry: Registry, text: str, params: dict[str, Any] | None = None) -> Spec:
     name, parsed = parse(text)
-    return build(registry.optimizer(name), {**parsed, **(params or {})})
+    return build(registry.optimizer(name), _merge(text, parsed, params))
+
+
+def _merge(text: str, parsed: dict[str, str], params: dict[str, Any] | None) -> dict[str, Any]:
+    """The spec's parameters and a suite's ``params`` table together; a parameter given in
+    both is refused (which one was meant is a guess), naming both values."""
+    params = params or {}
+    both = sorted(set(parsed) & set(params))
+    if both:
+        key = both[0]
+        raise UsageError(f"parameter {key!r} is given twice: {key}={parsed[key]} in spec "
+                         f"{text!r} and {key} = {params[key]!r} in params; keep one.")
+    return {**parsed, **params}

@@ -12,12 +12,18 @@ A record that cannot be read (a truncated or hand-edited file, a disk that fille
 another tool) is never fatal: every reader goes through :meth:`ResultStore.get` or iteration,
 which warn with the file's path, move it to ``RESULTS/quarantine/`` (kept for inspection,
 out of every reader's way) and go on as if the run had not happened, so the next
-``zgbench run`` redoes it.
+``zgbench run`` redoes it. Unusable includes a record whose entries have the wrong types
+(a gap ``"abc"``, a trajectory ``"x"``, metrics as a list): readers index them unchecked.
+
+A record of a newer schema than this version writes is refused by every reader
+(:class:`NewerRecord`, a UsageError: "written by a newer zgbench ... upgrade zgbench") and
+never overwritten by :meth:`ResultStore.put`: its fields would be lost.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -28,8 +34,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import zgbench
 from zgbench.errors import UsageError
-from zgbench.record import READABLE, Record, migrate
+from zgbench.record import READABLE, SCHEMA, Record, migrate
 
 #: What a run id (and so a record's file name) may be: it names folders, e.g. artifacts/ID/.
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -107,7 +114,12 @@ class ResultStore:
         run's previous record if any."""
         data = record.as_dict() if isinstance(record, Record) else record
         path = self.path(data["run_id"])
-        atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True, allow_nan=False))
+        _refuse_to_overwrite_newer(path)
+        try:
+            text = json.dumps(data, indent=1, sort_keys=True, allow_nan=False)
+        except ValueError:  # inf/NaN somewhere: JSON has none; stored as null (zgbench.record)
+            text = json.dumps(_finite(data), indent=1, sort_keys=True, allow_nan=False)
+        atomic_write_text(path, text)
         return path
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -123,11 +135,13 @@ class ResultStore:
 
     def _read(self, path: Path) -> dict[str, Any] | None:
         """The record in ``path`` in the current schema; a broken one is quarantined and
-        reads as ``None``, one of an unknown schema reads as ``None`` and stays."""
+        reads as ``None``, one of an older unknown schema reads as ``None`` and stays, and one of
+        a newer schema raises :class:`NewerRecord` (a UsageError: upgrade zgbench)."""
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return self._set_aside(path, f"not valid JSON ({exc})")
+        _refuse_newer(record, path)
         problem = _problem(record, path)
         if problem:
             return self._set_aside(path, problem)
@@ -137,6 +151,9 @@ class ResultStore:
         """Move a broken record to the quarantine folder and warn with both paths."""
         target = self.quarantine / path.name
         try:
+            if self.quarantine.is_symlink():  # moving there would move the file out of RESULTS
+                raise OSError(f"{self.quarantine} is a symbolic link, and records are moved "
+                              "only inside their results folder: remove the link")
             self.quarantine.mkdir(parents=True, exist_ok=True)
             if target.exists():  # broken twice: keep both
                 target = self.quarantine / f"{path.stem}.{os.getpid()}.{time.time_ns()}.json"
@@ -148,6 +165,39 @@ class ResultStore:
         warnings.warn(f"broken record {path}: {problem}; {where}. The run counts as not done: "
                       "the next zgbench run redoes it.", RecordWarning, stacklevel=3)
         return None
+
+
+def _finite(value: Any) -> Any:
+    """``value`` (JSON-like) with every non-finite float replaced by ``None``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+class NewerRecord(UsageError):
+    """A record of a schema newer than this zgbench writes: it is never read (its fields
+    would be misread or dropped) nor overwritten (they would be lost)."""
+
+
+def _refuse_newer(record: Any, path: Path) -> None:
+    schema = record.get("schema") if isinstance(record, dict) else None
+    if isinstance(schema, int) and not isinstance(schema, bool) and schema > SCHEMA:
+        raise NewerRecord(f"{path} was written by a newer zgbench (schema {schema}; this is "
+                          f"zgbench {zgbench.__version__}, schema {SCHEMA}): upgrade zgbench "
+                          "to read or add to this results folder.")
+
+
+def _refuse_to_overwrite_newer(path: Path) -> None:
+    """Raise :class:`NewerRecord` if ``path`` holds a record of a newer schema."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none, or unreadable: replacing it loses nothing readable
+        return
+    _refuse_newer(record, path)
 
 
 def _problem(record: Any, path: Path) -> str | None:
@@ -163,4 +213,71 @@ def _problem(record: Any, path: Path) -> str | None:
             return f"no {key!r} ({kind.__name__}) entry"
     if record["run_id"] != path.stem or not _RUN_ID.fullmatch(path.stem):
         return f"its run_id {record['run_id']!r} is not its file name"
+    return _wrong_types(record)
+
+
+#: Types of a record's optional top-level entries (None allowed where listed).
+_OPTIONAL = {"seeds": dict, "error": (str, type(None)), "environment": dict, "code": dict,
+             "started": str, "finished": str, "trajectory": list, "final": (dict, type(None)),
+             "artifacts": list, "audit": dict}
+#: Numbers of a trajectory entry (null where not finite).
+_ENTRY_NUMBERS = ("evals", "grads", "steps", "seconds", "task_seconds", "optimizer_seconds",
+                  "best_loss", "current_loss")
+
+
+def _wrong_types(record: dict[str, Any]) -> str | None:
+    """What has the wrong type in a record with the required keys (readers index these
+    without checking), or ``None``. Entries absent from older records are not required."""
+    for key, kind in _OPTIONAL.items():
+        if key in record and not isinstance(record[key], kind):
+            return f"its {key!r} is {_kind(record[key])}"
+    if record.get("duration") is not None and not _number(record["duration"]):
+        return f"its 'duration' is {_kind(record['duration'])}, not a number"
+    identity = record["identity"]
+    for key in ("repetition", "seed"):  # the repetition index (schema 2, schema 1)
+        if key in identity and (not isinstance(identity[key], int) or
+                                isinstance(identity[key], bool)):
+            return f"its identity {key} is {_kind(identity[key])}, not a whole number"
+    for part in ("task", "optimizer"):
+        for key in ("name", "label", "canonical", "primary_metric"):
+            if key in record[part] and not isinstance(record[part][key], str):
+                return f"its {part} {key} is {_kind(record[part][key])}, not a string"
+        for key in ("params", "metrics"):
+            if key in record[part] and not isinstance(record[part][key], dict):
+                return f"its {part} {key} is {_kind(record[part][key])}, not an object"
+    directions = record["task"].get("metrics", {})
+    if any(d not in ("min", "max") for d in directions.values()):
+        return f"its task metrics {directions!r} are not 'min' or 'max'"
+    if any(not isinstance(a, str) for a in record.get("artifacts", [])):
+        return "an artifact path is not a string"
+    entries = list(record.get("trajectory", []))
+    entries += [record["final"]] if record.get("final") is not None else []
+    return next((p for p in map(_entry_problem, entries) if p), None)
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """What is wrong with a trajectory entry (or ``final``), or ``None``."""
+    if not isinstance(entry, dict):
+        return f"a trajectory entry is {_kind(entry)}, not an object"
+    for key in _ENTRY_NUMBERS:
+        if entry.get(key) is not None and not _number(entry[key]):
+            return f"a trajectory entry's {key} is {_kind(entry[key])}, not a number"
+    metrics = entry.get("metrics", {})
+    if not isinstance(metrics, dict):
+        return f"a trajectory entry's metrics are {_kind(metrics)}, not an object"
+    for name, value in metrics.items():
+        if value is not None and not _number(value):
+            return f"a trajectory entry's metric {name!r} is {_kind(value)}, not a number"
     return None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _kind(value: Any) -> str:
+    """``value`` for a message: its JSON type and, if short, itself."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+             type(None): "null", int: "a number", float: "a number"}
+    text = repr(value)
+    return names.get(type(value), type(value).__name__) + (f" ({text})" if len(text) <= 20 else "")

@@ -96,6 +96,11 @@ def load(name_or_path: str, registry: Registry) -> Suite:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"suite {path}: not valid TOML ({exc}).") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"suite {path}: not UTF-8 text (byte {exc.start}: "
+                         f"{exc.object[exc.start:exc.start + 1]!r}); save it as UTF-8.") from None
+    except OSError as exc:
+        raise UsageError(f"suite {path}: cannot read it ({exc.strerror or exc}).") from None
     return parse(data, registry, name=path.stem, where=str(path))
 
 

@@ -105,6 +105,8 @@ def _device(device: str) -> str:
         parsed = torch.device(device)
     except RuntimeError:
         raise UsageError(f"unknown device {device!r}: use cpu, cuda or cuda:N.") from None
+    if parsed.type not in ("cpu", "cuda"):  # meta, mps, xpu...: no task runs there
+        raise UsageError(f"device {device!r} cannot run tasks: use cpu, cuda or cuda:N.")
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"device {device!r} requested but CUDA is not available: use --device cpu.")
     return device

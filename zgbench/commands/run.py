@@ -43,7 +43,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from zgbench import declared, harness, leaderboard, specs, watchdog
+from zgbench import declared, harness, leaderboard, outputs, specs, watchdog
 from zgbench import suite as suites
 from zgbench.cli import add_baseline_argument, load_registry
 from zgbench.errors import UsageError
@@ -155,8 +155,11 @@ def main(args: argparse.Namespace) -> int:
     else:  # a suite runs what is installed and says what it skipped
         entries = _installed_only(entries, registry, console)
     runs = harness.plan(entries, seeds, device)
+    _check_unique(runs)
     out = Path(args.out)
     ResultStore(out).check_writable()
+    for folder in ("artifacts", "quarantine") + (() if args.no_leaderboard else ("leaderboard",)):
+        outputs.checked(out, out / folder)  # a symbolic link there: refused before any run
     if declarations is not None:
         declared.save(out, declarations)
     try:
@@ -303,9 +306,26 @@ def _check_device(device: str) -> None:
         parsed = torch.device(device)
     except RuntimeError:
         raise UsageError(f"unknown device {device!r}: use cpu, cuda or cuda:N.") from None
+    if parsed.type not in ("cpu", "cuda"):  # meta, mps, xpu...: no task runs there
+        raise UsageError(f"device {device!r} cannot run tasks: use cpu, cuda or cuda:N.")
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"device {device!r} requested but CUDA is not available here "
                          "(torch.cuda.is_available() is False): use --device cpu.")
+    if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise UsageError(f"device {device!r}: this machine has {torch.cuda.device_count()} "
+                         "CUDA device(s), numbered from 0.")
+
+
+def _check_unique(runs: list[harness.RunSpec]) -> None:
+    """A task (or optimizer) listed twice plans the same run twice, into one record: refuse,
+    naming it, instead of running it twice."""
+    seen: set[str] = set()
+    for run in runs:
+        if run.run_id in seen:
+            raise UsageError(f"{run.task.label} × {run.optimizer.label} is planned twice: the "
+                             "task or the optimizer is listed twice (in --tasks, --optimizers "
+                             "or the suite); list each once.")
+        seen.add(run.run_id)
 
 
 def _installed_only(entries, registry, console: Console):

@@ -32,7 +32,7 @@ import torch
 from rich.console import Console
 from rich.markup import escape
 
-from zgbench import specs
+from zgbench import outputs, specs
 from zgbench.cli import load_registry
 from zgbench.errors import UsageError
 from zgbench.harness import RECOMMENDATION
@@ -65,7 +65,7 @@ def main(args: argparse.Namespace) -> int:
     if args.overrides and not args.render:
         raise UsageError("--set changes how runs are drawn again: use it with --render.")
     registry = load_registry(args)
-    out = Path(args.out) if args.out else results / "pictures"
+    out = outputs.checked(results, Path(args.out) if args.out else results / "pictures")
     overrides = _overrides(args.overrides)
     records = _select(ResultStore(results), registry, args.tasks, args.optimizers)
     console = Console(stderr=True)
@@ -142,7 +142,8 @@ def _picture(record: dict[str, Any], results: Path, out: Path, registry: Registr
     if theta.numel() != task.dim:
         raise UsageError(f"--set changes the parameter count of {record['task']['label']} "
                          f"({theta.numel()} stored, {task.dim} now): keep size parameters.")
-    drawn = [Path(p) for p in task.artifacts(theta, str(out / "runs" / record["run_id"]))]
+    folder = outputs.checked(out, out / "runs" / record["run_id"])
+    drawn = outputs.task_pictures(lambda where: task.artifacts(theta, where), folder)
     drawn = [p for p in drawn if p.suffix == ".png" and p.stem != "reference"]
     return drawn[0] if drawn else None
 
@@ -199,11 +200,9 @@ def contact_sheet(label: str, runs: list[tuple[dict[str, Any], Path]], path: Pat
                 continue
             record, image = images[(optimizer, seed)]
             ax.imshow(image, interpolation="nearest")
-            ax.set_title(textwrap.fill(f"{optimizer} · seed {seed}", 40) + f"\n{metric_caption(record)}",
-                         fontsize=8)
-    fig.suptitle(textwrap.fill(label, int(cell_w * len(seeds) * 11)), fontsize=10)
+            ax.set_title(outputs.literal(textwrap.fill(f"{optimizer} · seed {seed}", 40))
+                         + f"\n{metric_caption(record)}", fontsize=8)
+    fig.suptitle(outputs.literal(textwrap.fill(label, int(cell_w * len(seeds) * 11))),
+                 fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return outputs.save_figure(fig, path, dpi=100)
