@@ -11,6 +11,8 @@ writes each record atomically and calls the ``zgbench_run_finished`` hook.
 from __future__ import annotations
 
 import functools
+import json
+import math
 import time
 import traceback
 import warnings
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 
 import zgbench
-from zgbench import fingerprint, watchdog
+from zgbench import cache, fingerprint, watchdog
 from zgbench.budget import Budget, BudgetExhausted
 from zgbench.meter import Ledger
 from zgbench.optimizer import skip_reason
@@ -31,6 +33,7 @@ from zgbench.plugins import Registry
 from zgbench.problem import Problem
 from zgbench.record import Identity, Record, environment, now, run_id
 from zgbench.seeding import derive_seed
+from zgbench.store import atomic_write_text
 from zgbench.specs import Spec
 
 
@@ -125,6 +128,7 @@ def execute(run: RunSpec, registry: Registry, results: Path | None = None,
         return _close(record, t0)
     ledger: Ledger | None = None
     problem: Problem | None = None
+    task = None
     seeds = record.seeds
     limit = watchdog.default_timeout(run.budget.seconds) if timeout is None else timeout
     warm_up_torch()  # the harness's own import time: before the run's clock and limit
@@ -161,6 +165,8 @@ def execute(run: RunSpec, registry: Registry, results: Path | None = None,
         _salvage(ledger)
     if ledger is not None:
         _audit(record, ledger, problem)
+    if task is not None:
+        _anchor(record, run, task, limit)
     return _close(record, t0)
 
 
@@ -183,6 +189,69 @@ def _audit(record: Record, ledger: Ledger, problem: Problem | None) -> None:
         if record.error:
             reasons += "\n" + record.error
         record.status, record.error = "violated", reasons
+
+
+# ------------------------------------------------------------ start, sanity and reference
+#: Version of the cached anchors' form: bump it to recompute every cached reference.
+ANCHORS_VERSION = 1
+
+
+def _anchor(record: Record, run: RunSpec, task, limit: float | None) -> None:
+    """Put the instance's start, sanity and reference metrics into ``record``. After the
+    run, with its ledger detached: outside its budget and its metered clock (``duration``,
+    the record's wall time, includes it). A task whose sanity or reference raises keeps the
+    run's result, with a warning and without anchors; start still comes from the run."""
+    try:
+        with watchdog.guard(limit):
+            anchors = instance_anchors(task, run)
+    except (Exception, watchdog.RunTimeout) as exc:
+        warnings.warn(f"{run.task.label} (seed {run.repetition}): its sanity() or reference() "
+                      f"failed, so this run's record has no reference: "
+                      f"{type(exc).__name__}: {exc}", stacklevel=2)
+        anchors = None
+    first = record.trajectory[0] if record.trajectory else None
+    if first is not None and not (first["evals"] or first["grads"]):
+        record.start = dict(first["metrics"])  # the zero-spend checkpoint evaluated θ₀
+    elif anchors is not None and "start" in anchors["sanity"]:
+        record.start = dict(anchors["sanity"]["start"])
+    if anchors is not None:
+        record.sanity, record.reference = anchors["sanity"], anchors["reference"]
+        record.reference_note = anchors["note"]
+
+
+def instance_anchors(task, run: RunSpec) -> dict[str, Any]:
+    """``{"sanity": {name: metrics}, "reference": metrics | None, "note": str}`` of the task
+    instance, from the cache (``cache_dir("anchors")``) or computed and stored there.
+
+    Keyed by what fixes the instance and its reference: the canonical task spec, the task
+    seed, the planned device and the source hash of the task's module (a changed task
+    recomputes). Writes are atomic, so two workers computing the same instance at once both
+    write the same file and neither reads a partial one."""
+    cls = type(task)
+    path = cache.cache_dir("anchors") / (cache.key({
+        "task": run.task.canonical, "seed": run.seeds()["task"], "device": run.device,
+        "source": fingerprint.source_hash(cls), "version": ANCHORS_VERSION}) + ".json")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    with torch.no_grad():
+        sanity = {str(name): _metrics(m) for name, m in task.sanity().items()}
+    with torch.enable_grad():  # a first-order reference differentiates
+        reference = task.reference()
+    anchors = {"sanity": sanity, "reference": None if reference is None else _metrics(reference),
+               "note": str(getattr(cls, "reference_note", "") or "")}
+    atomic_write_text(path, json.dumps(anchors, sort_keys=True, allow_nan=False))
+    return anchors
+
+
+def _metrics(values: dict[str, Any]) -> dict[str, float | None]:
+    """Metrics as JSON numbers (non-finite ones as null, as in trajectories)."""
+    out = {}
+    for name, value in values.items():
+        number = float(value)
+        out[str(name)] = number if math.isfinite(number) else None
+    return out
 
 
 @functools.cache
