@@ -311,7 +311,7 @@ def plot_task(label: str, metric: str, direction: str, data: dict[str, pd.DataFr
             ax.plot([x[first]], [limit], marker="^" if direction == "min" else "v",
                     color=line.get_color(), markersize=7, clip_on=False)
         shown.append(values[np.isfinite(values)])
-    lines = _anchor_lines(ax, anchors or {})
+    lines = _anchor_lines(ax, anchors or {}, direction)
     shown.append(np.array(lines, dtype=float))
     drawn = np.concatenate(shown) if shown else np.array([])
     if drawn.size:  # log axes without any finite point cannot place ticks (matplotlib raises)
@@ -332,17 +332,27 @@ def plot_task(label: str, metric: str, direction: str, data: dict[str, pd.DataFr
     _save(fig, path)
 
 
-def _anchor_lines(ax, anchors: dict[str, Any]) -> list[float]:
-    """Draw the start and the reference (where finite) as grey horizontal lines labelled in
-    the legend; return the values drawn."""
+def _anchor_lines(ax, anchors: dict[str, Any], direction: str = "min") -> list[float]:
+    """Draw the start and the reference (where finite) as horizontal lines labelled in the
+    legend and, with their values, on the axes (a reference at an exact optimum, gap 0, lies
+    on the bottom spine: the label keeps it readable). Labels sit on the side of the line
+    facing the curves (below the start of a "min" metric, above its reference); return the
+    values drawn."""
     drawn = []
     note = anchors.get("reference_note") or ""
-    for key, text, style in (("start", "start θ₀ (median over instances)", "--"),
-                             ("reference", "reference" + (f": {note}" if note else ""), ":")):
+    for key, text, style, colour in (
+            ("start", "start θ₀ (median over instances)", "--", "0.35"),
+            ("reference", "reference" + (f": {note}" if note else ""), ":", "black")):
         value = anchors.get(key)
         if value is None or not math.isfinite(float(value)):
             continue
-        ax.axhline(float(value), color="0.35", ls=style, lw=1.2, label=text, zorder=1)
+        ax.axhline(float(value), color=colour, ls=style, lw=1.4, label=text, zorder=4,
+                   clip_on=False)
+        above = (key == "reference") == (direction == "min")
+        ax.annotate(f"{key} {float(value):.3g}", (0.01, float(value)),
+                    xycoords=("axes fraction", "data"), xytext=(0, 2 if above else -2),
+                    textcoords="offset points", fontsize=7, color=colour,
+                    va="bottom" if above else "top")
         drawn.append(float(value))
     return drawn
 
