@@ -125,7 +125,8 @@ def _say_stalled(console: Console, out: Path, runs: list[harness.RunSpec]) -> No
     labels = leaderboard.stalled(records)
     if labels:
         console.print(f"[yellow]no optimizer improved on the start[/yellow] (median final "
-                      f"primary metric) on: {escape(', '.join(labels))}", highlight=False)
+                      f"primary metric) on: {escape(', '.join(labels))}", highlight=False,
+                      soft_wrap=True)
 
 
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
