@@ -221,16 +221,19 @@ def _anchor(record: Record, run: RunSpec, task, limit: float | None) -> None:
 
 def instance_anchors(task, run: RunSpec) -> dict[str, Any]:
     """``{"sanity": {name: metrics}, "reference": metrics | None, "note": str}`` of the task
-    instance, from the cache (``cache_dir("anchors")``) or computed and stored there.
+    instance, from the cache (``<cache root>/anchors``) or computed and stored there.
 
     Keyed by what fixes the instance and its reference: the canonical task spec, the task
     seed, the planned device and the source hash of the task's module (a changed task
-    recomputes). Writes are atomic, so two workers computing the same instance at once both
-    write the same file and neither reads a partial one."""
+    recomputes; a change to a helper module the reference uses needs a bump of
+    :data:`ANCHORS_VERSION`). Writes are atomic, so two workers computing the same instance at
+    once both write the same file and neither reads a partial one; a cache that cannot be
+    written costs the computation again next time, not the anchors."""
     cls = type(task)
-    path = cache.cache_dir("anchors") / (cache.key({
-        "task": run.task.canonical, "seed": run.seeds()["task"], "device": run.device,
-        "source": fingerprint.source_hash(cls), "version": ANCHORS_VERSION}) + ".json")
+    name = cache.key({"task": run.task.canonical, "seed": run.seeds()["task"],
+                      "device": run.device, "source": fingerprint.source_hash(cls),
+                      "version": ANCHORS_VERSION}) + ".json"
+    path = cache.root() / "anchors" / name  # atomic_write creates the folder
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -241,7 +244,11 @@ def instance_anchors(task, run: RunSpec) -> dict[str, Any]:
         reference = task.reference()
     anchors = {"sanity": sanity, "reference": None if reference is None else _metrics(reference),
                "note": str(getattr(cls, "reference_note", "") or "")}
-    atomic_write_text(path, json.dumps(anchors, sort_keys=True, allow_nan=False))
+    try:
+        atomic_write_text(path, json.dumps(anchors, sort_keys=True, allow_nan=False))
+    except OSError as exc:  # a read-only or full cache costs time, not the anchors
+        warnings.warn(f"could not cache the reference of {run.task.label} in {path.parent}: "
+                      f"{exc}", stacklevel=2)
     return anchors
 
 

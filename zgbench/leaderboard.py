@@ -615,7 +615,7 @@ def plot_profile(frame: pd.DataFrame, scope: str, xlabel: str, path: Path,
         ax.step(xs, ys, where="post", label=optimizer, ls=_style(i), clip_on=False,
                 zorder=3)  # over the spine
     ax.set_xscale("log")
-    ax.set_xlim(floor, edge)
+    ax.set_xlim(floor, max(edge, 10 * floor))  # a one-evaluation budget: no empty range
     ax.set_ylim(0, 1.02)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction of (run, target) pairs reached")
