@@ -33,6 +33,7 @@ from zgbench.plugins import Registry
 from zgbench.problem import Problem
 from zgbench.record import Identity, Record, environment, now, run_id
 from zgbench.seeding import derive_seed
+from zgbench.task import Task
 from zgbench.store import atomic_write_text
 from zgbench.specs import Spec
 
@@ -199,27 +200,28 @@ ANCHORS_VERSION = 1
 def _anchor(record: Record, run: RunSpec, task, limit: float | None) -> None:
     """Put the instance's start, sanity and reference metrics into ``record``. After the
     run, with its ledger detached: outside its budget and its metered clock (``duration``,
-    the record's wall time, includes it). A task whose sanity or reference raises keeps the
-    run's result, with a warning and without anchors; start still comes from the run."""
+    the record's wall time, includes it). The start is the zero-spend checkpoint's (it
+    evaluated θ₀). A task whose sanity or reference raises keeps the run's result, with a
+    warning and without sanity and reference."""
+    first = record.trajectory[0] if record.trajectory else None
+    if first is not None and not (first["evals"] or first["grads"]):
+        record.start = dict(first["metrics"])
     try:
         with watchdog.guard(limit):
-            anchors = instance_anchors(task, run)
+            anchors = instance_anchors(task, run, record.start)
     except (Exception, watchdog.RunTimeout) as exc:
         warnings.warn(f"{run.task.label} (seed {run.repetition}): its sanity() or reference() "
                       f"failed, so this run's record has no reference: "
                       f"{type(exc).__name__}: {exc}", stacklevel=2)
-        anchors = None
-    first = record.trajectory[0] if record.trajectory else None
-    if first is not None and not (first["evals"] or first["grads"]):
-        record.start = dict(first["metrics"])  # the zero-spend checkpoint evaluated θ₀
-    elif anchors is not None and "start" in anchors["sanity"]:
+        return
+    if record.start is None and "start" in anchors["sanity"]:
         record.start = dict(anchors["sanity"]["start"])
-    if anchors is not None:
-        record.sanity, record.reference = anchors["sanity"], anchors["reference"]
-        record.reference_note = anchors["note"]
+    record.sanity, record.reference = anchors["sanity"], anchors["reference"]
+    record.reference_note = anchors["note"]
 
 
-def instance_anchors(task, run: RunSpec) -> dict[str, Any]:
+def instance_anchors(task, run: RunSpec,
+                     start: dict[str, float | None] | None = None) -> dict[str, Any]:
     """``{"sanity": {name: metrics}, "reference": metrics | None, "note": str}`` of the task
     instance, from the cache (``<cache root>/anchors``) or computed and stored there.
 
@@ -228,7 +230,8 @@ def instance_anchors(task, run: RunSpec) -> dict[str, Any]:
     recomputes; a change to a helper module the reference uses needs a bump of
     :data:`ANCHORS_VERSION`). Writes are atomic, so two workers computing the same instance at
     once both write the same file and neither reads a partial one; a cache that cannot be
-    written costs the computation again next time, not the anchors."""
+    written costs the computation again next time, not the anchors. ``start``: θ₀'s metrics
+    if known, which stand for the default :meth:`Task.sanity` (no second evaluation)."""
     cls = type(task)
     name = cache.key({"task": run.task.canonical, "seed": run.seeds()["task"],
                       "device": run.device, "source": fingerprint.source_hash(cls),
@@ -238,8 +241,11 @@ def instance_anchors(task, run: RunSpec) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         pass
-    with torch.no_grad():
-        sanity = {str(name): _metrics(m) for name, m in task.sanity().items()}
+    if start is not None and getattr(type(task), "sanity", None) is Task.sanity:
+        sanity = {"start": dict(start)}
+    else:
+        with torch.no_grad():
+            sanity = {str(name): _metrics(m) for name, m in task.sanity().items()}
     with torch.enable_grad():  # a first-order reference differentiates
         reference = task.reference()
     anchors = {"sanity": sanity, "reference": None if reference is None else _metrics(reference),
