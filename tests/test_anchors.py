@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from zgbench import Task, hookimpl, plugins
+from zgbench import hookimpl, plugins
 from zgbench.cli import main
 from zgbench.harness import RunSpec, execute
 from zgbench.budget import Budget

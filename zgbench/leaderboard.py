@@ -28,7 +28,9 @@ reaches, else the best known; blank where the task has none; ``reference_note`` 
 is); and per optimizer ``final_over_start``, the median over seeds of final / start of the
 same instance (below 1 for a "min" metric: better than the start; blank where a start is
 not positive). The convergence plots draw both anchors as labelled horizontal lines, and
-:func:`not_improved` names the tasks where no optimizer's median beat the start. ``families.csv`` holds the same board per family of tasks. Everything is written
+:func:`not_improved` names the tasks where no optimizer's median beat the start.
+
+``families.csv`` holds the same board per family of tasks. Everything is written
 atomically, tables before plots; plots are median lines with an interquartile band over
 seeds, against oracle calls (loss evaluations + gradient evaluations), and skip non-finite
 points.
