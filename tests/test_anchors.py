@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import types
 
 import numpy as np
@@ -124,6 +125,43 @@ def test_a_task_whose_reference_fails_keeps_its_run():
     assert record.status == "ok"
     assert data["start"] == data["trajectory"][0]["metrics"]
     assert "reference" not in data and "sanity" not in data  # unknown, not "none"
+
+
+class SlowReference(Sphere):
+    """A reference that would outlast the run's hard limit."""
+
+    name = "slow-reference"
+
+    def reference(self):
+        time.sleep(30)
+        return super().reference()
+
+
+def test_a_reference_past_the_runs_limit_is_given_up_and_the_run_kept():
+    module = types.ModuleType("slowref")
+    module.zgbench_tasks = hookimpl(lambda: [SlowReference])
+    registry = plugins.load(extra_plugins=[module])
+    run = RunSpec(resolve_task(registry, "slow-reference[dim=3]"),
+                  resolve_optimizer(registry, "random-search"), 0, Budget(evals=40))
+    t0 = time.perf_counter()
+    with pytest.warns(UserWarning, match="no reference"):
+        record = execute(run, registry, timeout=2.0)
+    assert time.perf_counter() - t0 < 10  # within the limit (plus the watchdog's second)
+    assert record.status == "ok" and record.reference_note is None
+
+
+def test_two_workers_computing_one_reference_at_once(tmp_path, cache):
+    """Two pool workers start the two runs of one instance together: both compute its
+    reference and write the same cache file atomically; both records carry it."""
+    out = tmp_path / "pool"
+    assert main(["run", "--workers", "2", "--tasks", "classify[width=4,batch=32]",
+                 "--optimizers", "random-search,cge", "--seeds", "1", "--evals", "40",
+                 "--no-leaderboard", "--out", str(out)]) == 0
+    records = _records(out)
+    assert len(records) == 2 and all(r["status"] == "ok" for r in records)
+    assert records[0]["reference"] == records[1]["reference"]
+    assert records[0]["reference"]["accuracy"] > 0.7
+    assert len(list((cache / "anchors").glob("*.json"))) == 1
 
 
 def test_records_without_anchors_read_as_before():

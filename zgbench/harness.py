@@ -133,6 +133,7 @@ def execute(run: RunSpec, registry: Registry, results: Path | None = None,
     seeds = record.seeds
     limit = watchdog.default_timeout(run.budget.seconds) if timeout is None else timeout
     warm_up_torch()  # the harness's own import time: before the run's clock and limit
+    started = time.perf_counter()
     try:
         with watchdog.guard(limit):
             task = task_entry.cls(device=run.target_device, seed=seeds["task"], **run.task.kwargs)
@@ -167,7 +168,8 @@ def execute(run: RunSpec, registry: Registry, results: Path | None = None,
     if ledger is not None:
         _audit(record, ledger, problem)
     if task is not None:
-        _anchor(record, run, task, limit)
+        left = None if limit is None else max(limit - (time.perf_counter() - started), 1.0)
+        _anchor(record, run, task, left)
     return _close(record, t0)
 
 
@@ -201,8 +203,10 @@ def _anchor(record: Record, run: RunSpec, task, limit: float | None) -> None:
     """Put the instance's start, sanity and reference metrics into ``record``. After the
     run, with its ledger detached: outside its budget and its metered clock (``duration``,
     the record's wall time, includes it). The start is the zero-spend checkpoint's (it
-    evaluated θ₀). A task whose sanity or reference raises keeps the run's result, with a
-    warning and without sanity and reference."""
+    evaluated θ₀). A task whose sanity or reference raises, or takes longer than ``limit``
+    (what is left of the run's hard limit, at least a second: a pool's driver kills a worker
+    soon after that limit), keeps the run's result, with a warning and without sanity and
+    reference; the next run of the instance tries again."""
     first = record.trajectory[0] if record.trajectory else None
     if first is not None and not (first["evals"] or first["grads"]):
         record.start = dict(first["metrics"])
