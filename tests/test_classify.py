@@ -16,7 +16,7 @@ from zgbench import specs
 from zgbench.errors import ContractError, UsageError
 from zgbench.tasks import _nets
 from zgbench.tasks.classify import Classify, augment
-from zgbench.testing import run_once
+from zgbench.testing import check_anchors, run_once
 
 pytest.importorskip("sklearn")
 
@@ -206,3 +206,11 @@ def test_network_restart_shares_layers():
     xs = torch.randn(4, 5, 1, 8, 8, generator=torch.Generator().manual_seed(2))
     looped = torch.stack([net.trace(r, xi)[0] for r, xi in zip(rows, xs)])
     assert torch.allclose(net.forward(rows, xs, batched=True, chunk=3), looped, atol=1e-6)
+
+
+def test_constant_class_and_start_score_worse_than_the_adam_reference():
+    """Issue 22's ordering at the quick suite's size: a constant class (the training prior)
+    and the start sit near chance, the first-order reference far above."""
+    sanity, reference = check_anchors(Classify(seed=3, width=4, batch=32))
+    assert set(sanity) == {"start", "constant class"}
+    assert sanity["constant class"]["accuracy"] < 0.2 and reference["accuracy"] > 0.7

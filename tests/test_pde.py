@@ -13,7 +13,7 @@ import torch
 
 from zgbench.errors import UsageError
 from zgbench.tasks.pde_sol import _MEMO, PdeSol
-from zgbench.testing import run_once
+from zgbench.testing import check_anchors, run_once
 
 pytest.importorskip("phi")
 # PhiFlow / PhiML use APIs their own and torch's newer versions deprecate: not ours to fix.
@@ -161,3 +161,12 @@ def test_non_sol_trains_on_pairs_without_the_solver(task):
 def test_non_sol_is_not_applicable_without_pairs():
     record = run_once("sphere[dim=2]", "non-sol", grads=5)
     assert record["status"] == "n/a"
+
+
+def test_zero_control_and_start_score_worse_than_the_fo_sol_reference(task):
+    """Issue 22's ordering: zero control is the uncorrected solver (as is θ₀, whose last
+    layer is zero); Adam through the differentiable solver beats both."""
+    sanity, reference = check_anchors(task)
+    assert set(sanity) == {"start", "zero control"}
+    assert sanity["zero control"]["relative_mae"] == pytest.approx(1.0)
+    assert reference["relative_mae"] < 1.0

@@ -4,6 +4,8 @@ import pytest
 import torch
 
 from zgbench.tasks.synthetic import Cliff, Rastrigin, Rosenbrock, Sphere, Step
+from zgbench.tasks.toys import SplineToy
+from zgbench.testing import check_anchors
 
 ALL = [Sphere, Rosenbrock, Rastrigin, Step, Cliff]
 
@@ -50,3 +52,16 @@ def test_step_has_plateaus_and_cliff_jumps():
     left = cliff.x_star + torch.tensor([-1e-4, 0.0])
     right = cliff.x_star + torch.tensor([1e-4, 0.0])
     assert float(cliff.loss(left[None], 0) - cliff.loss(right[None], 0)) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_every_sanity_output_scores_worse_than_the_reference(cls):
+    """The start loses to the known optimum (issue 22's ordering) at the quick suite's size."""
+    sanity, reference = check_anchors(cls(dim=8, seed=3))
+    assert list(sanity) == ["start"] and reference["gap"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_spline_toy_reference_is_the_papers_minimiser():
+    sanity, reference = check_anchors(SplineToy(seed=0))
+    assert reference == {"distance": 0.0, "loss": 0.0}
+    assert sanity["start"]["distance"] == pytest.approx(2.9, abs=1e-6)

@@ -14,10 +14,14 @@ from pathlib import Path
 from typing import Any
 
 
+def root() -> Path:
+    """The cache folder, not created (a reader that finds nothing there computes anew)."""
+    return Path(os.environ.get("ZGBENCH_CACHE") or Path.home() / ".cache" / "zgbench")
+
+
 def cache_dir(*parts: str) -> Path:
     """The cache folder (created), optionally a named sub-folder such as ``"radiosity"``."""
-    root = Path(os.environ.get("ZGBENCH_CACHE") or Path.home() / ".cache" / "zgbench")
-    path = root.joinpath(*parts)
+    path = root().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

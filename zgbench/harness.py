@@ -11,6 +11,8 @@ writes each record atomically and calls the ``zgbench_run_finished`` hook.
 from __future__ import annotations
 
 import functools
+import json
+import math
 import time
 import traceback
 import warnings
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 
 import zgbench
-from zgbench import fingerprint, outputs, watchdog
+from zgbench import cache, fingerprint, outputs, watchdog
 from zgbench.budget import Budget, BudgetExhausted
 from zgbench.meter import Ledger
 from zgbench.optimizer import skip_reason
@@ -31,6 +33,8 @@ from zgbench.plugins import Registry
 from zgbench.problem import Problem
 from zgbench.record import Identity, Record, environment, now, run_id
 from zgbench.seeding import derive_seed
+from zgbench.task import Task
+from zgbench.store import atomic_write_text
 from zgbench.specs import Spec
 
 
@@ -125,9 +129,11 @@ def execute(run: RunSpec, registry: Registry, results: Path | None = None,
         return _close(record, t0)
     ledger: Ledger | None = None
     problem: Problem | None = None
+    task = None
     seeds = record.seeds
     limit = watchdog.default_timeout(run.budget.seconds) if timeout is None else timeout
     warm_up_torch()  # the harness's own import time: before the run's clock and limit
+    started = time.perf_counter()
     try:
         with watchdog.guard(limit):
             task = task_entry.cls(device=run.target_device, seed=seeds["task"], **run.task.kwargs)
@@ -161,6 +167,9 @@ def execute(run: RunSpec, registry: Registry, results: Path | None = None,
         _salvage(ledger)
     if ledger is not None:
         _audit(record, ledger, problem)
+    if task is not None:
+        left = None if limit is None else max(limit - (time.perf_counter() - started), 1.0)
+        _anchor(record, run, task, left)
     return _close(record, t0)
 
 
@@ -192,6 +201,83 @@ def _audit(record: Record, ledger: Ledger, problem: Problem | None) -> None:
         cause = ledger.task_error if not record.error else (
             ledger.task_error.splitlines()[0] + "\n" + record.error)
         record.status, record.error = "failed", f"{TASK_ERROR}: {cause}"
+
+
+# ------------------------------------------------------------ start, sanity and reference
+#: Version of the cached anchors' form: bump it to recompute every cached reference.
+ANCHORS_VERSION = 1
+
+
+def _anchor(record: Record, run: RunSpec, task, limit: float | None) -> None:
+    """Put the instance's start, sanity and reference metrics into ``record``. After the
+    run, with its ledger detached: outside its budget and its metered clock (``duration``,
+    the record's wall time, includes it). The start is the zero-spend checkpoint's (it
+    evaluated θ₀). A task whose sanity or reference raises, or takes longer than ``limit``
+    (what is left of the run's hard limit, at least a second: a pool's driver kills a worker
+    soon after that limit), keeps the run's result, with a warning and without sanity and
+    reference; the next run of the instance tries again."""
+    first = record.trajectory[0] if record.trajectory else None
+    if first is not None and not (first["evals"] or first["grads"]):
+        record.start = dict(first["metrics"])
+    try:
+        with watchdog.guard(limit):
+            anchors = instance_anchors(task, run, record.start)
+    except (Exception, watchdog.RunTimeout) as exc:
+        warnings.warn(f"{run.task.label} (seed {run.repetition}): its sanity() or reference() "
+                      f"failed, so this run's record has no reference: "
+                      f"{type(exc).__name__}: {exc}", stacklevel=2)
+        return
+    if record.start is None and "start" in anchors["sanity"]:
+        record.start = dict(anchors["sanity"]["start"])
+    record.sanity, record.reference = anchors["sanity"], anchors["reference"]
+    record.reference_note = anchors["note"]
+
+
+def instance_anchors(task, run: RunSpec,
+                     start: dict[str, float | None] | None = None) -> dict[str, Any]:
+    """``{"sanity": {name: metrics}, "reference": metrics | None, "note": str}`` of the task
+    instance, from the cache (``<cache root>/anchors``) or computed and stored there.
+
+    Keyed by what fixes the instance and its reference: the canonical task spec, the task
+    seed, the planned device and the source hash of the task's module (a changed task
+    recomputes; a change to a helper module the reference uses needs a bump of
+    :data:`ANCHORS_VERSION`). Writes are atomic, so two workers computing the same instance at
+    once both write the same file and neither reads a partial one; a cache that cannot be
+    written costs the computation again next time, not the anchors. ``start``: θ₀'s metrics
+    if known, which stand for the default :meth:`Task.sanity` (no second evaluation)."""
+    cls = type(task)
+    name = cache.key({"task": run.task.canonical, "seed": run.seeds()["task"],
+                      "device": run.device, "source": fingerprint.source_hash(cls),
+                      "version": ANCHORS_VERSION}) + ".json"
+    path = cache.root() / "anchors" / name  # atomic_write creates the folder
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    if start is not None and getattr(type(task), "sanity", None) is Task.sanity:
+        sanity = {"start": dict(start)}
+    else:
+        with torch.no_grad():
+            sanity = {str(name): _metrics(m) for name, m in task.sanity().items()}
+    with torch.enable_grad():  # a first-order reference differentiates
+        reference = task.reference()
+    anchors = {"sanity": sanity, "reference": None if reference is None else _metrics(reference),
+               "note": str(getattr(cls, "reference_note", "") or "")}
+    try:
+        atomic_write_text(path, json.dumps(anchors, sort_keys=True, allow_nan=False))
+    except OSError as exc:  # a read-only or full cache costs time, not the anchors
+        warnings.warn(f"could not cache the reference of {run.task.label} in {path.parent}: "
+                      f"{exc}", stacklevel=2)
+    return anchors
+
+
+def _metrics(values: dict[str, Any]) -> dict[str, float | None]:
+    """Metrics as JSON numbers (non-finite ones as null, as in trajectories)."""
+    out = {}
+    for name, value in values.items():
+        number = float(value)
+        out[str(name)] = number if math.isfinite(number) else None
+    return out
 
 
 @functools.cache

@@ -19,7 +19,18 @@ end of the run. Explicit rules for the awkward cases:
 The overall board (``overall.csv``) gives each optimizer its mean rank over the tasks it was
 ranked on, its coverage, wins (tasks ranked first, ties included), n/a and failed counts; the
 main table holds the optimizers ranked on at least half the tasks, the partial table the
-rest. ``families.csv`` holds the same board per family of tasks. Everything is written
+rest.
+
+Every task table also carries the task's two anchors for its primary metric (issue 22):
+``start``, the median over the task's instances (seeds) of θ₀'s value, and ``reference``, the
+median of the instances' reference values (``Task.reference``: what a first-order method
+reaches, else the best known; blank where the task has none; ``reference_note`` says what it
+is); and per optimizer ``final_over_start``, the median over seeds of final / start of the
+same instance (below 1 for a "min" metric: better than the start; blank where a start is
+not positive). The convergence plots draw both anchors as labelled horizontal lines, and
+:func:`not_improved` names the tasks where no optimizer's median beat the start.
+
+``families.csv`` holds the same board per family of tasks. Everything is written
 atomically, tables before plots; plots are median lines with an interquartile band over
 seeds, against oracle calls (loss evaluations + gradient evaluations), and skip non-finite
 points.
@@ -50,11 +61,12 @@ import pandas as pd
 
 from zgbench import boards, declared, outputs, stats
 from zgbench.errors import UsageError
-from zgbench.record import repetition
+from zgbench.record import repetition, start_metrics
 from zgbench.store import ResultStore, atomic_write_text
 
-COLUMNS = ["rank", "optimizer", "spec", "median", "q25", "q75", "runs_ok", "runs_failed",
-           "evals", "grads", "seconds", "metric", "direction"]
+COLUMNS = ["rank", "optimizer", "spec", "median", "q25", "q75", "final_over_start", "start",
+           "reference", "runs_ok", "runs_failed", "evals", "grads", "seconds", "metric",
+           "direction", "reference_note"]
 
 
 def runs_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
@@ -75,6 +87,9 @@ def runs_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "seed": repetition(r), "status": r["status"], "metric": task["primary_metric"],
             "direction": direction, "value": value, "evals": final.get("evals", 0),
             "grads": final.get("grads", 0), "seconds": final.get("seconds", 0.0),
+            "start": _num((start_metrics(r) or {}).get(task["primary_metric"])),
+            "reference": _num((r.get("reference") or {}).get(task["primary_metric"])),
+            "reference_note": r.get("reference_note") or "",
         })
     return pd.DataFrame(rows)
 
@@ -112,11 +127,13 @@ def task_table(runs: pd.DataFrame) -> pd.DataFrame:
     extra = [_row(group["optimizer"].iloc[0], group, direction, counted=False) for _, group in
              runs[~counted].groupby("spec", sort=True)]
     table = pd.DataFrame(rows + extra)
-    for column in ("median", "q25", "q75", "evals", "grads", "seconds"):
+    for column in ("median", "q25", "q75", "final_over_start", "evals", "grads", "seconds"):
         if column not in table:  # every pair n/a on this task
             table[column] = math.nan
     table["metric"] = runs["metric"].iloc[0]
     table["direction"] = direction
+    for column, value in anchors(runs).items():
+        table[column] = value
     ranked = (table["status"] != "n/a") & table["counted"]
     key = table.loc[ranked, "median"] * (1 if direction == "min" else -1)
     table.loc[ranked, "rank"] = key.rank(method="min")
@@ -134,7 +151,7 @@ def _row(name: str, group: pd.DataFrame, direction: str, counted: bool = True) -
         return {"optimizer": name, "spec": spec, "status": "n/a", "runs_ok": 0,
                 "runs_failed": 0, "counted": counted}
     values = ran["value"].to_numpy(dtype=float)
-    return {
+    return {"final_over_start": _over_start(ran, direction), **{
         "optimizer": name, "spec": spec,
         "status": "ok" if (ran["status"] == "ok").any() else "failed",
         "median": _quantile(values, 0.5, direction), "q25": _quantile(values, 0.25, direction),
@@ -142,7 +159,62 @@ def _row(name: str, group: pd.DataFrame, direction: str, counted: bool = True) -
         "runs_failed": int((ran["status"] != "ok").sum()),  # failed, violated, ...
         "evals": float(ran["evals"].median()), "grads": float(ran["grads"].median()),
         "seconds": float(ran["seconds"].median()), "counted": counted,
-    }
+    }}
+
+
+def anchors(runs: pd.DataFrame) -> dict[str, Any]:
+    """A task's ``start`` and ``reference`` (medians over its instances, one value per seed:
+    every optimizer of a seed faces the same instance) and the reference's note; NaN where
+    no record knows them (records written before they existed have no reference)."""
+    out: dict[str, Any] = {}
+    for column in ("start", "reference"):
+        if column not in runs:
+            out[column] = math.nan
+            continue
+        per_seed = runs.dropna(subset=[column]).groupby("seed")[column].first()
+        out[column] = float(per_seed.median()) if len(per_seed) else math.nan
+    notes = runs["reference_note"] if "reference_note" in runs else pd.Series([], dtype=str)
+    out["reference_note"] = next((n for n in notes if isinstance(n, str) and n), "")
+    return out
+
+
+def _over_start(ran: pd.DataFrame, direction: str) -> float:
+    """Median over seeds of final / start of the same instance (failures: the worst), or NaN
+    where a start is unknown or not positive (the ratio would not order as the metric)."""
+    if "start" not in ran:
+        return math.nan
+    start = ran["start"].to_numpy(dtype=float)
+    if not len(start) or not (np.isfinite(start) & (start > 0)).all():
+        return math.nan
+    return _quantile(ran["value"].to_numpy(dtype=float) / start, 0.5, direction)
+
+
+def stalled(records: Iterable[dict[str, Any]]) -> list[str]:
+    """:func:`not_improved` straight from records (no statistics, no files): the labels of
+    the tasks where no optimizer's median final primary metric beat the start."""
+    runs = runs_frame(records)
+    if runs.empty:
+        return []
+    runs["counted"] = boards.counted_specs(runs)
+    return not_improved({group["task"].iloc[0]: task_table(group)
+                         for _, group in runs.groupby("task_id", sort=True)})
+
+
+def not_improved(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """The labels of the tasks where no ranked optimizer's median beat the task's start
+    (primary metric; ties with the start do not count as improving): boards on which
+    nothing moved measure nothing. Tasks without a known start are left out."""
+    labels = []
+    for label, table in tables.items():
+        start = float(table["start"].iloc[0]) if "start" in table and len(table) else math.nan
+        if not math.isfinite(start):
+            continue
+        ranked = table[table["rank"].notna()] if "rank" in table else table[:0]
+        sign = 1.0 if table["direction"].iloc[0] == "min" else -1.0
+        medians = ranked["median"].to_numpy(dtype=float) * sign
+        if not (medians < start * sign).any():
+            labels.append(label)
+    return labels
 
 
 def _quantile(values: np.ndarray, q: float, direction: str = "min") -> float:
@@ -205,8 +277,10 @@ LEGEND_ROWS = 18
 
 
 def plot_task(label: str, metric: str, direction: str, data: dict[str, pd.DataFrame],
-              path: Path) -> None:
-    """Convergence plot: median step line and interquartile band per optimizer.
+              path: Path, anchors: dict[str, Any] | None = None) -> None:
+    """Convergence plot: median step line and interquartile band per optimizer, and the
+    task's ``anchors`` (:func:`anchors`: start and reference) as labelled horizontal lines,
+    so a curve reads as the distance covered from the start towards the reference.
 
     Divergence is clipped rather than drawn on a symlog axis: symlog would keep a 1e38 run
     visible but squeeze the range where the optimizers differ (start to optimum, a few
@@ -238,6 +312,8 @@ def plot_task(label: str, metric: str, direction: str, data: dict[str, pd.DataFr
             ax.plot([x[first]], [limit], marker="^" if direction == "min" else "v",
                     color=line.get_color(), markersize=7, clip_on=False)
         shown.append(values[np.isfinite(values)])
+    lines = _anchor_lines(ax, anchors or {}, direction)
+    shown.append(np.array(lines, dtype=float))
     drawn = np.concatenate(shown) if shown else np.array([])
     if drawn.size:  # log axes without any finite point cannot place ticks (matplotlib raises)
         ax.set_xscale("log")
@@ -253,8 +329,33 @@ def plot_task(label: str, metric: str, direction: str, data: dict[str, pd.DataFr
                   f"{limit:.3g} ({DIVERGED:g}x the starting spread)")
     ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    _legend(ax, len(data))
+    _legend(ax, len(data) + len(lines))
     _save(fig, path)
+
+
+def _anchor_lines(ax, anchors: dict[str, Any], direction: str = "min") -> list[float]:
+    """Draw the start and the reference (where finite) as horizontal lines labelled in the
+    legend and, with their values, on the axes (a reference at an exact optimum, gap 0, lies
+    on the bottom spine: the label keeps it readable). Labels sit on the side of the line
+    facing the curves (below the start of a "min" metric, above its reference); return the
+    values drawn."""
+    drawn = []
+    note = anchors.get("reference_note") or ""
+    for key, text, style, colour in (
+            ("start", "start θ₀ (median over instances)", "--", "0.35"),
+            ("reference", "reference" + (f": {note}" if note else ""), ":", "black")):
+        value = anchors.get(key)
+        if value is None or not math.isfinite(float(value)):
+            continue
+        ax.axhline(float(value), color=colour, ls=style, lw=1.4, label=text, zorder=4,
+                   clip_on=False)
+        above = (key == "reference") == (direction == "min")
+        ax.annotate(f"{key} {float(value):.3g}", (0.01, float(value)),
+                    xycoords=("axes fraction", "data"), xytext=(0, 2 if above else -2),
+                    textcoords="offset points", fontsize=7, color=colour,
+                    va="bottom" if above else "top")
+        drawn.append(float(value))
+    return drawn
 
 
 def _diverged_limit(data: dict[str, pd.DataFrame], direction: str) -> float:
@@ -382,7 +483,7 @@ def write(results: str | Path, out: str | Path, baseline: str | None = None) -> 
         task_records = [r for r in records if (r["task"]["canonical"], r["optimizer"]["label"])
                         in counted and r["task"]["canonical"] == task_id]
         plot_task(label, group["metric"].iloc[0], group["direction"].iloc[0],
-                  curves(task_records), out / f"{slug(label)}.png")
+                  curves(task_records), out / f"{slug(label)}.png", anchors(group))
     spend = runs.assign(calls=runs["evals"] + runs["grads"]).groupby("task")["calls"].max()
     _write_stats(out, list(tables), computed["analysis"], board_order(computed["overall"]),
                  spend.to_dict())
@@ -512,7 +613,7 @@ def plot_profile(frame: pd.DataFrame, scope: str, xlabel: str, path: Path,
         ax.step(xs, ys, where="post", label=outputs.literal(optimizer), ls=_style(i), clip_on=False,
                 zorder=3)  # over the spine
     ax.set_xscale("log")
-    ax.set_xlim(floor, edge)
+    ax.set_xlim(floor, max(edge, 10 * floor))  # a one-evaluation budget: no empty range
     ax.set_ylim(0, 1.02)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction of (run, target) pairs reached")

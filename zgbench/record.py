@@ -51,6 +51,19 @@ Schema version 2 (a JSON object; bump :data:`SCHEMA` on any incompatible change)
                    calls the task broke (it raised or returned a wrong result), performed
                    but never charged; violations:
                    [reason, ...], non-empty exactly when status is "violated"}
+    start         (absent in records written before it existed, and in runs that failed
+                   before their first checkpoint with no sanity metrics) the held-out metrics
+                   of the task instance's start θ₀: the zero-spend checkpoint's
+    sanity        (absent as for start) {name: metrics} of the instance's trivial outputs
+                   (``Task.sanity``: "start", "empty image", "constant class", ...)
+    reference     (absent as for start; null where the task has none) the held-out metrics
+                   of the instance's reference solution (``Task.reference``: what a
+                   first-order method reaches, else the best known); computed once per task
+                   instance, outside every run's budget, and cached
+    reference_note  (present with reference) what the reference is, in words ("" if none)
+
+Readers of records without start take the first trajectory entry's metrics (the zero-spend
+checkpoint evaluates θ₀), and treat absent sanity and reference as unknown.
 
 Trajectory, final and audit are the harness's: the final entry is its own evaluation of the
 recommendation after ``run`` returned. Non-finite numbers are stored as null, wherever they
@@ -128,15 +141,27 @@ class Record:
     final: dict[str, Any] | None = None
     artifacts: list[str] = field(default_factory=list)
     audit: dict[str, Any] | None = None
+    #: Held-out metrics of θ₀ (the zero-spend checkpoint's); ``None``: unknown.
+    start: dict[str, float | None] | None = None
+    #: ``Task.sanity()`` of the instance; ``None``: not computed.
+    sanity: dict[str, dict[str, float | None]] | None = None
+    #: ``Task.reference()`` of the instance (``None`` also where the task has none).
+    reference: dict[str, float | None] | None = None
+    #: ``Task.reference_note``; ``None``: sanity and reference were not computed.
+    reference_note: str | None = None
     schema: int = SCHEMA
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON object stored on disk; ``audit`` and ``code`` are left out when unknown,
-        as records without them have always been written."""
+        """The JSON object stored on disk; ``audit``, ``code``, ``start`` and ``sanity`` are
+        left out when unknown, as records without them have always been written, and
+        ``reference`` with its note when they were not computed (a null reference with a
+        note means the task has none)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        for optional in ("audit", "code"):
+        for optional in ("audit", "code", "start", "sanity"):
             if data[optional] is None:
                 del data[optional]
+        if data["reference_note"] is None:
+            del data["reference"], data["reference_note"]
         return data
 
     @classmethod
@@ -164,6 +189,19 @@ def migrate(data: Mapping[str, Any]) -> dict[str, Any]:
             identity["repetition"] = identity.pop("seed")
         data.update(identity=identity, schema=SCHEMA)
     return data
+
+
+def start_metrics(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The held-out metrics of a record's start θ₀: its ``start``, else (records written
+    before it existed) its zero-spend checkpoint's; ``None`` if neither is there."""
+    start = record.get("start")
+    if isinstance(start, Mapping):
+        return dict(start)
+    trajectory = record.get("trajectory") or []
+    first = trajectory[0] if trajectory else None
+    if isinstance(first, Mapping) and not (first.get("evals") or first.get("grads")):
+        return dict(first.get("metrics") or {})
+    return None
 
 
 def repetition(record: Mapping[str, Any]) -> int:

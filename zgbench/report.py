@@ -86,6 +86,7 @@ table.pictures td, table.pictures th { vertical-align: top; text-align: left; }
 table.pictures img { max-width: 100%; width: 360px; border: 1px solid #eee; }
 table.pictures img.reference { width: auto; }  /* its own size: one panel, not four */
 table.pictures .metric { font-size: 12px; color: #555; }
+p.anchors { font-size: 13px; margin: 0.3em 0; }
 </style>
 </head>
 <body>
@@ -137,6 +138,7 @@ its budgets are far below these methods' claims; the claims above judge them):<u
 <section id="{{ task.anchor }}" class="task"><h2>{{ task.label }}</h2>
 <p class="note">Metric: <b>{{ task.metric }}</b> ({{ task.direction }}). {{ explain.task }}
 Files: <a href="{{ task.csv }}">{{ task.csv }}</a></p>
+<p class="anchors">{{ task.anchors }}</p>
 {{ task.table|safe }}
 <figure><img src="{{ task.plot }}" alt="convergence of {{ task.label }}">
 <figcaption>median and interquartile range over seeds</figcaption></figure>
@@ -334,13 +336,30 @@ def _task_context(label: str, table: pd.DataFrame, pictures: list[dict[str, Any]
     return {
         "tuned": None if tuned is None else {"table": html_table(tuned),
                                              "plot": f"tuned/{name}.png"},
-        "label": label, "anchor": f"task-{name}", "table": html_table(table),
+        "label": label, "anchor": f"task-{name}",
+        "table": html_table(table.drop(columns=["reference_note"], errors="ignore")),
         "metric": table["metric"].iloc[0], "csv": f"{name}.csv", "plot": f"{name}.png",
         "direction": "lower is better" if table["direction"].iloc[0] == "min"
         else "higher is better",
         "profile": profile if (out / profile).exists() else None,
         "grid": picture_grid(pictures, _rank_order(table)),
+        "anchors": anchors_line(table),
     }
+
+
+def anchors_line(table: pd.DataFrame) -> str:
+    """The task's start and reference in words, above its table (both are also columns):
+    the two values every optimizer's median should be read between."""
+    metric = table["metric"].iloc[0]
+    values = {c: float(table[c].iloc[0]) if c in table and len(table) else math.nan
+              for c in ("start", "reference")}
+    note = str(table["reference_note"].iloc[0]) if "reference_note" in table else ""
+    note = "" if note == "nan" else note
+    start = _fmt(values["start"]) if not math.isnan(values["start"]) else "unknown"
+    reference = ("none" if math.isnan(values["reference"]) else
+                 _fmt(values["reference"]) + (f" ({note})" if note else ""))
+    return (f"{metric} of the start θ₀: {start}; of the reference: {reference} (medians over "
+            "the task's instances; final_over_start: each optimizer's median final / start).")
 
 
 def _rank_order(table: pd.DataFrame) -> list[str]:

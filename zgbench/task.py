@@ -63,6 +63,10 @@ class Task(Component):
     #: learning, radiosity, pde, or a plugin's own word); ``other`` unless declared.
     family: ClassVar[str] = "other"
 
+    #: In words, what :meth:`reference` is (shown on boards next to its value), e.g.
+    #: ``"Adam on grad, 300 steps"`` or ``"the known optimum"``; empty without a reference.
+    reference_note: ClassVar[str] = ""
+
     #: Length of the parameter vector; set it in :meth:`setup` (or declare it as a Param).
     dim: int
 
@@ -105,3 +109,28 @@ class Task(Component):
         every optimizer at one seed): the report shows it once per seed, above that seed's
         runs, and ``zgbench show`` shows the others. The harness stores θ beside them."""
         return []
+
+    def sanity(self) -> dict[str, dict[str, float]]:
+        """Named trivial outputs -> the held-out metrics :meth:`evaluate` gives them.
+
+        Why: a benchmark instance that an empty image, a constant class or the unchanged start
+        can win measures its configuration, not its optimizers. A task names the trivial
+        outputs a careless metric would reward ("start", "empty image", "constant class",
+        ...); its primary metric must score every one of them worse than :meth:`reference`
+        (the built-in tasks test that ordering). Keys are the same as :attr:`metrics`. The
+        default names the start only. Computed once per task instance by the harness and
+        stored in every run's record."""
+        return {"start": self.evaluate(self.initial())}
+
+    def reference(self) -> dict[str, float] | None:
+        """The held-out metrics of this instance's reference solution, or ``None``.
+
+        Why: with the start, the board's second anchor. A final value reads as "how far from
+        the start towards what is reachable": where the task has a differentiable version,
+        what a first-order method reaches (e.g. Adam on :meth:`grad` for a fixed number of
+        steps), else the best known solution (e.g. the known optimum). Say what it is in
+        :attr:`reference_note`. It may be expensive (seconds to a minute): the harness calls
+        it once per task instance, outside every run's budget and clock, and caches it, so a
+        task need not cache. It must be deterministic given the instance (use
+        :meth:`generator`)."""
+        return None

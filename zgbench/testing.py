@@ -9,6 +9,7 @@ Plugin authors use these in their own test suites::
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,37 @@ def run_once(task: str, optimizer: str, *, evals: int | None = None, grads: int 
         evals=evals, grads=grads, steps=steps, seconds=seconds)
     return execute(RunSpec(task_spec, opt_spec, seed, budget, device), registry, results,
                    timeout=timeout).as_dict()
+
+
+def check_anchors(task) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Assert a task instance's anchors (issue 22): :meth:`~zgbench.Task.sanity` names at
+    least the start, every sanity output and the reference have the task's metrics, and the
+    primary metric scores every sanity output strictly worse than the reference. Returns
+    ``(sanity, reference)`` for further checks. For a plugin's own tests too::
+
+        from zgbench.testing import check_anchors
+        check_anchors(MyTask(seed=0, size=4))
+    """
+    import torch
+
+    metric = task.primary_metric
+    sign = 1.0 if task.metrics[metric] == "min" else -1.0
+    with torch.no_grad():
+        sanity = task.sanity()
+    with torch.enable_grad():
+        reference = task.reference()
+    assert reference is not None, f"{task.name}: reference() is None"
+    assert set(reference) == set(task.metrics), f"{task.name}: reference keys {set(reference)}"
+    best = sign * float(reference[metric])
+    assert math.isfinite(best), f"{task.name}: reference {metric} = {reference[metric]}"
+    assert "start" in sanity, f"{task.name}: sanity() names no 'start' ({list(sanity)})"
+    for name, metrics in sanity.items():
+        assert set(metrics) == set(task.metrics), f"{task.name}: sanity {name!r} keys"
+        value = sign * float(metrics[metric])
+        assert value > best, (f"{task.name}: the trivial output {name!r} scores {metric} = "
+                              f"{metrics[metric]:.6g}, not worse than the reference's "
+                              f"{reference[metric]:.6g}")
+    return sanity, reference
 
 
 def make_problem(task: str, *, budget: Budget | None = None, seed: int = 0, device: str = "cpu",

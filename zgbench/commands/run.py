@@ -117,6 +117,18 @@ def _results_table(written: dict) -> Table:
     return table
 
 
+def _say_stalled(console: Console, out: Path, runs: list[harness.RunSpec]) -> None:
+    """Name every task of this run on which no optimizer's median beat the start (primary
+    metric): its board measures nothing yet (budget too small, steps at the wrong scale)."""
+    store = ResultStore(out)
+    records = [r for r in (store.get(run.run_id) for run in runs) if r is not None]
+    labels = leaderboard.stalled(records)
+    if labels:
+        console.print(f"[yellow]no optimizer improved on the start[/yellow] (median final "
+                      f"primary metric) on: {escape(', '.join(labels))}", highlight=False,
+                      soft_wrap=True)
+
+
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
     """Where and how runs execute: shared by the commands that run the harness (run and
     claims), so they accept the same flags and build the executor the same way."""
@@ -173,6 +185,7 @@ def main(args: argparse.Namespace) -> int:
     for failure in summary.failures:
         console.print(f"[red]failed:[/red] {escape(failure)}", highlight=False)
     console.print(summary.line(), highlight=False, markup=False)
+    _say_stalled(console, out, runs)
     if not args.no_leaderboard and runs:
         written = leaderboard.write(out, out / "leaderboard")
         console.print(_overall_table(written["overall"]))

@@ -37,14 +37,14 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from zgbench import Budget, ContractError, Param, Task, UsageError, cache_dir, hookimpl
-from zgbench.tasks import _cifar, _nets
+from zgbench.tasks import _anchors, _cifar, _nets
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR_FOLDER = "cifar-10-batches-py"
@@ -85,6 +85,12 @@ class Classify(Task):
     augment = Param(False, "random crops (4-pixel padding) and flips of training minibatches")
     chunk = Param(0, "most parameter vectors per forward pass (0: from a memory bound)")
     eval_batch = Param(1000, "test images per forward pass in evaluate")
+
+    #: Adam steps, learning rate and its decay (x0.3 per third) of :meth:`reference`.
+    REFERENCE_STEPS: ClassVar[int] = 300
+    REFERENCE_LR: ClassVar[float] = 3e-3
+    REFERENCE_DECAY: ClassVar[float] = 0.3
+    reference_note = "Adam (lr 3e-3, x0.3 per third) on grad, 300 minibatch steps from θ₀"
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
@@ -185,6 +191,25 @@ class Classify(Task):
         out = self.net.forward(thetas, trace.inputs[start], start=start, share=True,
                                chunk=self._chunk)
         return _cross_entropy(out, trace.labels)
+
+    # ------------------------------------------------------------------------ anchors
+    def sanity(self) -> dict[str, dict[str, float]]:
+        """The start and a constant class: logits fixed at the training set's log class
+        frequencies (the best constant for cross-entropy; its argmax is the majority class).
+        Accuracy ranks it at the majority class's share of the test set, about 0.1 here."""
+        counts = torch.bincount(self.y_train, minlength=10).double()
+        prior = counts / counts.sum()
+        majority = int(counts.argmax())
+        constant = {"accuracy": float((self.y_test == majority).double().mean()),
+                    "test_loss": float(-prior.clamp_min(1e-12).log()[self.y_test].mean())}
+        return {**super().sanity(), "constant class": constant}
+
+    def reference(self) -> dict[str, float]:
+        """First-order training: Adam on :meth:`grad` for :attr:`REFERENCE_STEPS` minibatch
+        steps from θ₀ (what the ``adam`` optimizer does with that many gradients)."""
+        theta = _anchors.adam_on_grad(self, self.REFERENCE_STEPS, self.REFERENCE_LR,
+                                      self.REFERENCE_DECAY)
+        return self.evaluate(theta)
 
     # ------------------------------------------------------------------------ evaluation
     def evaluate(self, theta: torch.Tensor) -> dict[str, float]:

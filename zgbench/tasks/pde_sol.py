@@ -46,6 +46,7 @@ from typing import Any, ClassVar
 import torch
 
 from zgbench import Budget, Param, Task, UsageError, atomic_write, cache_dir, cache_key, hookimpl
+from zgbench.tasks import _anchors
 
 #: Bump when the stored reference changes meaning (physics, layout).
 FORMAT = 1
@@ -85,6 +86,11 @@ class PdeSol(Task):
     #: Source x position and buoyancy range the Sobol points are mapped to.
     SOURCE_X: ClassVar[tuple[float, float]] = (0.3, 0.7)
     BUOYANCY: ClassVar[tuple[float, float]] = (2.0, 6.0)
+    #: Adam steps, learning rate and its decay (per third) of :meth:`reference` (FO-SOL).
+    REFERENCE_STEPS: ClassVar[int] = 40
+    REFERENCE_LR: ClassVar[float] = 0.05
+    REFERENCE_DECAY: ClassVar[float] = 0.3
+    reference_note = "FO-SOL: Adam (lr 0.05, x0.3 per third) on grad, 40 steps from θ₀"
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
@@ -116,7 +122,7 @@ class PdeSol(Task):
         self.net = _flow.Corrector(hidden=self.hidden, layers=self.layers)
         self.dim = self.net.dim
         self.sim_params = self.simulation_params().to(self.device)
-        ref = self.reference()
+        ref = self.reference_states()
         self.ref = {k: v.to(self.device) for k, v in ref.items()}
         train = {k: v[: self.sims] for k, v in ref.items()}
         self.scales = (float(train["density"].pow(2).mean().sqrt()),
@@ -141,7 +147,7 @@ class PdeSol(Task):
                 "plume": repr(self.fine), "factor": self.factor, "warmup": self.warmup,
                 "frames": self.frames, "params": self.sim_params.cpu().tolist()}
 
-    def reference(self) -> dict[str, torch.Tensor]:
+    def reference_states(self) -> dict[str, torch.Tensor]:
         """Reference trajectories ``[sims + test_sims, frames + 1, ...]`` from the process
         memo, else the disk cache, else a fresh simulation (then stored)."""
         name = f"plume-{cache_key(self.settings())}.pt"
@@ -202,6 +208,20 @@ class PdeSol(Task):
         mae = float(self._error(states, targets, power=1)[0])
         coarse = self._coarse_mae()
         return {"rollout_mae": mae, "coarse_mae": coarse, "relative_mae": mae / coarse}
+
+    # ---------------------------------------------------------------------- anchors
+    def sanity(self) -> dict[str, dict[str, float]]:
+        """The start and zero control (θ = 0: no correction, the plain coarse solver). θ₀'s
+        last layer is zero, so both are the uncorrected solver: ``relative_mae`` 1."""
+        zero = torch.zeros(self.dim, device=self.device, dtype=self.dtype)
+        return {**super().sanity(), "zero control": self.evaluate(zero)}
+
+    def reference(self) -> dict[str, float]:
+        """FO-SOL, the paper's first-order solver-in-the-loop training: Adam on :meth:`grad`
+        (autodiff through PhiFlow) for :attr:`REFERENCE_STEPS` steps from θ₀."""
+        theta = _anchors.adam_on_grad(self, self.REFERENCE_STEPS, self.REFERENCE_LR,
+                                      self.REFERENCE_DECAY)
+        return self.evaluate(theta)
 
     # ---------------------------------------------------------------------- helpers
     def _batch(self, key: int) -> tuple[dict, torch.Tensor, list[dict]]:

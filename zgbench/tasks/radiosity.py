@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from zgbench import Budget, Param, Task, UsageError, hookimpl
-from zgbench.tasks import _mitsuba
+from zgbench.tasks import _anchors, _mitsuba
 from zgbench.tasks._gridenc import GridEncoding
 from zgbench.tasks._scenes import RHS_UNIFORMS, SCENES, Queries, Tracer, reference
 
@@ -153,6 +153,13 @@ class Radiosity(Task):
     hidden = Param(64, "width of the MLP's hidden layers")
     layers = Param(2, "hidden layers of the MLP")
 
+    #: Adam steps, learning rate and its decay (per third) of :meth:`reference`.
+    REFERENCE_STEPS = 100
+    REFERENCE_LR = 1e-2
+    REFERENCE_DECAY = 0.35
+    reference_note = ("full-gradient cache: Adam (lr 1e-2, x0.35 per third) on grad, "
+                      "100 steps from θ₀")
+
     @classmethod
     def check_params(cls, params):
         for key in ("batch", "m", "res", "spp", "ref_spp", "levels", "features", "hidden",
@@ -173,7 +180,7 @@ class Radiosity(Task):
         scene = mi.load_dict(SCENES[self.scene](mi, self.res))
         self.tracer = Tracer(mi, scene, self.device)
         ref = reference(mi, scene, self.scene, self.res, self.ref_spp)
-        self.reference = torch.as_tensor(ref, device=self.device)
+        self.reference_image = torch.as_tensor(ref, device=self.device)
         self.net = RadianceNet(
             GridEncoding(self.levels, self.features, self.log2_table, self.base_res,
                          self.max_res).to(self.device), self.hidden, self.layers)
@@ -284,14 +291,38 @@ class Radiosity(Task):
         return pixels.reshape(self.res, self.res, 3)
 
     def evaluate(self, theta: torch.Tensor) -> dict[str, float]:
-        return image_metrics(self.image(theta), self.reference)
+        return image_metrics(self.image(theta), self.reference_image)
+
+    def sanity(self) -> dict[str, dict[str, float]]:
+        """The start, black radiance (L = 0: emission only) and the constant radiance whose
+        render has the reference image's mean colour (L = c everywhere, c solved per channel:
+        the render is affine in c). Why these: a cache that learned nothing but the overall
+        brightness must lose to a trained one. (The ``furnace`` test scene is the exception:
+        its exact solution is a constant.)"""
+        camera, shape = self._camera, self.reference_image.shape
+        queries = camera.p.shape[0]
+        black = camera.combine(torch.zeros(queries, 3, device=self.device))
+        gain = camera.combine(torch.ones(queries, 3, device=self.device)) - black
+        target = self.reference_image.reshape(-1, 3).mean(0)
+        c = ((target - black.mean(0)) / gain.mean(0).clamp_min(1e-9)).clamp_min(0.0)
+        return {**super().sanity(),
+                "black": image_metrics(black.reshape(shape), self.reference_image),
+                "constant radiance": image_metrics((black + gain * c).reshape(shape),
+                                                   self.reference_image)}
+
+    def reference(self) -> dict[str, float]:
+        """A full-gradient cache (the Neural Radiosity baseline): Adam on :meth:`grad` for
+        :attr:`REFERENCE_STEPS` steps from θ₀."""
+        theta = _anchors.adam_on_grad(self, self.REFERENCE_STEPS, self.REFERENCE_LR,
+                                      self.REFERENCE_DECAY)
+        return self.evaluate(theta)
 
     def artifacts(self, theta: torch.Tensor, directory: str) -> list[str]:
         """``cache.png`` (the rendered cache) beside ``reference.png`` (sRGB, clipped)."""
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
         paths = []
-        for name, img in (("cache", self.image(theta)), ("reference", self.reference)):
+        for name, img in (("cache", self.image(theta)), ("reference", self.reference_image)):
             path = folder / f"{name}.png"
             self._mi.util.convert_to_bitmap(img.detach().cpu().numpy()).write(str(path))
             paths.append(str(path))

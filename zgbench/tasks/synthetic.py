@@ -31,6 +31,7 @@ class Synthetic(Task):
 
     #: smallest dimension the function is defined for
     min_dim = 1
+    reference_note = "the known optimum x*"
 
     @classmethod
     def check_params(cls, params):
@@ -58,6 +59,11 @@ class Synthetic(Task):
             values = self.f(z)
             (grads,) = torch.autograd.grad(values.sum(), z)
         return values.detach(), grads
+
+    def reference(self) -> dict[str, float]:
+        """The known optimum x* (gap 0, distance 0): the best any optimizer can reach. The
+        sanity output is the start alone (the default :meth:`Task.sanity`)."""
+        return self.evaluate(self.x_star)
 
     def evaluate(self, theta: torch.Tensor) -> dict[str, float]:
         value = self.loss(theta.reshape(1, -1), 0)[0]

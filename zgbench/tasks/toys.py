@@ -82,6 +82,7 @@ class SplineToy(Task):
     quantize = Param(0.0, "round f to multiples of this before squaring (0: the paper's spline)")
     #: the paper's optimum; the spline's second zero is :attr:`minimisers` [1]
     optimum = 4.0
+    reference_note = "the known minimiser θ* = 4.0"
 
     @classmethod
     def check_params(cls, params):
@@ -117,6 +118,10 @@ class SplineToy(Task):
         if self.quantize > 0:
             value = torch.round(value / self.quantize) * self.quantize
         return (value * value).to(thetas.dtype)
+
+    def reference(self) -> dict[str, float]:
+        """The paper's minimiser θ* = 4.0 (distance 0, loss 0). Sanity: the start alone."""
+        return self.evaluate(torch.tensor([self.optimum], device=self.device, dtype=self.dtype))
 
     def evaluate(self, theta: torch.Tensor) -> dict[str, float]:
         x = float(theta.reshape(-1)[0])
