@@ -312,7 +312,7 @@ def test_unknown_nevergrad_name_suggests_close_names(registry, tmp_path, capsys)
 
 @pytest.mark.parametrize("spec, message", [
     ("cma-es[popsize=1]", "popsize >= 2"),
-    ("cma-es[sigma0=0]", "sigma0 > 0"),
+    ("cma-es[sigma0=0]", "sigma0.*> 0"),
     ("nevergrad[num_workers=-1]", "num_workers >= 1"),
     ("cbo[particles=1]", "particles >= 2"),
     ("cbo[noise=gaussian]", "choose one of anisotropic, isotropic"),

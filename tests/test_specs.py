@@ -2,6 +2,7 @@
 
 import pytest
 
+from zgbench import Step
 from zgbench import specs
 from zgbench.errors import UsageError
 
@@ -33,7 +34,7 @@ def test_resolve_coerces_and_canonicalises(registry):
         registry, "sphere[dim=8]").canonical
     assert specs.resolve_task(registry, "sphere[dim=8]").label == "sphere"
     opt = specs.resolve_optimizer(registry, "rge[q=20,mu=1e-3,directions=gaussian]")
-    assert opt.kwargs["q"] == 20 and opt.kwargs["mu"] == 1e-3
+    assert opt.kwargs["q"] == 20 and opt.kwargs["mu"] == Step(1e-3)
     assert opt.kwargs["directions"] == "gaussian"
     assert specs.resolve_optimizer(registry, "cge[batch=1e3]").kwargs["batch"] == 1000
 

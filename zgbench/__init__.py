@@ -8,6 +8,7 @@ zgbench (the built-in plugins under ``zgbench/tasks`` and ``zgbench/optimizers``
 ``tests/test_layering.py`` enforces it for them):
 
 - the contracts: :class:`Task`, :class:`Optimizer`, :class:`Param`, :func:`hookimpl`;
+  :class:`Step`, the value of a step-size Param (a multiple of ``Task.scale``, or absolute);
 - what an optimizer meets: :class:`Problem`, :class:`Budget`, :class:`BudgetExhausted`;
 - :class:`GradientEstimator`, the base of optimizers that estimate a gradient and step;
 - errors: :class:`UsageError` (bad input, exit 2), :class:`MissingExtra` (an optional
@@ -25,7 +26,7 @@ from zgbench.errors import ContractError, MissingExtra, UsageError
 from zgbench.estimator import EstimatesGradient, GradientEstimator
 from zgbench.hookspecs import hookimpl
 from zgbench.optimizer import Optimizer, TaskInfo
-from zgbench.params import Param
+from zgbench.params import Param, Step
 from zgbench.problem import Problem
 from zgbench.store import atomic_write
 from zgbench.task import Task
@@ -40,6 +41,7 @@ __all__ = [
     "Optimizer",
     "Param",
     "Problem",
+    "Step",
     "Task",
     "TaskInfo",
     "UsageError",

@@ -7,6 +7,13 @@ the gradient diagnostics for free.
 The outer step is a real ``torch.optim`` optimizer on a leaf tensor whose ``.grad`` we set to
 the estimate, so SGD with momentum, weight decay, Adam and the cosine schedule are the
 library's, not hand-written.
+
+The base's ``lr`` is an absolute number: the default outer step is SGD (DeepZero's recipe,
+lr 0.1 on network weights), whose step lr·ĝ is not a length (it scales with the gradient,
+whose size the loss's units set as much as θ's), so no multiple of the task's scale makes it
+portable. A subclass whose default step is Adam (``fd``, ``smoothing``) declares ``lr``
+relative (``Param(..., relative=True)``): Adam's step is about lr per coordinate, a length,
+and :meth:`GradientEstimator.outer_step` takes it per coordinate (lr x scale).
 """
 
 from __future__ import annotations
@@ -67,11 +74,27 @@ class GradientEstimator(EstimatesGradient, Optimizer):
         steps = problem.affordable_steps(evals_per_step=max(self.evals_per_step(problem.dim), 1))
         return max(1000 if steps is None else steps, 1)
 
-    def make_step(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+    def make_step(self, params: list[torch.Tensor], lr: float | None = None) -> torch.optim.Optimizer:
+        """The torch optimizer of the outer step, at ``lr`` (default: ``self.lr``, a float)."""
+        lr = self.lr if lr is None else lr
         if self.step == "adam":
-            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
-        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
+            return torch.optim.Adam(params, lr=lr, weight_decay=self.weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=self.momentum,
                                weight_decay=self.weight_decay)
+
+    def outer_step(self, opt: torch.optim.Optimizer, theta: torch.Tensor) -> None:
+        """``opt.step()`` with the per-coordinate learning rate of a relative ``lr`` on a
+        task whose scale varies: the step torch takes at the scalar factor is stretched by
+        the scale's shape (lr_i = lr·scale_i; Adam's and SGD's state do not depend on lr).
+        On a uniform scale (or an absolute lr) it is the plain ``opt.step()``."""
+        shape = getattr(self, "_lr_shape", None)
+        if shape is None:
+            opt.step()
+            return
+        before = theta.detach().clone()
+        opt.step()
+        with torch.no_grad():
+            theta.copy_(before.add_((theta - before).mul_(shape)))
 
     def schedule_horizon(self, planned: int) -> int:
         """Scheduler steps over the run (the cosine schedule's horizon): one per outer step
@@ -90,7 +113,7 @@ class GradientEstimator(EstimatesGradient, Optimizer):
         """One outer step of θ in place: set ``theta.grad`` to the estimate and step. Override
         for methods whose step is not "one estimate, one optimizer step" (zerograds)."""
         theta.grad = self.estimate_gradient(problem, theta.detach(), problem.new_key())
-        opt.step()
+        self.outer_step(opt, theta)
         if lr_schedule is not None:
             lr_schedule.step()
 
@@ -100,7 +123,8 @@ class GradientEstimator(EstimatesGradient, Optimizer):
         Subclasses change the loop through the hooks above, never by copying it."""
         self.prepare(problem)
         theta = torch.nn.Parameter(problem.initial())
-        opt = self.make_step([theta])
+        lr, self._lr_shape = problem.step_parts(self.lr)  # a float lr: (lr, None)
+        opt = self.make_step([theta], lr)
         planned = self.planned_steps(problem)
         lr_schedule = None
         if self.schedule == "cosine":

@@ -8,6 +8,12 @@ A task or optimizer declares its parameters as class attributes::
 so that specs like ``sphere[dim=16]`` can be validated and coerced before anything runs, and
 ``zgbench list`` can show every knob with its default. Values arrive as strings from the
 command line and as TOML values from suite files; both go through :meth:`Param.coerce`.
+
+A step size (σ, μ, an Adam learning rate) is declared ``Param(0.3, ..., relative=True)``: its
+value is a :class:`Step`, a multiple of the task's per-coordinate scale (``Task.scale``), so
+one default means the same on every task, as one σ means the same on every function of COCO's
+common [-5, 5]^d box. ``sigma=abs:0.02`` (TOML ``sigma = "abs:0.02"``) gives an absolute value
+instead. The optimizer turns a Step into per-coordinate lengths with ``Problem.step``.
 """
 
 from __future__ import annotations
@@ -21,6 +27,42 @@ from typing import Any
 from zgbench.errors import UsageError, unknown
 
 _TRUE = {"true", "1", "yes", "on"}
+#: The prefix of an absolute step size in a spec or a TOML value: ``sigma=abs:0.02``.
+ABSOLUTE = "abs:"
+
+
+@dataclass(frozen=True)
+class Step:
+    """A step-size value: ``value`` times the task's scale, or ``value`` itself if ``absolute``.
+
+    ``str`` is the spec form, ``"0.3"`` or ``"abs:0.3"``, so canonical specs and labels read
+    and round-trip as they are written (a relative step prints as the plain number it always
+    was, and run identities of default specs do not change). Not a number on purpose: an
+    optimizer cannot use it as one by mistake; ``Problem.step(value)`` resolves it."""
+
+    value: float
+    absolute: bool = False
+
+    def __str__(self) -> str:
+        return f"{ABSOLUTE if self.absolute else ''}{self.value}"
+
+    @classmethod
+    def parse(cls, value: Any) -> "Step":
+        """A Step from a spec string (``"0.3"``, ``"abs:0.3"``), a number or a Step."""
+        if isinstance(value, Step):
+            return value
+        if isinstance(value, bool):
+            raise ValueError("a boolean is not a step size")
+        if isinstance(value, (int, float)):
+            return cls(float(value))
+        text = str(value).strip()
+        absolute = text.lower().startswith(ABSOLUTE)
+        number = text[len(ABSOLUTE):].strip() if absolute else text
+        try:
+            return cls(float(number), absolute)
+        except ValueError:
+            raise ValueError(f"write a multiple of the task's scale (e.g. 0.3) or an absolute "
+                             f"value as {ABSOLUTE}NUMBER (e.g. {ABSOLUTE}0.02)") from None
 _FALSE = {"false", "0", "no", "off"}
 
 
@@ -52,16 +94,24 @@ class Param:
     #: feature reuse). It is part of a run's identity but not of its seeds, so a run with and
     #: without it draws the same keys and random numbers and compares number for number.
     execution: bool = False
+    #: A step size: the value is a :class:`Step`, a multiple of the task's scale unless
+    #: written ``abs:VALUE``. The bounds and the tuning range apply to the number.
+    relative: bool = False
     name: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
+        if self.relative:  # a step size is positive unless its declaration bounds it
+            self.type = Step
+            self.default = Step.parse(self.default)
+            if self.gt is None and self.ge is None:
+                self.gt = 0.0
         if self.type is None:
             if self.default is None:
                 raise TypeError("Param(None, ...) needs an explicit type=")
             self.type = type(self.default)
         if isinstance(self.tune, tuple):
             low, high = self.tune
-            if self.type not in (int, float) or not low < high or (self.log and low <= 0):
+            if self.type not in (int, float, Step) or not low < high or (self.log and low <= 0):
                 raise TypeError(f"Param tune={self.tune!r}: give (low, high) with low < high "
                                 "(low > 0 with log=True) on an int or float parameter")
         elif self.tune and self.choices is None and self.type is not bool:
@@ -80,17 +130,19 @@ class Param:
         except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int("inf")
             raise UsageError(
                 f"bad value {value!r} for parameter {self.name!r} of {owner}: "
-                f"expected {self.type.__name__} ({exc})."
+                f"expected {'a step size' if self.type is Step else self.type.__name__} ({exc})."
             ) from None
         if self.choices is not None and out not in self.choices:
             allowed = ", ".join(map(str, self.choices))
             raise UsageError(
                 f"bad value {value!r} for parameter {self.name!r} of {owner}: choose one of {allowed}."
             )
-        if isinstance(out, (int, float)) and not isinstance(out, bool) and not self.admits(out):
+        number = out.value if isinstance(out, Step) else out
+        if isinstance(number, (int, float)) and not isinstance(number, bool) and not self.admits(number):
             raise UsageError(f"bad value {value!r} for parameter {self.name!r} of {owner}: "
-                             f"use a number {self.bounds() or '(not NaN)'}.")
-        if isinstance(out, float) and not math.isfinite(out):  # a record cannot store it
+                             f"use a number {self.bounds() or '(not NaN)'}"
+                             f"{' (a multiple of the task scale, or abs:NUMBER)' if self.relative else ''}.")
+        if isinstance(number, float) and not math.isfinite(number):  # a record cannot store it
             raise UsageError(f"bad value {value!r} for parameter {self.name!r} of {owner}: "
                              f"use a finite number{' ' + self.bounds() if self.bounds() else ''}"
                              " (inf is not a parameter value).")
@@ -112,6 +164,8 @@ class Param:
     def describe(self) -> str:
         """``name=default`` with choices and the tuning range, as ``zgbench list`` shows it."""
         text = f"{self.name}={self.default}"
+        if self.relative:
+            text += " x scale" if not self.default.absolute else " (absolute)"
         if self.choices is not None:
             text += " {" + "|".join(map(str, self.choices)) + "}"
         if self.bounds():
@@ -146,6 +200,8 @@ def _convert(value: Any, kind: type) -> Any:
         return float(value)
     if kind is str:
         return str(value)
+    if kind is Step:
+        return Step.parse(value)
     return kind(value)
 
 

@@ -26,6 +26,7 @@ from zgbench.budget import Budget, BudgetExhausted
 from zgbench.task import Task
 from zgbench.errors import ContractError
 from zgbench.meter import Ledger
+from zgbench.params import Step
 
 #: Fractions of the budget at which checkpoints are taken (plus one at 0 and one at the end).
 CHECKPOINTS = tuple(float(f) for f in np.geomspace(1e-3, 1.0, 31))
@@ -81,6 +82,7 @@ class Problem:
         self._paused = 0.0  # time spent in uncharged evaluation
         self._t0: float | None = None
         self._np_dtype = _numpy_dtype(self._dtype)
+        self._scale, self._uniform_scale = _task_scale(task)
         ledger.install(self)
 
     # ------------------------------------------------------------ read-only views
@@ -104,6 +106,36 @@ class Problem:
     @property
     def provides(self) -> frozenset[str]:
         return self._provides
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """The task's per-coordinate scale ``[dim]`` (``Task.scale``), as a copy: the length
+        of a useful exploratory step in each coordinate (1 on COCO's [-5, 5] box)."""
+        return self._scale.clone()
+
+    def step(self, value: Step | float) -> torch.Tensor:
+        """The absolute per-coordinate step ``[dim]`` of a step size: a relative
+        :class:`~zgbench.params.Step` times :attr:`scale`, an absolute one (or a plain float,
+        which optimizers that predate scales pass) as it is on every coordinate."""
+        factor, shape = self.step_parts(value)
+        if shape is None:
+            return torch.full((self._dim,), factor, device=self._device, dtype=self._dtype)
+        return factor * shape
+
+    def step_parts(self, value: Step | float) -> tuple[float, torch.Tensor | None]:
+        """:meth:`step` as ``(factor, shape)`` with ``step == factor * shape``, and ``shape``
+        ``None`` where the step is the same on every coordinate. ``factor`` is a Python
+        float computed exactly (``0.3 x 1.0`` is ``0.3``), so an optimizer that takes a
+        scalar (a torch learning rate, pycma's σ₀) keeps its old numbers on a uniform scale
+        and uses the shape only where the scale varies (pycma's ``CMA_stds``)."""
+        if isinstance(value, bool) or not isinstance(value, (Step, int, float)):
+            raise ContractError(f"step({value!r}): give a Step (a relative Param's value) or "
+                                "a float (an absolute step)")
+        if not isinstance(value, Step) or value.absolute:
+            return float(getattr(value, "value", value)), None
+        if self._uniform_scale is not None:
+            return value.value * self._uniform_scale, None
+        return value.value, self._scale.clone()
 
     @property
     def evals(self) -> int:
@@ -353,6 +385,31 @@ class Problem:
         if force or now - self._last_progress > 0.1:
             self._last_progress = now
             self._on_progress(min(fraction, 1.0))
+
+
+def _task_scale(task: Task) -> tuple[torch.Tensor, float | None]:
+    """``task.scale`` as a ``[dim]`` tensor (task dtype and device) and, where every
+    coordinate has the same scale, that value as a Python float. A scale that is not
+    positive and finite everywhere, or of the wrong shape, breaks the task contract."""
+    raw = getattr(task, "scale", 1.0)
+    dim = int(task.dim)
+    if isinstance(raw, torch.Tensor):
+        scale = raw.detach().to(device=task.device, dtype=task.dtype).reshape(-1)
+        if scale.numel() == 1:
+            scale = scale.expand(dim)
+    elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        scale = torch.full((dim,), float(raw), device=task.device, dtype=task.dtype)
+    else:
+        raise ContractError(f"task {task.name!r}: scale must be a float or a [dim] tensor, "
+                            f"got {type(raw).__name__}")
+    if scale.numel() != dim or not bool(torch.isfinite(scale).all() and (scale > 0).all()):
+        raise ContractError(f"task {task.name!r}: scale must be positive and finite, a float "
+                            f"or a tensor of {dim} values (got shape {tuple(scale.shape)})")
+    scale = scale.contiguous()
+    if isinstance(raw, (int, float)):
+        return scale, float(raw)
+    first = scale[:1]
+    return scale, (float(first) if bool((scale == first).all()) else None)
 
 
 def _timed_pause(fn: Callable[[], Any]) -> float:

@@ -62,6 +62,16 @@ class Task(Component):
     #: The family of tasks it belongs to, for the family sub-boards (synthetic, graphics,
     #: learning, radiosity, pde, or a plugin's own word); ``other`` unless declared.
     family: ClassVar[str] = "other"
+    #: The per-coordinate length of a useful exploratory step: a tenth of each coordinate's
+    #: useful range, so that COCO's common search box [-5, 5]^d (the synthetic functions, on
+    #: which the built-in defaults were set) has scale 1.0. A float, or a ``[dim]`` tensor set
+    #: in :meth:`setup` (network weights: per layer). Optimizers take their step sizes as
+    #: multiples of it (``Param(..., relative=True)``, ``Problem.step``); say in the
+    #: docstring why the value fits the task.
+    scale: float | torch.Tensor = 1.0
+    #: How ``zgbench list`` summarises a scale set per instance in :meth:`setup` (``list``
+    #: builds no task), e.g. ``"per layer: its init std"``; empty: the class's ``scale``.
+    scale_note: ClassVar[str] = ""
 
     #: In words, what :meth:`reference` is (shown on boards next to its value), e.g.
     #: ``"Adam on grad, 300 steps"`` or ``"the known optimum"``; empty without a reference.

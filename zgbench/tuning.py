@@ -6,7 +6,8 @@ Protocol (issue 15.2):
   high), log=...)`` or ``tune=True`` over its choices); parameters the spec sets explicitly
   (``cge[step=adam]``) stay fixed. ``--range OPT.PARAM=LOW:HIGH[:log|:linear]`` narrows or
   moves a declared range; naming an undeclared parameter or giving a bad range is a usage
-  error with the fix.
+  error with the fix. A step size (``Param(relative=True)``) is searched as its multiple of
+  the task's scale, so a tuned ``sigma=0.0203`` is relative, as the default it replaces.
 - **Sampler**: Optuna's TPE (Bergstra et al., "Algorithms for Hyper-Parameter Optimization",
   NeurIPS 2011), seeded from (task, optimizer, ``--seed``), one trial at a time, so tuning is
   deterministic for a seed. Trial 0 is the spec as given (its defaults), so the tuned spec is
@@ -44,7 +45,7 @@ from zgbench.budget import Budget
 from zgbench.declared import Declarations
 from zgbench.errors import MissingExtra, UsageError
 from zgbench.optimizer import skip_reason
-from zgbench.params import Param
+from zgbench.params import Param, Step
 from zgbench.plugins import Registry
 from zgbench.seeding import derive_seed
 from zgbench.specs import Spec, resolve_optimizer
@@ -137,6 +138,11 @@ def _override(registry, spec, params, dims, name, low, high, scale, fixed) -> Di
         lo, hi = (params[name].coerce(v, f"optimizer {spec.name!r}") for v in (low, high))
     except UsageError as exc:
         raise UsageError(f"{where}: {exc}") from None
+    if isinstance(lo, Step):  # a step size is searched as a multiple of the task's scale
+        if lo.absolute or hi.absolute:
+            raise UsageError(f"{where}={low}:{high}: {name!r} is a step size, searched as a "
+                             "multiple of the task's scale: give LOW:HIGH without abs:.")
+        lo, hi = lo.value, hi.value
     log = old.log if scale is None else scale == "log"
     if not lo < hi or (log and lo <= 0):
         raise UsageError(f"{where}={low}:{high}: give LOW < HIGH" +
@@ -172,7 +178,8 @@ def tune_pair(registry: Registry, task: Spec, budget: Budget, base: Spec, dims: 
         seed=derive_seed("tune", task.canonical, base.name, seed) % 2**32)
     study = optuna.create_study(direction="minimize", sampler=sampler)
     current = dict(base.params)
-    study.enqueue_trial({d.name: current[d.name] for d in dims})  # trial 0: the spec as given
+    # trial 0: the spec as given (a relative step size is searched as its multiple)
+    study.enqueue_trial({d.name: _number(current[d.name]) for d in dims})
     store = ResultStore(store_dir)
     result = PairResult(task, base, base)
     specs: dict[int, Spec] = {}
@@ -201,6 +208,12 @@ def tune_pair(registry: Registry, task: Spec, budget: Budget, base: Spec, dims: 
         study.optimize(objective, n_trials=trials)
     result.best = specs.get(study.best_trial.number, base)
     return result
+
+
+def _number(value: Any) -> Any:
+    """A parameter value as the sampler sees it: a relative :class:`Step` as its multiple
+    (only a parameter at its default is searched, and step-size defaults are relative)."""
+    return value.value if isinstance(value, Step) else value
 
 
 def _text(name: str, values: dict[str, Any]) -> str:

@@ -3,6 +3,8 @@
 A component whose optional dependency is missing is shown with the extra to install. Plugins
 that failed to load are reported as warnings above the tables. ``zgbench list NAME`` shows one
 task or optimizer: its description and each parameter with its default, choices and help.
+A task's row shows its scale (``Task.scale``, or its ``scale_note`` where the scale is set per
+instance); a step-size parameter shows its default as a multiple of it (``sigma=0.3 x scale``).
 """
 
 from __future__ import annotations
@@ -50,9 +52,26 @@ def _table(title: str, entries, capability_attr: str) -> Table:
         needs = escape(f"(needs: {cls.install_command()})")
         description = escape(cls.description()) + (f" [yellow]{needs}[/yellow]" if missing else "")
         caps = ", ".join(sorted(getattr(cls, capability_attr))) or "-"
+        if cls.kind == "task":
+            params = f"{scale_summary(cls)}; {params or '-'}"
         table.add_row(name, f"{entry.plugin} {entry.version}", caps, escape(params or "-"),
                       description)
     return table
+
+
+def scale_summary(cls: type) -> str:
+    """``scale 1``, ``scale 0.061 (per-coordinate, mean)`` or the task's ``scale_note``: what
+    a relative step size is a multiple of, without building the task."""
+    note = getattr(cls, "scale_note", "")
+    if note:
+        return f"scale {note}"
+    scale = getattr(cls, "scale", 1.0)
+    if isinstance(scale, (int, float)):
+        return f"scale {scale:g}"
+    values = scale.detach().double().reshape(-1)
+    if values.numel() == 1 or bool((values == values[0]).all()):
+        return f"scale {float(values[0]):g}"
+    return f"scale {float(values.mean()):.3g} (per-coordinate, mean)"
 
 
 def _details(registry, name: str) -> Table:
@@ -70,9 +89,16 @@ def _details(registry, name: str) -> Table:
         choices = "|".join(map(str, param.choices)) if param.choices is not None else param.bounds()
         tune = (f"{param.tune[0]:g}..{param.tune[1]:g}{' log' if param.log else ''}"
                 if isinstance(param.tune, tuple) else "choices" if param.tune else "")
-        table.add_row(param.name, escape(str(param.default)), escape(choices), tune,
+        default = f"{param.default} x scale" if param.relative and not param.default.absolute \
+            else str(param.default)
+        table.add_row(param.name, escape(default), escape(choices), tune,
                       escape(param.help))
     missing = cls.missing_dependency()
+    notes = [scale_summary(cls)] if cls.kind == "task" else []
+    if any(p.relative for p in cls.declared_params().values()):
+        notes.append("x scale: a multiple of the task's scale; abs:VALUE gives an absolute one")
     if missing:
-        table.caption = escape(missing)
+        notes.append(missing)
+    if notes:
+        table.caption = escape("; ".join(notes))
     return table

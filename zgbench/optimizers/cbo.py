@@ -22,6 +22,12 @@ draws U(−1, 1)^d around the origin; the benchmark's tasks start at θ₀). The
 reported each step is the consensus point. Hand-written rather than calling ``cbx``: CBXpy is
 numpy-only and owns its loop, while here the particles stay on the task's device and every
 step is one metered batched call.
+
+The task's scale: the initial spread r is a length, a multiple of the scale
+(``Param(relative=True)``; r_i = r·scale_i, 1.0 x scale by default, CBXpy's U(−1, 1) on
+scale-1 tasks). The noise σ is not: it multiplies D(x − c), which is already a length (the
+particles' distance to the consensus), so σ is a pure number and the anisotropic dynamics
+are the same in θ and in θ / scale coordinates with one σ. It stays absolute.
 """
 
 from __future__ import annotations
@@ -65,21 +71,22 @@ class CBO(EstimatesGradient, Optimizer):
     particles = Param(20, "number of particles N (one batched loss call per step)")
     dt = Param(0.01, "time step", tune=(1e-3, 0.1), log=True)
     lam = Param(1.0, "drift rate λ towards the consensus")
-    sigma = Param(5.1, "noise scale σ", tune=(0.1, 10.0), log=True)
+    sigma = Param(5.1, "noise scale σ (a pure number: it multiplies x − c)", tune=(0.1, 10.0),
+                  log=True)
     alpha = Param(1.0, "initial inverse temperature α of the consensus weights")
     alpha_factor = Param(1.05, "α is multiplied by this after every step")
     alpha_max = Param(1e5, "cap on α")
     noise = Param("anisotropic", "noise D(x − c): anisotropic (per coordinate) or isotropic",
                   choices=("anisotropic", "isotropic"))
     radius = Param(1.0, "initial spread r: particles start at θ₀ + U(−r, r)^d",
-                   tune=(1e-2, 2.0), log=True)
+                   tune=(1e-2, 2.0), log=True, relative=True)
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
         if params["particles"] < 2:
             raise UsageError(f"cbo needs particles >= 2, got {params['particles']}.")
         for key in ("dt", "alpha", "alpha_max", "radius"):
-            if not params[key] > 0:
+            if not getattr(params[key], "value", params[key]) > 0:
                 raise UsageError(f"cbo needs {key} > 0, got {params[key]}.")
         for key in ("lam", "sigma"):
             if params[key] < 0:
@@ -94,8 +101,9 @@ class CBO(EstimatesGradient, Optimizer):
         gen = self._generator(problem.device)
         theta0 = problem.initial()
         shape = (self.particles, problem.dim)
-        x = theta0 + self.radius * (2 * torch.rand(shape, generator=gen, device=theta0.device,
-                                                   dtype=theta0.dtype) - 1)
+        radius = self.spread(problem)
+        x = theta0 + radius * (2 * torch.rand(shape, generator=gen, device=theta0.device,
+                                              dtype=theta0.dtype) - 1)
         alpha = self.alpha
         while True:
             energies = problem.loss(x, problem.new_key())
@@ -117,8 +125,14 @@ class CBO(EstimatesGradient, Optimizer):
         gen = self._generator(theta.device)
         eps = torch.randn((self.particles, theta.numel()), generator=gen, device=theta.device,
                           dtype=theta.dtype)
-        x = theta + self.radius * eps
+        x = theta + self.spread(problem) * eps
         return theta - consensus(x, problem.loss(x, key), self.alpha)
+
+    def spread(self, problem: Problem) -> float | torch.Tensor:
+        """The initial spread r on ``problem``: a float on a uniform scale (exactly r there),
+        else r·scale per coordinate ``[d]``."""
+        factor, shape = problem.step_parts(self.radius)
+        return factor if shape is None else factor * shape
 
 
 @hookimpl

@@ -7,7 +7,8 @@ budget ends the run by raising inside CBXpy's loop), and the consensus is report
 recommendation, as ``cbo`` does. Particles start at θ₀ + U(−r, r)^d, drawn from the
 optimizer's seed (``cbo``'s start; CBXpy's default is U(−1, 1)^d around the origin); the noise
 is CBXpy's, seeded by the optimizer's seed; α follows CBXpy's default schedule (×alpha_factor
-per step, capped at 1e5).
+per step, capped at 1e5). As in ``cbo``, r is a multiple of the task's scale and σ a pure
+number (it multiplies the particles' distance to the consensus, already a length).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class CBXpy(Optimizer):
     alpha = Param(1.0, "initial inverse temperature α", gt=0)
     alpha_factor = Param(1.05, "α is multiplied by this after every step (CBXpy's default)")
     noise = Param("anisotropic", "CBXpy's noise model", choices=("anisotropic", "isotropic"))
-    radius = Param(1.0, "initial spread r: particles start at θ₀ + U(−r, r)^d", gt=0)
+    radius = Param(1.0, "initial spread r: particles start at θ₀ + U(−r, r)^d", gt=0,
+                   relative=True)
 
     def run(self, problem: Problem) -> None:
         from cbx.dynamics import CBO
@@ -39,7 +41,9 @@ class CBXpy(Optimizer):
 
         theta0 = problem.initial()
         gen = self.generator(theta0.device)
-        x0 = theta0 + self.radius * (2 * torch.rand((self.particles, problem.dim), generator=gen,
+        factor, shape = problem.step_parts(self.radius)
+        radius = factor if shape is None else factor * shape
+        x0 = theta0 + radius * (2 * torch.rand((self.particles, problem.dim), generator=gen,
                                                     device=theta0.device, dtype=theta0.dtype) - 1)
 
         def energy(x: np.ndarray) -> np.ndarray:  # CBXpy's 3-D form: [M runs, N, d] -> [M, N]

@@ -18,6 +18,11 @@ every few; it also needs ~d²/μ_eff generations to learn C, far beyond the budg
 with tens of thousands of parameters. sep-CMA is O(d) in memory and time per candidate, and
 its learning rates are (d + 2)/3 times larger (Ros & Hansen), so it adapts within such budgets. ``tests/benchmarks/test_bench_dfo.py`` measures the
 overhead per candidate of both.
+
+σ₀ is a multiple of the task's scale (``Param(relative=True)``): on a uniform scale pycma
+gets σ₀ x scale; where the scale varies per coordinate it gets σ₀ and the scale as
+``CMA_stds`` (pycma's per-coordinate standard deviations, σ₀ x stds_i being the initial
+step of coordinate i). On scale-1 tasks σ₀ is today's 0.3.
 """
 
 from __future__ import annotations
@@ -79,7 +84,7 @@ class CMAES(Optimizer):
     needs = ("cma",)
     extra = "dfo"
     sigma0 = Param(0.3, "initial step size σ₀ (random-search's σ, so both start on one scale)",
-                   tune=(1e-3, 1.0), log=True)
+                   tune=(1e-3, 1.0), log=True, relative=True)
     popsize = Param(0, "candidates per generation; 0 = pycma's default 4 + ⌊3 ln d⌋")
     diagonal = Param("auto", f"sep-CMA (diagonal covariance): true, false, or auto (true for "
                      f"d >= {AUTO_DIAGONAL_DIM})", choices=("auto", "true", "false"))
@@ -87,7 +92,7 @@ class CMAES(Optimizer):
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
-        if not params["sigma0"] > 0:
+        if not params["sigma0"].value > 0:
             raise UsageError(f"cma-es needs sigma0 > 0, got {params['sigma0']}.")
         if params["popsize"] == 1 or params["popsize"] < 0:
             raise UsageError(f"cma-es needs popsize >= 2 (or 0 for pycma's default), "
@@ -100,13 +105,17 @@ class CMAES(Optimizer):
             return dim >= AUTO_DIAGONAL_DIM
         return self.diagonal == "true"
 
-    def options(self, dim: int, popsize: int | None, rng: np.random.RandomState) -> dict[str, Any]:
+    def options(self, dim: int, popsize: int | None, rng: np.random.RandomState,
+                stds: np.ndarray | None = None) -> dict[str, Any]:
         """pycma options: silent, no log files, our generator (pycma's ``seed`` would reseed
-        numpy's global generator, which other code shares)."""
+        numpy's global generator, which other code shares); ``stds``: a per-coordinate scale
+        (pycma's ``CMA_stds``)."""
         opts: dict[str, Any] = {"verbose": -9, "verb_log": 0, "verb_disp": 0, "seed": np.nan,
                                 "randn": rng.randn, "CMA_diagonal": self.use_diagonal(dim)}
         if popsize:
             opts["popsize"] = popsize
+        if stds is not None:
+            opts["CMA_stds"] = stds
         return opts
 
     @torch.no_grad()  # no autograd anywhere in a derivative-free search
@@ -114,6 +123,8 @@ class CMAES(Optimizer):
         import cma
 
         x0 = to_numpy(problem.initial())
+        sigma0, shape = problem.step_parts(self.sigma0)
+        stds = None if shape is None else to_numpy(shape)
         rng = np.random.RandomState(self.seed % 2**32)
         nan = WorstForNaN()
         popsize = self.popsize or None
@@ -124,7 +135,8 @@ class CMAES(Optimizer):
         for _ in range(self.restarts + 1):
             if evals_spent(problem):
                 return
-            es = cma.CMAEvolutionStrategy(x0, self.sigma0, self.options(problem.dim, popsize, rng))
+            es = cma.CMAEvolutionStrategy(x0, sigma0,
+                                          self.options(problem.dim, popsize, rng, stds))
             while not es.stop() and not evals_spent(problem):
                 # numpy in, one list out: every torch call between ask and tell costs µs (more
                 # than in a tight loop, as pycma's Python evicts torch's from the caches)

@@ -19,6 +19,12 @@ NeurIPS 2023: a two-point SPSA estimate g = (ℓ(θ + εz) − ℓ(θ − εz)) 
 z ~ N(0, I), and the step θ ← θ − lr·g·z. z is never stored: it is redrawn from a seeded
 generator, in chunks, to perturb θ in place, to restore it and to step, so the memory is
 that of inference (θ plus one chunk of z).
+
+Step sizes and the task's scale: μ (sparse-cge, from ``cge``) and ε (mezo) are lengths, so
+multiples of the task's scale (``Param(relative=True)``; mezo perturbs by ε ⊙ scale ⊙ z).
+The learning rates stay absolute numbers: sparse-cge's is the SGD recipe's (see
+:mod:`zgbench.estimator`), and mezo's step lr·g·z is SGD's on the projected gradient g, not a
+length either (MeZO's published lr are absolute, for language-model weights).
 """
 
 from __future__ import annotations
@@ -68,24 +74,28 @@ class SparseCGE(CGE):
     def hessian_gradient(self, problem: Problem, theta: torch.Tensor, key: int) -> torch.Tensor:
         """Hg ≈ (RGE(θ + μ g0) − g0) / μ, g0 = RGE(θ), on the same directions and key."""
         seed = int(torch.randint(2**62, (1,), generator=self._gen, device=self._gen.device))
+        mu = self._mu[0]  # the difference along g0 needs one length: the scale's factor
         g0 = self._rge(problem, theta, key, seed)
-        g1 = self._rge(problem, theta + self.mu * g0, key, seed)
-        return (g1 - g0) / self.mu
+        g1 = self._rge(problem, theta + mu * g0, key, seed)
+        return (g1 - g0) / mu
 
     def _rge(self, problem: Problem, theta: torch.Tensor, key: int, seed: int) -> torch.Tensor:
         """RGE with ``grasp_q`` directions uniform on the sphere, scaled by d (as ``rge``);
         the directions come from ``seed`` in chunks of ``batch``, so a second call redraws
         the same ones without storing them."""
         d = theta.numel()
+        mu, shape = self._mu
         gen = torch.Generator(device=theta.device).manual_seed(seed)
         base = problem.loss(theta[None], key)[0]
         grad = torch.zeros_like(theta)
         for n in _chunks(self.grasp_q, self.batch):
             u = torch.randn(n, d, generator=gen, device=theta.device, dtype=theta.dtype)
             u /= torch.linalg.vector_norm(u, dim=1, keepdim=True)
-            slopes = (problem.loss(theta + self.mu * u, key) - base) / self.mu
+            offsets = mu * u if shape is None else mu * (u * shape)
+            slopes = (problem.loss(theta + offsets, key) - base) / mu
             grad += slopes @ u
-        return grad * (d / self.grasp_q)
+        grad = grad * (d / self.grasp_q)
+        return grad if shape is None else grad / shape  # as rge: per-coordinate μ_i
 
     def draw_mask(self, device: torch.device) -> torch.Tensor:
         """Sorted coordinates: ``keep_l`` drawn at random without replacement in each layer."""
@@ -105,20 +115,26 @@ class MeZO(Optimizer):
 
     name = "mezo"
     lr = Param(1e-3, "learning rate", tune=(1e-5, 0.1), log=True, gt=0)
-    eps = Param(1e-3, "perturbation size ε", tune=(1e-5, 0.1), log=True)
+    eps = Param(1e-3, "perturbation size ε", tune=(1e-5, 0.1), log=True, relative=True)
     q = Param(1, "perturbations per step (two evaluations each)")
     weight_decay = Param(0.0, "weight decay", ge=0)
     chunk = Param(2**20, "entries of z drawn at once: bounds the memory beyond θ")
 
     @classmethod
     def check_params(cls, params) -> None:
-        if params["eps"] <= 0 or params["q"] < 1 or params["chunk"] < 1:
+        if params["eps"].value <= 0 or params["q"] < 1 or params["chunk"] < 1:
             raise UsageError("mezo: eps must be positive, q and chunk at least 1; got "
                              f"eps={params['eps']}, q={params['q']}, chunk={params['chunk']}.")
 
     def run(self, problem: Problem) -> None:
         theta = problem.initial()
         seeds = self.generator(problem.device)
+        self._eps, self._shape = problem.step_parts(self.eps)
+        if self._shape is not None:
+            # ε carries the mean scale and the shape (mean 1) only the spread, so that the
+            # absolute lr means the same as on a uniform scale of that mean
+            mean = float(self._shape.mean())
+            self._eps, self._shape = self._eps * mean, self._shape / mean
         while True:
             key = problem.new_key()
             steps = []
@@ -128,29 +144,35 @@ class MeZO(Optimizer):
             if self.weight_decay:
                 theta.mul_(1.0 - self.lr * self.weight_decay)
             for seed, slope in steps:
-                self.perturb(theta, seed, -self.lr * slope / self.q)
+                self.perturb(theta, seed, -self.lr * slope / self.q, self._shape)
             problem.report(theta)
 
     def projected_gradient(self, problem: Problem, theta: torch.Tensor, key: int,
                            seed: int) -> float:
-        """(ℓ(θ + εz) − ℓ(θ − εz)) / 2ε, perturbing θ in place and restoring it."""
-        self.perturb(theta, seed, self.eps)
-        undo = -self.eps
+        """(ℓ(θ + εz) − ℓ(θ − εz)) / 2ε, perturbing θ in place and restoring it. On a task
+        whose scale varies, z is stretched by the scale's shape (its mean 1; ε carries the
+        mean scale): the perturbation and the step move along shape ⊙ z."""
+        eps, shape = self._eps, self._shape
+        self.perturb(theta, seed, eps, shape)
+        undo = -eps
         try:  # restore θ even when the budget runs out in between
             plus = problem.loss(theta[None], key)
-            self.perturb(theta, seed, -2.0 * self.eps)
-            undo = self.eps
+            self.perturb(theta, seed, -2.0 * eps, shape)
+            undo = eps
             minus = problem.loss(theta[None], key)
         finally:
-            self.perturb(theta, seed, undo)
-        return float(plus[0] - minus[0]) / (2.0 * self.eps)
+            self.perturb(theta, seed, undo, shape)
+        return float(plus[0] - minus[0]) / (2.0 * eps)
 
-    def perturb(self, theta: torch.Tensor, seed: int, scale: float) -> None:
-        """θ += scale·z in place, z ~ N(0, I) redrawn from ``seed`` chunk by chunk."""
+    def perturb(self, theta: torch.Tensor, seed: int, scale: float,
+                shape: torch.Tensor | None = None) -> None:
+        """θ += scale·(shape ⊙ z) in place (shape None: 1), z ~ N(0, I) redrawn from ``seed``
+        chunk by chunk."""
         gen = torch.Generator(device=theta.device).manual_seed(seed)
-        for view in theta.view(-1).split(self.chunk):
-            view.add_(torch.randn(view.shape, generator=gen, device=theta.device,
-                                  dtype=theta.dtype), alpha=scale)
+        shapes = shape.split(self.chunk) if shape is not None else None
+        for index, view in enumerate(theta.view(-1).split(self.chunk)):
+            z = torch.randn(view.shape, generator=gen, device=theta.device, dtype=theta.dtype)
+            view.add_(z if shapes is None else z * shapes[index], alpha=scale)
 
 
 def _chunks(total: int, size: int) -> list[int]:

@@ -19,6 +19,13 @@ batched ``loss`` calls of at most ``batch`` vectors each (DeepZero's forward par
 ``cge[reuse=true]`` adds DeepZero's feature reuse on tasks that provide ``layers``: the
 inputs of every layer are recorded at θ and a perturbation of layer l restarts the forward
 pass there (same numbers to rounding, fewer layer evaluations).
+
+μ is a length, a multiple of the task's scale (``Param(relative=True)``): coordinate i is
+perturbed by μ_i = μ·scale_i and divided by it, and RGE perturbs along μ ⊙ u and divides
+coordinate i of the estimate by μ_i (unbiased to first order for any per-coordinate μ). On
+scale-1 tasks μ is today's value. ``fd``'s Adam lr is relative too (Adam's step is a length);
+``cge`` and ``rge`` keep the base's absolute SGD lr (DeepZero's 0.1; see
+:mod:`zgbench.estimator`).
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ class CoordinateEstimator(GradientEstimator):
     charged as one evaluation.
     """
 
-    mu = Param(5e-3, "perturbation size μ", tune=(1e-5, 0.1), log=True, gt=0)
+    mu = Param(5e-3, "perturbation size μ", tune=(1e-5, 0.1), log=True, gt=0, relative=True)
     scheme = Param("forward", "difference scheme", choices=("forward", "central"))
     batch = Param(1024, "most parameter vectors per loss call", ge=1)
     reuse = Param(False, "feature reuse through the task's layers (restart at perturbed layer)",
@@ -59,6 +66,7 @@ class CoordinateEstimator(GradientEstimator):
         return super().skip(task)
 
     def prepare(self, problem: Problem) -> None:
+        self._mu = problem.step_parts(self.mu)  # (factor, per-coordinate shape or None)
         if self.reuse:  # the harness skips tasks without layers (skip); a direct call fails here
             self._layer_slices = problem.call("layers")
 
@@ -90,17 +98,19 @@ class CoordinateEstimator(GradientEstimator):
                      base: torch.Tensor | None, evaluate) -> None:
         """Fill ``grad[coords]`` with differences of ``evaluate`` (rows -> losses) around θ."""
         forward = self.scheme == "forward"
+        factor, shape = self._mu
         for chunk in coords.split(self.batch if forward else max(self.batch // 2, 1)):
             rows = torch.arange(chunk.numel(), device=theta.device)
+            mu = factor if shape is None else factor * shape[chunk]  # μ_i per coordinate
             plus = theta.repeat(chunk.numel(), 1)
-            plus[rows, chunk] += self.mu
+            plus[rows, chunk] += mu
             if forward:
-                grad[chunk] = (evaluate(plus) - base) / self.mu
+                grad[chunk] = (evaluate(plus) - base) / mu
             else:
                 minus = theta.repeat(chunk.numel(), 1)
-                minus[rows, chunk] -= self.mu
+                minus[rows, chunk] -= mu
                 values = evaluate(torch.cat([plus, minus]))
-                grad[chunk] = (values[: chunk.numel()] - values[chunk.numel():]) / (2 * self.mu)
+                grad[chunk] = (values[: chunk.numel()] - values[chunk.numel():]) / (2 * mu)
 
 
 class CGE(CoordinateEstimator):
@@ -113,10 +123,11 @@ class FD(CoordinateEstimator):
     """Finite differences: central differences on every coordinate with an Adam step."""
 
     name = "fd"
-    mu = Param(1e-3, "perturbation size μ", tune=(1e-5, 0.1), log=True, gt=0)
+    mu = Param(1e-3, "perturbation size μ", tune=(1e-5, 0.1), log=True, gt=0, relative=True)
     scheme = Param("central", "difference scheme", choices=("forward", "central"))
     step = Param("adam", "outer step", choices=("sgd", "adam"))
-    lr = Param(0.05, "learning rate of the outer step", tune=(1e-4, 1.0), log=True, gt=0)
+    lr = Param(0.05, "learning rate of the outer step (Adam: its step per coordinate)",
+               tune=(1e-4, 1.0), log=True, gt=0, relative=True)
     weight_decay = Param(0.0, "weight decay of the outer step", ge=0)
     schedule = Param("constant", "learning-rate schedule", choices=("cosine", "constant"))
 
@@ -125,7 +136,7 @@ class RGE(GradientEstimator):
     """RGE (DeepZero): random-direction forward differences, q directions per step."""
 
     name = "rge"
-    mu = Param(5e-3, "perturbation size μ", tune=(1e-5, 0.1), log=True, gt=0)
+    mu = Param(5e-3, "perturbation size μ", tune=(1e-5, 0.1), log=True, gt=0, relative=True)
     q = Param(10, "random directions per gradient estimate", tune=(2, 50), log=True, ge=1)
     directions = Param("sphere", "direction distribution", choices=("sphere", "gaussian"))
 
@@ -134,6 +145,7 @@ class RGE(GradientEstimator):
 
     def prepare(self, problem: Problem) -> None:
         self._gen = self.generator(problem.device)
+        self._mu = problem.step_parts(self.mu)
 
     def estimate_gradient(self, problem: Problem, theta: torch.Tensor, key: int) -> torch.Tensor:
         d = theta.numel()
@@ -142,9 +154,13 @@ class RGE(GradientEstimator):
         if self.directions == "sphere":
             u = u / torch.linalg.vector_norm(u, dim=1, keepdim=True)
             scale = float(d)
-        values = problem.loss(torch.cat([theta[None], theta + self.mu * u]), key)
-        slopes = (values[1:] - values[0]) / self.mu
-        return scale / self.q * (slopes @ u)
+        mu, shape = self._mu
+        offsets = mu * u if shape is None else mu * (u * shape)
+        values = problem.loss(torch.cat([theta[None], theta + offsets]), key)
+        slopes = (values[1:] - values[0]) / mu
+        grad = scale / self.q * (slopes @ u)
+        # along μ ⊙ u the slope is Σ_i μ_i/μ · u_i ∂_i ℓ: divide coordinate i by shape_i
+        return grad if shape is None else grad / shape
 
 
 @hookimpl

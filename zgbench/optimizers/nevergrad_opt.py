@@ -24,6 +24,10 @@ Two upstream bugs of the installed versions are worked around, only while a run 
   facebookresearch/nevergrad#1690; NGOpt's diagonal CMA has 4 + ⌊8 ln d⌋ or num_workers + 1
   candidates per generation, which no batch size divides in general). pycma is kept on CSA,
   its rule below d = 300.
+
+σ is a multiple of the task's scale (``Param(relative=True)``), Nevergrad's own model: its
+parametrization takes a per-variable sigma (``Array.set_mutation(sigma=array)``), which is
+σ x scale where the scale varies. On scale-1 tasks σ is today's 0.3.
 """
 
 from __future__ import annotations
@@ -98,14 +102,14 @@ class Nevergrad(Optimizer):
                       "CMA, PSO, OnePlusOne, ...")
     num_workers = Param(0, "candidates per batched loss call; 0 = 4 + ⌊3 ln d⌋ (CMA's population)")
     sigma = Param(0.3, "initial mutation scale of the parameter vector (random-search's σ)",
-                  tune=(1e-3, 1.0), log=True)
+                  tune=(1e-3, 1.0), log=True, relative=True)
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
         if params["num_workers"] < 0:
             raise UsageError(f"nevergrad needs num_workers >= 1 (or 0 for the default), "
                              f"got {params['num_workers']}.")
-        if not params["sigma"] > 0:
+        if not params["sigma"].value > 0:
             raise UsageError(f"nevergrad needs sigma > 0, got {params['sigma']}.")
         if importlib.util.find_spec("nevergrad") is None:
             return  # the missing extra is reported with the install command elsewhere
@@ -136,7 +140,9 @@ class Nevergrad(Optimizer):
         import nevergrad as ng
 
         workers = self.workers(problem.dim)
-        parametrization = ng.p.Array(init=to_numpy(problem.initial())).set_mutation(sigma=self.sigma)
+        factor, shape = problem.step_parts(self.sigma)
+        sigma = factor if shape is None else factor * to_numpy(shape)  # per-variable sigma
+        parametrization = ng.p.Array(init=to_numpy(problem.initial())).set_mutation(sigma=sigma)
         parametrization.random_state = np.random.RandomState(self.seed % 2**32)
         opt = ng.optimizers.registry[self.optimizer](
             parametrization, budget=self.planned_evals(problem, workers), num_workers=workers)

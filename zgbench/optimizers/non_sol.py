@@ -8,6 +8,11 @@ the next reference state), so it never sees the states its own corrections produ
 provides the pairs' loss and its autodiff gradient through the ``pairs`` capability (see
 ``zgbench.contracts.CAPABILITIES``); this optimizer takes Adam steps on it. Each call is
 charged one gradient evaluation, as a step of the first-order ``adam`` baseline is.
+
+Its lr stays an absolute number, not a multiple of the task's scale: it runs only on tasks
+that provide ``pairs`` (``pde-sol``'s corrector), and it is the supervised recipe's lr for
+that network (the solver-in-the-loop claim compares it with ``cge[step=adam]`` at one
+absolute lr), not an exploratory step.
 """
 
 from __future__ import annotations

@@ -19,6 +19,12 @@ w = 1 / (sg(L_θ)² + ε), each method is a surrogate loss whose gradient is
 
 The outer step is ``torch.optim.Adam`` (lr 5e-4, decayed by 0.35 every 10k steps, as in the
 papers) on θ. Each step makes one ``residual`` call, charged as one gradient evaluation.
+
+The lr stays an absolute number, not a multiple of the task's scale: these methods run only on
+tasks that provide ``residual`` (the radiosity networks), for which the papers set it, and it
+is the lr of their training recipe on those very weights (a hash-grid table initialised at
+±1e-4, whose useful range its training sets, not its init), so a relative default would
+only re-express the papers' value through a scale it does not depend on.
 """
 
 from __future__ import annotations
