@@ -75,6 +75,7 @@ class Classify(Task):
     primary_metric = "accuracy"
     family = "learning"
     default_budget = Budget(evals=100_000, grads=300)
+    scale_note = "per layer: the init std of its weights (per-coordinate)"
 
     dataset = Param("digits", "image data", choices=("digits", "cifar10"))
     data = Param("", f"cifar10: folder holding {CIFAR_FOLDER} (default: in the zgbench cache)")
@@ -127,7 +128,21 @@ class Classify(Task):
             self.net = _nets.resnet_cifar(channels, 10, depth=20)
         self.dim = self.net.dim
         self.theta0 = self.net.initial(gen).to(self.device)
+        self.scale = self.layer_scale()
         self._chunk = self.chunk or self._auto_chunk()
+
+    def layer_scale(self) -> torch.Tensor:
+        """The scale ``[dim]``: on each layer's coordinates, the RMS of that layer's largest
+        parameter tensor (its weights) at θ₀, i.e. the init's standard deviation (He's
+        √(2/fan_in) here). A weight's useful range is a few of those either side of zero, as
+        COCO's box is ±5 at scale 1, and it differs between layers by the fan-in (0.05 to
+        0.5 in the small CNN), so one absolute σ cannot fit every layer. The layer's biases
+        and norm gains share it (their init, 0 and 1, says nothing of their range)."""
+        scale = torch.empty_like(self.theta0)
+        for index, (_, lo, hi) in enumerate(self.net.slices):
+            weights = max(self.net.unflatten(self.theta0, index).values(), key=torch.numel)
+            scale[lo:hi] = weights.pow(2).mean().sqrt().clamp_min(1e-6)
+        return scale
 
     def _auto_chunk(self) -> int:
         """Vectors per forward pass so that the largest activation stays under CHUNK_BYTES."""

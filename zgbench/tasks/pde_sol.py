@@ -66,6 +66,7 @@ class PdeSol(Task):
     primary_metric = "rollout_mae"
     family = "pde"
     default_budget = Budget(evals=2000, grads=50)
+    scale_note = "per layer: 1/sqrt(3 fan_in), PyTorch's default init std (per-coordinate)"
 
     resolution = Param(16, "coarse grid cells per side of the unit box")
     factor = Param(2, "reference grid refinement (a power of two)")
@@ -129,6 +130,7 @@ class PdeSol(Task):
                        float(torch.cat([train["vx"].flatten(), train["vy"].flatten()])
                              .pow(2).mean().sqrt()))
         self.theta0 = self.net.initial(self.generator()).to(self.device)
+        self.scale = self.layer_scale()
 
     def simulation_params(self) -> torch.Tensor:
         """(source x, buoyancy) of the training then the held-out simulations: unscrambled
@@ -165,6 +167,17 @@ class PdeSol(Task):
         return ref
 
     # --------------------------------------------------------------------- contract
+    def layer_scale(self) -> torch.Tensor:
+        """The scale ``[dim]``: on each layer's weights, 1/√(3·fan_in), the standard deviation
+        of PyTorch's default convolution init (the hidden layers' θ₀). The last layer starts
+        at zero, which says nothing of its range, so it gets the same rule: the std the
+        default init would give it. A weight's useful range is a few of those either side
+        of zero, as COCO's box is ±5 at scale 1."""
+        k = self.net.kernel
+        parts = [torch.full((i * o * k * k,), (3.0 * i * k * k) ** -0.5)
+                 for i, o in self.net.shapes()]
+        return torch.cat(parts).to(self.device, self.dtype)
+
     def initial(self) -> torch.Tensor:
         return self.theta0.clone()
 

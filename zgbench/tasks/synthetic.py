@@ -4,6 +4,10 @@ Each instance hides its optimum x* ~ U(-1, 1)^d and starts from θ₀ ~ U(-3, 3)
 from the task seed, so repetitions differ and no method wins by starting at the origin.
 ``evaluate`` reports the gap f(θ) − f* (primary) and the distance ‖θ − x*‖.
 
+The scale (``Task.scale``) is 1.0: COCO's common search box [-5, 5]^d (its range of 10 per
+coordinate, a tenth of it), the box these functions are posed in (optimum in [-1, 1]^d, start
+in [-3, 3]^d) and on which every built-in step-size default was set.
+
 ``step`` and ``cliff`` are not differentiable: ``step`` has a zero gradient almost everywhere
 (plateaus), ``cliff`` a jump across a hyperplane through the optimum. They do not provide
 ``grad``: autodiff would give a gradient that ignores the plateaus and the jump.
@@ -25,6 +29,8 @@ class Synthetic(Task):
     primary_metric = "gap"
     family = "synthetic"
     default_budget = Budget(evals=2000, grads=200)
+    #: COCO's common box [-5, 5]^d: the reference scale of every step-size default
+    scale = 1.0
     dim = Param(8, "number of coordinates")
     #: value of f at the optimum (0 for every function here)
     optimum_value = 0.0

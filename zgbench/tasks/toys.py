@@ -21,6 +21,10 @@ of the knots, not a parameter. ``loss`` (the loss gap, the minimum being 0) is r
 With ``quantize > 0`` the zeros of the rounded f form intervals; ``distance`` still measures
 to the spline's two zeros, and ``loss`` is the honest measure there.
 
+The scale (``Task.scale``) is 1.0: the knots that shape the loss lie one unit apart on
+[-2, 8], the range of 10 the paper's toy is posed on (COCO's box at scale 1), and the paper's
+σ 0.33 is that scale's.
+
 The spline is C¹, but the authors evaluate it outside autodiff (numpy/scipy), so for the
 optimizer it is a black box; the task does not provide ``grad``. With ``quantize > 0`` the
 value f is rounded to multiples of ``quantize`` before squaring: a staircase whose gradient is
@@ -78,6 +82,8 @@ class SplineToy(Task):
     #: the paper's run: 6000 iterations of 10 antithetic pairs
     default_budget = Budget(evals=120_000)
     dim = 1
+    #: knots one unit apart on [-2, 8]: the paper's σ 0.33 is a third of it
+    scale = 1.0
     start = Param(1.1, "starting point θ₀")
     quantize = Param(0.0, "round f to multiples of this before squaring (0: the paper's spline)")
     #: the paper's optimum; the spline's second zero is :attr:`minimisers` [1]
