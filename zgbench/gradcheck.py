@@ -157,13 +157,28 @@ def reference_gradient(task, theta: torch.Tensor, key: int, sigma: float, pairs:
         return smoothed_gradient(task, theta, key, sigma, pairs, generator)
 
 
-def estimator_sigma(estimator, settings: Settings) -> float:
-    """The σ an estimator smooths at (its ``sigma`` parameter), else ``settings.sigma``."""
-    from zgbench.params import declared
+def estimator_sigma(estimator, settings: Settings, problem: Problem | None = None) -> float:
+    """The σ an estimator smooths at (its ``sigma`` parameter, a step size resolved on
+    ``problem``'s scale), else ``settings.sigma``. The smoothed reference takes one σ: a
+    relative σ on a task whose scale varies per coordinate has none, so that is a usage
+    error naming the way out (an absolute σ)."""
+    from zgbench.params import Step, declared
 
-    if "sigma" in declared(type(estimator)):
-        return float(estimator.sigma)
-    return settings.sigma
+    if "sigma" not in declared(type(estimator)):
+        return settings.sigma
+    sigma = estimator.sigma
+    if not isinstance(sigma, Step):
+        return float(sigma)
+    if problem is None:
+        if not sigma.absolute:
+            raise ValueError("estimator_sigma: a relative σ needs the problem (its scale)")
+        return sigma.value
+    factor, shape = problem.step_parts(sigma)
+    if shape is not None:
+        raise UsageError(f"gradcheck: {estimator.name}'s sigma={sigma} is relative to a scale "
+                         "that varies per coordinate, and the smoothed reference takes one σ: "
+                         "give an absolute one, e.g. sigma=abs:0.1.")
+    return factor
 
 
 @torch.no_grad()
@@ -286,7 +301,7 @@ def measure(registry: Registry, task, task_spec: Spec, opt_spec: Spec, point: Po
         # no checkpoints: the task's held-out evaluate plays no part here
         problem = Problem(task, Budget(evals=10**15, grads=10**15), seed=seed, checkpoints=())
         estimator.prepare(problem)
-        ref = point.reference(task, estimator_sigma(estimator, settings), settings)
+        ref = point.reference(task, estimator_sigma(estimator, settings, problem), settings)
         grads, spent = [], []
         start = time.perf_counter()
         for _ in range(settings.samples):

@@ -14,7 +14,7 @@ from typing import Any
 
 from zgbench.errors import UsageError
 from zgbench.plugins import Entry, Registry
-from zgbench.params import resolve
+from zgbench.params import Step, resolve
 
 _SPEC = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[(.*)\])?\s*$", re.S)
 
@@ -53,8 +53,11 @@ class Spec:
         return _format(self.name, changed)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "params": dict(self.params), "label": self.label,
-                "canonical": self.canonical}
+        """What a record stores: JSON values (a relative step size as its number, as records
+        before step sizes were relative have it; an absolute one as ``"abs:VALUE"``; both
+        resolve back to the same value)."""
+        return {"name": self.name, "params": {k: _json_value(v) for k, v in self.params},
+                "label": self.label, "canonical": self.canonical}
 
 
 def _format(name: str, params: tuple[tuple[str, Any], ...]) -> str:
@@ -62,6 +65,12 @@ def _format(name: str, params: tuple[tuple[str, Any], ...]) -> str:
         return name
     inner = ",".join(f"{k}={_fmt_value(v)}" for k, v in params)
     return f"{name}[{inner}]"
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Step):
+        return str(value) if value.absolute else value.value
+    return value
 
 
 def _fmt_value(value: Any) -> str:
