@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from zgbench import Step
 from zgbench.budget import Budget, BudgetExhausted
 from zgbench.errors import UsageError
 from zgbench.optimizers.deepzero import MeZO, SparseCGE
@@ -35,11 +36,12 @@ def test_cge_equals_autograd_within_order_mu():
     theta = prob.initial()
     _, grad = prob.grad(theta[None], 7)
     # reuse=True: the same numbers as plain CGE (tested below), only faster
-    errors = {mu: float((cge_gradient(prob, theta, 7, mu=mu, reuse=True) - grad[0]).norm()
-                        / grad[0].norm()) for mu in (2e-2, 5e-3, 1e-3)}
-    assert errors[5e-3] < 0.05  # the default μ: a few per cent of |∇ℓ|
+    errors = {mu: float((cge_gradient(prob, theta, 7, mu=Step(mu, absolute=True), reuse=True)
+                         - grad[0]).norm() / grad[0].norm()) for mu in (2e-2, 5e-3, 1e-3)}
+    assert errors[5e-3] < 0.05  # DeepZero's μ (absolute): a few per cent of |∇ℓ|
     assert errors[2e-2] > errors[5e-3] > errors[1e-3]  # and it shrinks with μ
-    central = cge_gradient(prob, theta, 7, mu=5e-3, scheme="central", reuse=True)
+    central = cge_gradient(prob, theta, 7, mu=Step(5e-3, absolute=True), scheme="central",
+                           reuse=True)
     assert float((central - grad[0]).norm() / grad[0].norm()) < errors[5e-3]
 
 
@@ -80,15 +82,18 @@ def test_mezo_perturb_and_restore():
     theta = prob.initial()
     before = theta.clone()
     mezo = MeZO(chunk=500)  # several chunks: z is redrawn chunk by chunk
+    mezo.prepare(prob)
     slope = mezo.projected_gradient(prob, theta, key=2, seed=1234)
     assert torch.allclose(theta, before, atol=1e-6, rtol=0)
-    # the slope is the directional derivative along z, which the same seed regenerates
+    # the slope is the directional derivative along shape ⊙ z (the task's scale, mean 1),
+    # which the same seed regenerates
     z = torch.zeros_like(theta)
-    mezo.perturb(z, 1234, 1.0)
+    mezo.perturb(z, 1234, 1.0, mezo._shape)
     _, grad = prob.grad(before[None], 2)
     assert slope == pytest.approx(float(z @ grad[0]), rel=0.05)
     # restored as well when the budget runs out between the two evaluations
     short = problem(evals=1)
+    mezo.prepare(short)
     with pytest.raises(BudgetExhausted):
         mezo.projected_gradient(short, theta, key=2, seed=99)
     assert torch.allclose(theta, before, atol=1e-6, rtol=0)
@@ -167,7 +172,7 @@ def test_bad_parameters(registry):
 
     with pytest.raises(UsageError, match="sparsity"):
         specs.resolve_optimizer(registry, "sparse-cge[sparsity=1.0]")
-    with pytest.raises(UsageError, match="eps must be positive"):
+    with pytest.raises(UsageError, match="eps.*> 0"):
         specs.resolve_optimizer(registry, "mezo[eps=0]")
 
 

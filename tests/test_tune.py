@@ -74,9 +74,10 @@ def test_tuning_is_deterministic_for_a_seed_and_resumes(tmp_path):
     ("cma-es.restarts=1:5", "is not declared tunable of optimizer 'cma-es'; tunable: sigma0"),
     ("cma-es.nope=1:5", "is not a parameter"),
     ("cma-es.sigma0=1:0.1", "give LOW < HIGH"),
-    ("cma-es.sigma0=0:1", "LOW > 0 on a log scale"),
-    ("cma-es.sigma0=0:1:linear", "is not valid"),
-    ("cma-es.sigma0=abc:1", "expected float"),
+    ("cma-es.sigma0=0:1", "use a number > 0"),  # a step size is positive
+    ("cma-es.sigma0=0:1:linear", "use a number > 0"),
+    ("cma-es.sigma0=abc:1", "expected a step size"),
+    ("cma-es.sigma0=abs:0.1:abs:1", "write OPTIMIZER.PARAM=LOW:HIGH"),
     ("cma-es.sigma0", "write OPTIMIZER.PARAM=LOW:HIGH"),
     ("cma-es.sigma0=0.1:1:cubic", "write OPTIMIZER.PARAM=LOW:HIGH"),
     ("nevergrad.sigma=0.1:1", "'nevergrad' is not being tuned"),

@@ -139,10 +139,7 @@ def _override(registry, spec, params, dims, name, low, high, scale, fixed) -> Di
     except UsageError as exc:
         raise UsageError(f"{where}: {exc}") from None
     if isinstance(lo, Step):  # a step size is searched as a multiple of the task's scale
-        if lo.absolute or hi.absolute:
-            raise UsageError(f"{where}={low}:{high}: {name!r} is a step size, searched as a "
-                             "multiple of the task's scale: give LOW:HIGH without abs:.")
-        lo, hi = lo.value, hi.value
+        lo, hi = lo.value, hi.value  # (abs: cannot be written here: its colon splits LOW:HIGH)
     log = old.log if scale is None else scale == "log"
     if not lo < hi or (log and lo <= 0):
         raise UsageError(f"{where}={low}:{high}: give LOW < HIGH" +

@@ -126,15 +126,19 @@ class MeZO(Optimizer):
             raise UsageError("mezo: eps must be positive, q and chunk at least 1; got "
                              f"eps={params['eps']}, q={params['q']}, chunk={params['chunk']}.")
 
-    def run(self, problem: Problem) -> None:
-        theta = problem.initial()
-        seeds = self.generator(problem.device)
+    def prepare(self, problem: Problem) -> None:
+        """ε on ``problem``'s scale: call before :meth:`projected_gradient` (``run`` does)."""
         self._eps, self._shape = problem.step_parts(self.eps)
         if self._shape is not None:
             # ε carries the mean scale and the shape (mean 1) only the spread, so that the
             # absolute lr means the same as on a uniform scale of that mean
             mean = float(self._shape.mean())
             self._eps, self._shape = self._eps * mean, self._shape / mean
+
+    def run(self, problem: Problem) -> None:
+        theta = problem.initial()
+        seeds = self.generator(problem.device)
+        self.prepare(problem)
         while True:
             key = problem.new_key()
             steps = []
