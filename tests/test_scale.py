@@ -243,5 +243,24 @@ def test_a_record_of_the_old_defaults_is_stale(registry, tmp_path):
     assert [r.run_id for r in summary.stale] == [run.run_id]
     stale = [w for w in caught if issubclass(w.category, fingerprint.StaleWarning)]
     assert len(stale) == 1 and "random-search" in str(stale[0].message)
-    summary = run_all([run], registry, tmp_path, InProcessExecutor(), rerun_stale=True)
+    with pytest.warns(fingerprint.StaleWarning, match="rerunning"):
+        run_all([run], registry, tmp_path, InProcessExecutor(), rerun_stale=True)
     assert json.loads(path.read_text())["code"]["optimizer"] != "0123456789ab"
+
+
+def test_tune_searches_a_step_size_as_its_multiple(registry, tmp_path):
+    """``zgbench tune`` suggests the relative multiple: the trial specs and the tuned spec
+    carry relative Steps, and the spec as given (trial 0) is the relative default."""
+    from zgbench import tuning
+
+    base = resolve_optimizer(registry, "random-search")
+    dims = tuning.space(registry, base)
+    assert [d.name for d in dims] == ["sigma"] and (dims[0].low, dims[0].high) == (1e-3, 1.0)
+    result = tuning.tune_pair(registry, resolve_task(registry, "sphere[dim=2]"),
+                              Budget(evals=30), base, dims, tmp_path, InProcessExecutor(),
+                              trials=3)
+    assert result.trials[0]["spec"] == "random-search"  # the relative default, as given
+    specs = [resolve_optimizer(registry, t["spec"]) for t in result.trials]
+    assert all(not s.kwargs["sigma"].absolute for s in specs)
+    assert len({s.kwargs["sigma"] for s in specs}) == 3
+    assert not result.best.kwargs["sigma"].absolute
