@@ -14,7 +14,8 @@ import warnings
 import pytest
 import torch
 
-from zgbench import Budget, BudgetExhausted, ContractError, Optimizer, Param, Problem, Step, cli
+from zgbench import (Budget, BudgetExhausted, ContractError, GradientEstimator, Optimizer, Param,
+                     Problem, Step, cli)
 from zgbench import fingerprint, plugins, suite
 from zgbench.executors import InProcessExecutor
 from zgbench.harness import RunSpec, run_all
@@ -147,7 +148,7 @@ def test_toml_abs_value(registry, tmp_path):
     assert specs["smoothing"].kwargs["sigma"] == Step(0.4, absolute=True)
 
 
-@pytest.mark.parametrize("value", ["abs:x", "abs:", "abs:-0.1", "abs:nan", "fast"])
+@pytest.mark.parametrize("value", ["abs:x", "abs:", "abs:-0.1", "abs:nan", "abs:inf", "fast"])
 def test_bad_step_values_exit_2_naming_the_syntax(value, capsys):
     argv = ["run", "--tasks", "sphere[dim=2]", "--optimizers", f"random-search[sigma={value}]",
             "--seeds", "1", "--evals", "10", "--no-leaderboard"]
@@ -264,3 +265,35 @@ def test_tune_searches_a_step_size_as_its_multiple(registry, tmp_path):
     assert all(not s.kwargs["sigma"].absolute for s in specs)
     assert len({s.kwargs["sigma"] for s in specs}) == 3
     assert not result.best.kwargs["sigma"].absolute
+
+
+class OldStyleEstimator(GradientEstimator):
+    """A third-party estimator written before scales: a float μ, and a ``make_step(params)``
+    override with the one-argument signature of that time."""
+
+    name = "old-style-estimator"
+    mu = Param(0.01, "absolute perturbation", gt=0)
+
+    def evals_per_step(self, dim: int) -> int:
+        return dim + 1
+
+    def make_step(self, params):
+        return torch.optim.SGD(params, lr=self.lr)
+
+    def estimate_gradient(self, problem, theta, key):
+        rows = theta + self.mu * torch.eye(theta.numel())
+        values = problem.loss(torch.cat([theta[None], rows]), key)
+        return (values[1:] - values[0]) / self.mu
+
+
+def test_a_third_party_gradient_estimator_keeps_working():
+    task = TwoScaleSphere(dim=4)
+    problem = Problem(task, Budget(evals=50))
+    problem.start()
+    with pytest.raises(BudgetExhausted):
+        OldStyleEstimator(lr=0.1).run(problem)
+    value = lambda theta: float(task.f(theta[None] - task.x_star)[0])  # noqa: E731 (unmetered)
+    assert value(problem.recommendation()) < 0.5 * value(task.initial())
+    first = next(b for b in task.batches if b.shape[0] > 1)  # the first estimate's batch
+    offsets = (first - first[0])[1:]
+    assert torch.allclose(offsets, 0.01 * torch.eye(4), atol=1e-6)  # μ stays absolute

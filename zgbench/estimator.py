@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from zgbench.optimizer import Optimizer
-from zgbench.params import Param
+from zgbench.params import Param, Step
 from zgbench.problem import Problem
 
 
@@ -124,7 +124,9 @@ class GradientEstimator(EstimatesGradient, Optimizer):
         self.prepare(problem)
         theta = torch.nn.Parameter(problem.initial())
         lr, self._lr_shape = problem.step_parts(self.lr)  # a float lr: (lr, None)
-        opt = self.make_step([theta], lr)
+        # a float lr keeps the one-argument call: subclasses that override make_step(params)
+        # (written before step sizes were relative) keep working
+        opt = self.make_step([theta], lr) if isinstance(self.lr, Step) else self.make_step([theta])
         planned = self.planned_steps(problem)
         lr_schedule = None
         if self.schedule == "cosine":
