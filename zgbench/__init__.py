@@ -25,7 +25,7 @@ from zgbench.errors import ContractError, MissingExtra, UsageError
 from zgbench.estimator import EstimatesGradient, GradientEstimator
 from zgbench.hookspecs import hookimpl
 from zgbench.optimizer import Optimizer, TaskInfo
-from zgbench.params import Param
+from zgbench.params import Param, Step  # Step: TEMP scaffolding of the scale API
 from zgbench.problem import Problem
 from zgbench.store import atomic_write
 from zgbench.task import Task
@@ -40,6 +40,7 @@ __all__ = [
     "Optimizer",
     "Param",
     "Problem",
+    "Step",
     "Task",
     "TaskInfo",
     "UsageError",

@@ -20,6 +20,32 @@ from typing import Any
 from zgbench.errors import UsageError, unknown
 
 _TRUE = {"true", "1", "yes", "on"}
+
+
+# TEMP scaffolding of the scale API (helper "scale" builds the real one): Step and
+# Param(relative=True), just enough for zerograds' branch to run and test.
+@dataclass(frozen=True)
+class Step:
+    """A step size: a multiple of the task's scale (relative) or an absolute value."""
+
+    value: float
+    absolute: bool = False
+
+    def __str__(self) -> str:
+        return f"abs:{self.value:g}" if self.absolute else f"{self.value:g}"
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    @classmethod
+    def parse(cls, value: Any) -> "Step":
+        if isinstance(value, Step):
+            return value
+        if isinstance(value, str) and value.strip().lower().startswith("abs:"):
+            return cls(float(value.strip()[4:]), True)
+        if isinstance(value, bool):
+            raise ValueError("a boolean is not a step size")
+        return cls(float(value))
 _FALSE = {"false", "0", "no", "off"}
 
 
@@ -50,6 +76,8 @@ class Param:
     #: feature reuse). It is part of a run's identity but not of its seeds, so a run with and
     #: without it draws the same keys and random numbers and compares number for number.
     execution: bool = False
+    #: TEMP scaffolding: a step size, coerced to :class:`Step` (``0.3`` or ``abs:0.3``).
+    relative: bool = False
     name: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
@@ -73,6 +101,16 @@ class Param:
         """Convert ``value`` to this parameter's type or raise a :class:`UsageError`."""
         if value is None and self.default is None:
             return None
+        if self.relative:  # TEMP scaffolding
+            try:
+                step = Step.parse(value)
+            except (TypeError, ValueError) as exc:
+                raise UsageError(f"bad value {value!r} for parameter {self.name!r} of {owner}: "
+                                 f"expected a number or abs:number ({exc})") from None
+            if not self.admits(step.value):
+                raise UsageError(f"bad value {value!r} for parameter {self.name!r} of {owner}: "
+                                 f"use a number {self.bounds() or '(not NaN)'}.")
+            return step
         try:
             out = _convert(value, self.type)
         except (TypeError, ValueError) as exc:
@@ -160,6 +198,13 @@ def resolve(cls: type, given: Mapping[str, Any], owner: str) -> dict[str, Any]:
         if key not in params:
             raise unknown("parameter", key, params, of=f"of {owner}")
     return {
-        name: param.coerce(given[name], owner) if name in given else param.default
+        name: param.coerce(given[name], owner) if name in given else _default(param)
         for name, param in params.items()
     }
+
+
+def _default(param: Param) -> Any:
+    # TEMP scaffolding: a relative Param's numeric default is a relative Step
+    if param.relative and isinstance(param.default, (int, float)):
+        return Step(float(param.default))
+    return param.default

@@ -81,6 +81,10 @@ class Problem:
         self._paused = 0.0  # time spent in uncharged evaluation
         self._t0: float | None = None
         self._np_dtype = _numpy_dtype(self._dtype)
+        # TEMP scaffolding of the scale API (helper "scale" builds the real one)
+        self._scale = (torch.ones(self._dim, device=self._device, dtype=self._dtype)
+                       * torch.as_tensor(getattr(task, "scale", 1.0), device=self._device,
+                                         dtype=self._dtype))
         ledger.install(self)
 
     # ------------------------------------------------------------ read-only views
@@ -104,6 +108,19 @@ class Problem:
     @property
     def provides(self) -> frozenset[str]:
         return self._provides
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """TEMP scaffolding: the task's per-coordinate scale ``[d]`` (a copy)."""
+        return self._scale.clone()
+
+    def step(self, value: Any) -> torch.Tensor:
+        """TEMP scaffolding: the absolute per-coordinate step ``[d]`` of a Step (value x
+        scale, or value everywhere if absolute); a plain float is absolute."""
+        from zgbench.params import Step
+        if isinstance(value, Step) and not value.absolute:
+            return self._scale * value.value
+        return torch.full_like(self._scale, float(value))
 
     @property
     def evals(self) -> int:

@@ -53,7 +53,9 @@ class Spec:
         return _format(self.name, changed)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "params": dict(self.params), "label": self.label,
+        # TEMP scaffolding of the scale API: a Step is stored as its spec text
+        params = {k: str(v) if type(v).__name__ == "Step" else v for k, v in self.params}
+        return {"name": self.name, "params": params, "label": self.label,
                 "canonical": self.canonical}
 
 
@@ -119,7 +121,7 @@ def build(entry: Entry, params: dict[str, Any]) -> Spec:
     cls = entry.cls
     values = resolve(cls, params, f"{cls.kind} {cls.name!r}")
     cls.check_params(values)
-    defaults = {name: p.default for name, p in cls.declared_params().items()}
+    defaults = resolve(cls, {}, f"{cls.kind} {cls.name!r}")  # TEMP scaffolding: Step defaults
     return Spec(
         kind=cls.kind,
         name=cls.name,

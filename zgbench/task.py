@@ -62,6 +62,9 @@ class Task(Component):
     #: The family of tasks it belongs to, for the family sub-boards (synthetic, graphics,
     #: learning, radiosity, pde, or a plugin's own word); ``other`` unless declared.
     family: ClassVar[str] = "other"
+    #: TEMP scaffolding of the scale API: per-coordinate length of a useful exploratory
+    #: step (a float or a [d] tensor; set it in setup() to override).
+    scale: Any = 1.0
 
     #: Length of the parameter vector; set it in :meth:`setup` (or declare it as a Param).
     dim: int
