@@ -2,22 +2,58 @@
 
 After Fischer & Ritschel, "ZeroGrads: Learning Local Surrogates for Non-Differentiable
 Graphics", ACM TOG / SIGGRAPH 2024, following the authors' public code
-(``models.py``, ``train_utils_modular.py``, ``config.py``):
+(github.com/mfischer-ucl/zerograds: ``models.py``, ``train_utils_modular.py``, ``config.py``):
 
-1. Sample the locality: ε ~ N(0, σ²I), ``batch`` × d, antithetic (the rows −ε, +ε, so 2·batch
-   evaluations, all in one ``problem.loss`` call); the surrogate's inputs are θ − ε. With
-   ``smooth`` the loss is taken at θ − ε − t, t ~ N(0, (inner_sigma·σ)²): one extra smoothing
-   sample, so the surrogate learns the smoothed loss.
-2. ``k_theta`` Adam steps on θ (lr_θ = ``lr``), each with θ.grad = ∇_θ h_φ(θ): the surrogate
-   fitted up to the *previous* batch.
+1. Sample the locality: ε ~ N(0, diag(σ²)), ``batch`` × d, antithetic (the rows −ε, +ε, so
+   2·batch evaluations, all in one ``problem.loss`` call); the surrogate's inputs are θ − ε.
+   With ``smooth`` the loss is taken at θ − ε − t, t ~ N(0, (inner_sigma·σ)²): one extra
+   smoothing sample, so the surrogate learns the smoothed loss.
+2. ``k_theta`` Adam steps on θ (lr_θ = ``lr``), each with the gradient ∇_θ h_φ(θ) of the
+   surrogate fitted up to the *previous* batch.
 3. ``k_phi`` Adam steps (``lr_phi``) on MSE(h_φ(samples), losses) of the *current* batch only
    (no replay). The surrogate persists across steps, which smooths its gradients over time.
 
-The surrogate h_φ is an MLP with LeakyReLU after every layer, the output included. Below
-``high_dim`` parameters it is 3 layers × 64 (the public code's low-d configuration), from it
-8 layers × 128 with NeRF positional encoding (6 frequencies 2^0..2^5, the input kept:
-in = d(2L + 1)), as the authors configure their high-d experiments (their MLP-weights task
-uses 3 frequencies: ``encodings=3``).
+The surrogate h_φ is an MLP with LeakyReLU after every layer, the output included: ``small``
+is 3 layers × 64 (the public code's low-d configuration), ``encoded`` 8 layers × 128 on the
+NeRF positional encoding (6 frequencies 2^0..2^5, the input kept: in = d(2L + 1)), as the
+authors configure their high-d experiments (their MLP-weights task uses 3 frequencies:
+``encodings=3``). Its input is θ itself, as in the authors' experiments whose
+``normalize_fn`` is the identity (toy, caustic, MLP weights, texture).
+
+Step sizes are relative to the task's scale (``Problem.step``): σ and lr_θ are multiples of
+the task's per-coordinate scale (``0.33``) or absolute (``abs:0.33``), so σ is a ``[d]``
+tensor and the samples are per coordinate. The θ step runs on u = (θ − θ₀) / s, s the scale
+of lr_θ: Adam moves each coordinate of what it optimizes by at most about lr a step, so θ
+moves by lr_θ · s (for SGD: descent in the coordinates where the task's scale is 1).
+
+Defaults and their sources (``file:line`` in the authors' repository at 7490db8; the
+experiments' values are σ, B, lr_φ, lr_θ, k_θ, smoothing sample):
+toy (``experiments/toy_example/optim_proxy_toyexample.py:118-125``) 0.33, 10, 1e-3, 5e-4,
+3, off; Rosenbrock (``experiments/rosenbrock/optimize_proxy_rosenbrock.py:83-90``) 0.33, 4,
+1e-3, 5e-4, 1, on; LED display, d 336 (``experiments/led_display/optim_proxy_led_display.py:
+32-41``) 0.33, 1, 1e-3, 1e-3, 1, on; caustic, d 1,024 (``experiments/caustic/
+optim_proxy_caustic.py:42-51``) 0.0125, 10, 1e-4, 1e-4, 1, on; MLP weights, d 35,152
+(``experiments/splines/optimize_mlp.py:56-69``) 0.025, 10, 1e-4, 1.25e-5, 4 (k_φ 10), on;
+texture, d 196,608 (``experiments/texture/optim_proxy_texture.py:39-48``) 0.025, 20, 1e-4,
+1e-5, 1, on. ``config.py:32-42``: k_φ 3, k_θ 3, inner σ 0.1, antithetic, no log space.
+Hence (issue 22, item 5): ``smooth`` on (5 of 6 scripts), ``k_theta`` 1 (4 of 6; config's
+3 is kept by the toy only), ``lr_phi`` auto = 1e-3 for the small surrogate and 1e-4 for
+the encoded one (every script), ``batch`` 10, ``k_phi`` 3, ``inner_sigma`` 0.1 (unchanged).
+σ stays 0.33, the low-d scripts' value, now relative: on COCO's box [-5, 5] (scale 1.0,
+the synthetic functions) it is the old absolute 0.33. The high-d scripts' σ (0.0125-0.025
+in their units) is no fixed multiple of their range (θ in [0, 1] for the texture and the
+LED display, which uses 0.33), so no relative high-d σ follows from them.
+``lr`` auto = σ / (10 k_θ): issue 22's rule k_θ · lr_θ ≤ σ / 10 taken as the default (at
+the old absolute 5e-4 with k_θ 3, θ moved each coordinate by at most ~1.5 in 1,000 batches
+whatever the task's scale). The authors' scripts sit far below the rule: σ / (k_θ lr_θ) is
+125 (caustic), 220 (toy), 330 (LED display), 500 (MLP weights), 660 (Rosenbrock) and 2,500
+(texture), where the rule's equality is 10; they run 2,500-100,000 iterations.
+``surrogate`` auto chooses by dimension (encoded from ``high_dim`` = 1000): their
+``config.py:12-17`` chooses by experiment name (encoded for mlp, mnist, vae, texture,
+caustic and mesh), which no rule without task names expresses; by dimension every public
+script gets its surrogate (the LED display's 336 small, the caustic's 1,024 and up
+encoded). The public code has no mesh script: a mesh task below 1000 parameters gets the
+encoded surrogate with ``surrogate=encoded``.
 
 Options the public code does not have: ``importance`` draws the locality offsets per
 coordinate from the kernel-slope density p(τ) ∝ |τ| exp(−τ²/2σ²) of PRDPT (see
@@ -477,8 +513,8 @@ class ZeroGrads(GradientEstimator):
         lr_θ a step, so k_θ · lr_θ ≤ σ / 10 keeps θ's moves per batch within a tenth of
         the locality the surrogate was fitted on; at the old absolute 5e-4 (k_θ 3) θ
         could move each coordinate by at most ~1.5 in 1,000 batches, whatever the task's
-        scale. The authors' scripts sit below the rule (σ / (k_θ lr_θ) from 125, caustic,
-        to 2,500, texture, and 660 on the toy)."""
+        scale. The authors' scripts sit far below the rule (σ / (k_θ lr_θ) from 125,
+        caustic, to 2,500, texture; 10 is the rule's equality): see the module docstring."""
         if self.lr != AUTO:
             return as_step(self.lr)
         sigma = as_step(self.sigma)
