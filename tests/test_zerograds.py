@@ -355,7 +355,8 @@ def test_defaults_are_the_public_codes():
     surrogate chosen by d (encoded from 1000 on)."""
     opt = ZeroGrads()
     assert (opt.smooth, opt.k_theta, opt.k_phi, opt.batch, opt.antithetic) == (True, 1, 3, 10, True)
-    assert opt.inner_sigma == 0.1 and opt.lr == "auto" and opt.lr_phi == "auto"
+    assert opt.inner_sigma == 0.1 and opt.params["lr"] == "auto" and opt.lr_phi == "auto"
+    assert opt.lr == opt.theta_lr()  # resolved on construction: the outer loop reads a Step
     assert str(opt.sigma) == "0.33" and not opt.sigma.absolute
     lr = opt.theta_lr()
     assert lr.value == pytest.approx(0.033) and not lr.absolute

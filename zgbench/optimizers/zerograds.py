@@ -94,6 +94,7 @@ with ~3 features a bucket at d = 64 it did better (x0.87 against x0.91). The def
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -106,19 +107,36 @@ AUTO = "auto"
 
 
 class AutoParam(Param):
-    """A parameter that also takes ``auto``: zerograds derives it from the others (lr_θ from
-    σ and k_θ, lr_φ from the surrogate). Any other value is coerced as the Param declares."""
+    """A number that may also be ``auto``: zerograds derives it from the other parameters
+    (lr_φ from the surrogate). Declare it with ``type=float``; any other value is coerced as
+    that Param declares."""
 
-    def __post_init__(self) -> None:
-        # the base checks a number's default (and may coerce a relative one): "auto" is not
-        default, self.default = self.default, 1.0
-        super().__post_init__()
-        self.default = default
-
-    def coerce(self, value, owner: str):
+    def coerce(self, value: Any, owner: str) -> Any:
         if isinstance(value, str) and value.strip().lower() == AUTO:
             return AUTO
         return super().coerce(value, owner)
+
+
+class AutoStep(AutoParam):
+    """A step size (a :class:`Step`: a multiple of the task's scale, or ``abs:VALUE``) that
+    may also be ``auto`` (lr_θ from σ and k_θ). It is not declared ``relative=True``: that
+    makes the default a Step, and ``auto`` is none; its values are Steps all the same.
+    Not tunable: ``zgbench tune`` starts from the default as a number, and ``auto`` is a
+    rule, not a number (the tuner searches σ, and lr_θ follows it)."""
+
+    def coerce(self, value: Any, owner: str) -> Any:
+        if isinstance(value, str) and value.strip().lower() == AUTO:
+            return AUTO
+        try:
+            step = Step.parse(value)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"bad value {value!r} for parameter {self.name!r} of {owner}: "
+                             f"expected auto, a multiple of the task's scale (e.g. 0.01) or "
+                             f"abs:VALUE ({exc}).") from None
+        if not self.admits(step.value):
+            raise UsageError(f"bad value {value!r} for parameter {self.name!r} of {owner}: "
+                             f"use auto or a number {self.bounds()}.")
+        return step
 
 
 def as_step(value: Step | float) -> Step:
@@ -412,7 +430,7 @@ class ZeroGrads(GradientEstimator):
     # 7490db8); "file:line" below is a path in that repository. See DEFAULTS in the module
     # docstring for the per-experiment values and what differs from them.
     sigma = Param(0.33, "standard deviation σ of the locality samples, a multiple of the "
-                  "task's scale (abs:x: absolute)", tune=(1e-2, 1.0), log=True, gt=0,
+                  "task's scale (abs:0.05: an absolute value)", tune=(1e-2, 1.0), log=True, gt=0,
                   relative=True)
     # σ 0.33: the low-d experiments (experiments/toy_example/optim_proxy_toyexample.py:118,
     # experiments/rosenbrock/optimize_proxy_rosenbrock.py:83,
@@ -458,12 +476,18 @@ class ZeroGrads(GradientEstimator):
     anneal_start = Param(0.5, "share of the planned steps with constant σ before annealing")
     probe_batches = Param(10, "batches a fresh surrogate is fitted on by estimate_gradient")
     step = Param("adam", "outer step on θ (the public code: Adam)", choices=("sgd", "adam"))
-    lr = AutoParam("auto", "learning rate lr_θ of the θ step, a multiple of the task's scale "
-                   "(abs:x: absolute); auto: σ / (10 k_θ), so that k_θ · lr_θ = σ / 10",
-                   type=float, tune=(1e-5, 0.1), log=True, gt=0, relative=True)
+    lr = AutoStep("auto", "learning rate lr_θ of the θ step, a multiple of the task's scale "
+                  "(abs:1e-3: an absolute value); auto: σ / (10 k_θ), so that k_θ · lr_θ = σ "
+                  "/ 10 (issue 22)", type=float, gt=0)
     weight_decay = Param(0.0, "weight decay of the θ step (pulls θ toward θ₀)", ge=0)
     schedule = Param("constant", "learning-rate schedule of the θ step",
                      choices=("cosine", "constant"))
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        # lr_θ as a step size from here on (``auto`` resolved): the base's outer loop and
+        # anything else that reads ``lr`` see a Step; ``params["lr"]`` keeps what was asked
+        self.lr = self.theta_lr()
 
     @classmethod
     def check_params(cls, params):
@@ -515,8 +539,8 @@ class ZeroGrads(GradientEstimator):
         could move each coordinate by at most ~1.5 in 1,000 batches, whatever the task's
         scale. The authors' scripts sit far below the rule (σ / (k_θ lr_θ) from 125,
         caustic, to 2,500, texture; 10 is the rule's equality): see the module docstring."""
-        if self.lr != AUTO:
-            return as_step(self.lr)
+        if self.params["lr"] != AUTO:
+            return as_step(self.params["lr"])
         sigma = as_step(self.sigma)
         return Step(sigma.value / (10 * max(self.k_theta, 1)), sigma.absolute)
 
@@ -597,12 +621,15 @@ class ZeroGrads(GradientEstimator):
         return grad
 
     # ------------------------------------------------------------------ the optimizer
-    def make_step(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+    def make_step(self, params: list[torch.Tensor], lr: float | None = None
+                  ) -> torch.optim.Optimizer:
         """The outer optimizer, on u = (θ − θ₀) / s with s the scale of lr_θ (the task's
         scale, or ones for an absolute lr_θ): Adam's steps are bounded by lr per coordinate
         of what it optimizes, so in u they are lr_θ task scales, in θ lr_θ · s. For Adam
         this is a per-coordinate lr_θ · s (up to Adam's ε); for SGD it is descent in the
-        coordinates where the task's scale is 1. Weight decay pulls u to 0: θ to θ₀."""
+        coordinates where the task's scale is 1. Weight decay pulls u to 0: θ to θ₀.
+        ``lr`` (what a caller resolved from ``self.lr``) is not used: the step on u takes
+        lr_θ's number, the scale is in u."""
         (theta,) = params
         self._theta0 = theta.detach().clone()
         self._u = torch.zeros_like(self._theta0, requires_grad=True)
@@ -631,14 +658,20 @@ class ZeroGrads(GradientEstimator):
         previous batch (hysteresis), then fit the surrogate on this batch. The steps are
         taken on u (:meth:`make_step`), whose gradient is s ⊙ ∇_θ h_φ(θ)."""
         points, values = self.sample(problem, theta.detach(), problem.new_key())
+        self.theta_steps(self._net, theta, opt, lr_schedule)
+        self.fit(self._net, self._net_opt, points, values)
+
+    def theta_steps(self, net: Surrogate, theta: torch.Tensor, opt: torch.optim.Optimizer,
+                    lr_schedule: torch.optim.lr_scheduler.LRScheduler | None = None) -> None:
+        """``k_theta`` steps of ``opt`` (from :meth:`make_step`) on u along the surrogate's
+        gradient s ⊙ ∇_θ h_φ(θ), writing θ = θ₀ + s ⊙ u into ``theta`` after each."""
         for _ in range(self.k_theta):
-            self._u.grad = self.surrogate_gradient(self._net, theta.detach()) * self._lr_unit
+            self._u.grad = self.surrogate_gradient(net, theta.detach()) * self._lr_unit
             opt.step()
             if lr_schedule is not None:
                 lr_schedule.step()
             with torch.no_grad():
                 torch.addcmul(self._theta0, self._lr_unit, self._u, out=theta)
-        self.fit(self._net, self._net_opt, points, values)
 
     # ------------------------------------------------------------- gradient diagnostics
     def estimate_gradient(self, problem: Problem, theta: torch.Tensor, key: int) -> torch.Tensor:
