@@ -427,8 +427,8 @@ class ZeroGrads(GradientEstimator):
 
     name = "zerograds"
     # Defaults follow the authors' public code (github.com/mfischer-ucl/zerograds, HEAD
-    # 7490db8); "file:line" below is a path in that repository. See DEFAULTS in the module
-    # docstring for the per-experiment values and what differs from them.
+    # 7490db8); "file:line" below is a path in that repository. The module docstring's
+    # "Defaults and their sources" lists the per-experiment values and what differs.
     sigma = Param(0.33, "standard deviation σ of the locality samples, a multiple of the "
                   "task's scale (abs:0.05: an absolute value)", tune=(1e-2, 1.0), log=True, gt=0,
                   relative=True)
