@@ -56,7 +56,7 @@ def _skip_large_when_disabled(benchmark, dim):
 def _surrogate_step_setup(dim, params=None):
     task = Sphere(dim=dim, seed=0)
     problem = Problem(task, Budget(evals=10**9), checkpoints=())
-    opt = ZeroGrads(seed=0, **(params or {}))
+    opt = ZeroGrads(seed=0, k_theta=3, **(params or {}))  # k_θ 3, as measured
     opt.prepare(problem)
     net, net_opt = opt.new_surrogate(problem)
     theta = torch.nn.Parameter(problem.initial())
@@ -66,9 +66,7 @@ def _surrogate_step_setup(dim, params=None):
 
 
 def _surrogate_step(opt, net, net_opt, theta, theta_opt, points, values):
-    for _ in range(opt.k_theta):
-        theta.grad = opt.surrogate_gradient(net, theta.detach())
-        theta_opt.step()
+    opt.theta_steps(net, theta, theta_opt)
     opt.fit(net, net_opt, points, values)
 
 

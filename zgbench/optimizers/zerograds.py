@@ -2,22 +2,58 @@
 
 After Fischer & Ritschel, "ZeroGrads: Learning Local Surrogates for Non-Differentiable
 Graphics", ACM TOG / SIGGRAPH 2024, following the authors' public code
-(``models.py``, ``train_utils_modular.py``, ``config.py``):
+(github.com/mfischer-ucl/zerograds: ``models.py``, ``train_utils_modular.py``, ``config.py``):
 
-1. Sample the locality: ε ~ N(0, σ²I), ``batch`` × d, antithetic (the rows −ε, +ε, so 2·batch
-   evaluations, all in one ``problem.loss`` call); the surrogate's inputs are θ − ε. With
-   ``smooth`` the loss is taken at θ − ε − t, t ~ N(0, (inner_sigma·σ)²): one extra smoothing
-   sample, so the surrogate learns the smoothed loss.
-2. ``k_theta`` Adam steps on θ (lr_θ = ``lr``), each with θ.grad = ∇_θ h_φ(θ): the surrogate
-   fitted up to the *previous* batch.
+1. Sample the locality: ε ~ N(0, diag(σ²)), ``batch`` × d, antithetic (the rows −ε, +ε, so
+   2·batch evaluations, all in one ``problem.loss`` call); the surrogate's inputs are θ − ε.
+   With ``smooth`` the loss is taken at θ − ε − t, t ~ N(0, (inner_sigma·σ)²): one extra
+   smoothing sample, so the surrogate learns the smoothed loss.
+2. ``k_theta`` Adam steps on θ (lr_θ = ``lr``), each with the gradient ∇_θ h_φ(θ) of the
+   surrogate fitted up to the *previous* batch.
 3. ``k_phi`` Adam steps (``lr_phi``) on MSE(h_φ(samples), losses) of the *current* batch only
    (no replay). The surrogate persists across steps, which smooths its gradients over time.
 
-The surrogate h_φ is an MLP with LeakyReLU after every layer, the output included. Below
-``high_dim`` parameters it is 3 layers × 64 (the public code's low-d configuration), from it
-8 layers × 128 with NeRF positional encoding (6 frequencies 2^0..2^5, the input kept:
-in = d(2L + 1)), as the authors configure their high-d experiments (their MLP-weights task
-uses 3 frequencies: ``encodings=3``).
+The surrogate h_φ is an MLP with LeakyReLU after every layer, the output included: ``small``
+is 3 layers × 64 (the public code's low-d configuration), ``encoded`` 8 layers × 128 on the
+NeRF positional encoding (6 frequencies 2^0..2^5, the input kept: in = d(2L + 1)), as the
+authors configure their high-d experiments (their MLP-weights task uses 3 frequencies:
+``encodings=3``). Its input is θ itself, as in the authors' experiments whose
+``normalize_fn`` is the identity (toy, caustic, MLP weights, texture).
+
+Step sizes are relative to the task's scale (``Problem.step``): σ and lr_θ are multiples of
+the task's per-coordinate scale (``0.33``) or absolute (``abs:0.33``), so σ is a ``[d]``
+tensor and the samples are per coordinate. The θ step runs on u = (θ − θ₀) / s, s the scale
+of lr_θ: Adam moves each coordinate of what it optimizes by at most about lr a step, so θ
+moves by lr_θ · s (for SGD: descent in the coordinates where the task's scale is 1).
+
+Defaults and their sources (``file:line`` in the authors' repository at 7490db8; the
+experiments' values are σ, B, lr_φ, lr_θ, k_θ, smoothing sample):
+toy (``experiments/toy_example/optim_proxy_toyexample.py:118-125``) 0.33, 10, 1e-3, 5e-4,
+3, off; Rosenbrock (``experiments/rosenbrock/optimize_proxy_rosenbrock.py:83-90``) 0.33, 4,
+1e-3, 5e-4, 1, on; LED display, d 336 (``experiments/led_display/optim_proxy_led_display.py:
+32-41``) 0.33, 1, 1e-3, 1e-3, 1, on; caustic, d 1,024 (``experiments/caustic/
+optim_proxy_caustic.py:42-51``) 0.0125, 10, 1e-4, 1e-4, 1, on; MLP weights, d 35,152
+(``experiments/splines/optimize_mlp.py:56-69``) 0.025, 10, 1e-4, 1.25e-5, 4 (k_φ 10), on;
+texture, d 196,608 (``experiments/texture/optim_proxy_texture.py:39-48``) 0.025, 20, 1e-4,
+1e-5, 1, on. ``config.py:32-42``: k_φ 3, k_θ 3, inner σ 0.1, antithetic, no log space.
+Hence (issue 22, item 5): ``smooth`` on (5 of 6 scripts), ``k_theta`` 1 (4 of 6; config's
+3 is kept by the toy only), ``lr_phi`` auto = 1e-3 for the small surrogate and 1e-4 for
+the encoded one (every script), ``batch`` 10, ``k_phi`` 3, ``inner_sigma`` 0.1 (unchanged).
+σ stays 0.33, the low-d scripts' value, now relative: on COCO's box [-5, 5] (scale 1.0,
+the synthetic functions) it is the old absolute 0.33. The high-d scripts' σ (0.0125-0.025
+in their units) is no fixed multiple of their range (θ in [0, 1] for the texture and the
+LED display, which uses 0.33), so no relative high-d σ follows from them.
+``lr`` auto = σ / (10 k_θ): issue 22's rule k_θ · lr_θ ≤ σ / 10 taken as the default (at
+the old absolute 5e-4 with k_θ 3, θ moved each coordinate by at most ~1.5 in 1,000 batches
+whatever the task's scale). The authors' scripts sit far below the rule: σ / (k_θ lr_θ) is
+125 (caustic), 220 (toy), 330 (LED display), 500 (MLP weights), 660 (Rosenbrock) and 2,500
+(texture), where the rule's equality is 10; they run 2,500-100,000 iterations.
+``surrogate`` auto chooses by dimension (encoded from ``high_dim`` = 1000): their
+``config.py:12-17`` chooses by experiment name (encoded for mlp, mnist, vae, texture,
+caustic and mesh), which no rule without task names expresses; by dimension every public
+script gets its surrogate (the LED display's 336 small, the caustic's 1,024 and up
+encoded). The public code has no mesh script: a mesh task below 1000 parameters gets the
+encoded surrogate with ``surrogate=encoded``.
 
 Options the public code does not have: ``importance`` draws the locality offsets per
 coordinate from the kernel-slope density p(τ) ∝ |τ| exp(−τ²/2σ²) of PRDPT (see
@@ -58,12 +94,55 @@ with ~3 features a bucket at d = 64 it did better (x0.87 against x0.91). The def
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
-from zgbench import GradientEstimator, Param, Problem, UsageError, hookimpl
-from zgbench.optimizers.smoothing import SigmaSchedule, check_sigma, slope_samples
+from zgbench import GradientEstimator, Param, Problem, Step, UsageError, hookimpl
+from zgbench.optimizers.smoothing import SigmaSchedule, slope_samples
+
+#: The value of an :class:`AutoParam` that zerograds derives from the other parameters.
+AUTO = "auto"
+
+
+class AutoParam(Param):
+    """A number that may also be ``auto``: zerograds derives it from the other parameters
+    (lr_φ from the surrogate). Declare it with ``type=float``; any other value is coerced as
+    that Param declares."""
+
+    def coerce(self, value: Any, owner: str) -> Any:
+        if isinstance(value, str) and value.strip().lower() == AUTO:
+            return AUTO
+        return super().coerce(value, owner)
+
+
+class AutoStep(AutoParam):
+    """A step size (a :class:`Step`: a multiple of the task's scale, or ``abs:VALUE``) that
+    may also be ``auto`` (lr_θ from σ and k_θ). It is not declared ``relative=True``: that
+    makes the default a Step, and ``auto`` is none; its values are Steps all the same.
+    Not tunable: ``zgbench tune`` starts from the default as a number, and ``auto`` is a
+    rule, not a number (the tuner searches σ, and lr_θ follows it)."""
+
+    def coerce(self, value: Any, owner: str) -> Any:
+        if isinstance(value, str) and value.strip().lower() == AUTO:
+            return AUTO
+        try:
+            step = Step.parse(value)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"bad value {value!r} for parameter {self.name!r} of {owner}: "
+                             f"expected auto, a multiple of the task's scale (e.g. 0.01) or "
+                             f"abs:VALUE ({exc}).") from None
+        if not self.admits(step.value):
+            raise UsageError(f"bad value {value!r} for parameter {self.name!r} of {owner}: "
+                             f"use auto or a number {self.bounds()}.")
+        return step
+
+
+def as_step(value: Step | float) -> Step:
+    """A step-size value as a :class:`Step`: a bare number is a relative one (what a
+    relative Param's default means)."""
+    return value if isinstance(value, Step) else Step(float(value))
 
 
 # ------------------------------------------------------------------------------ encodings
@@ -347,40 +426,81 @@ class ZeroGrads(GradientEstimator):
     """ZeroGrads: Adam on θ through a neural surrogate fitted online to local samples."""
 
     name = "zerograds"
-    sigma = Param(0.33, "standard deviation σ of the locality samples", tune=(1e-2, 1.0),
-                  log=True)
+    # Defaults follow the authors' public code (github.com/mfischer-ucl/zerograds, HEAD
+    # 7490db8); "file:line" below is a path in that repository. The module docstring's
+    # "Defaults and their sources" lists the per-experiment values and what differs.
+    sigma = Param(0.33, "standard deviation σ of the locality samples, a multiple of the "
+                  "task's scale (abs:0.05: an absolute value)", tune=(1e-2, 1.0), log=True, gt=0,
+                  relative=True)
+    # σ 0.33: the low-d experiments (experiments/toy_example/optim_proxy_toyexample.py:118,
+    # experiments/rosenbrock/optimize_proxy_rosenbrock.py:83,
+    # experiments/led_display/optim_proxy_led_display.py:35), on COCO's box: scale 1.0
     batch = Param(10, "locality samples per step; antithetic pairs make 2·batch evaluations")
-    antithetic = Param(True, "evaluate both θ − ε and θ + ε")
-    smooth = Param(False, "evaluate at θ − ε − t, t ~ N(0, (inner_sigma·σ)²): a smoothing sample")
-    inner_sigma = Param(0.1, "σ of the smoothing sample, relative to σ", ge=0)
+    # B 10: toy_example/optim_proxy_toyexample.py:123, caustic/optim_proxy_caustic.py:43,
+    # splines/optimize_mlp.py:69 (rosenbrock 4, LED display 1, texture 20)
+    antithetic = Param(True, "evaluate both θ − ε and θ + ε")  # config.py:40, every script
+    smooth = Param(True, "evaluate at θ − ε − t, t ~ N(0, (inner_sigma·σ)²): a smoothing sample")
+    # on in every experiment script but the toy (rosenbrock:90, led_display:41, caustic:45,
+    # splines/optimize_mlp.py:67, texture/optim_proxy_texture.py:48; toy:124 off)
+    inner_sigma = Param(0.1, "σ of the smoothing sample, relative to σ", ge=0)  # config.py:39
     importance = Param(False, "draw ε per coordinate from |τ|exp(−τ²/2σ²) (PRDPT's density)")
-    k_theta = Param(3, "θ steps per batch")
-    k_phi = Param(3, "surrogate steps per batch (current batch only)")
-    lr_phi = Param(1e-3, "Adam learning rate of the surrogate", gt=0)
-    log_space = Param(False, "fit the surrogate to log(loss + 1)")
-    layers = Param(-1, "hidden layers of the surrogate; -1: 3 below high_dim, 8 from it")
-    width = Param(-1, "neurons per hidden layer; -1: 64 below high_dim, 128 from it")
-    encodings = Param(-1, "NeRF encoding frequencies (0: off); -1: 0 below high_dim, 6 from it")
-    high_dim = Param(1000, "dimension from which the automatic surrogate is the high-d one")
+    k_theta = Param(1, "θ steps per batch")
+    # k_θ 1: rosenbrock:87, led_display:32, caustic:49, texture:39 (config.py:33's default 3
+    # is kept only by the toy; splines/optimize_mlp.py:63 uses 4)
+    k_phi = Param(3, "surrogate steps per batch (current batch only)")  # config.py:32
+    lr_phi = AutoParam("auto", "Adam learning rate of the surrogate; auto: 1e-3 for the "
+                       "small surrogate, 1e-4 for the encoded one", type=float, gt=0)
+    # auto: 1e-3 in the low-d scripts (toy:121, rosenbrock:86, led_display:36), 1e-4 in the
+    # high-d ones (caustic:50, splines/optimize_mlp.py:62, texture:43)
+    log_space = Param(False, "fit the surrogate to log(loss + 1)")  # config.py:42
+    surrogate = Param("auto", "small = 3 x 64 MLP; encoded = 8 x 128 MLP on the NeRF "
+                      "encoding; auto: encoded from high_dim parameters on",
+                      choices=("auto", "small", "encoded"))
+    # config.py:12-17 chooses by experiment name (encoded for mlp, mnist, vae, texture,
+    # caustic, mesh; small otherwise); by dimension every public script gets the same
+    # surrogate (LED display d 336 small; caustic d 1,024 and up encoded). The name rule
+    # cannot be expressed without naming tasks: a suite asks with surrogate=encoded.
+    layers = Param(-1, "hidden layers of the surrogate; -1: 3 small, 8 encoded")
+    width = Param(-1, "neurons per hidden layer; -1: 64 small, 128 encoded")
+    encodings = Param(-1, "NeRF encoding frequencies (0: off); -1: 0 small, 6 encoded")
+    # 6 frequencies: config.py:16 (3 for the MLP-weights task only: encodings=3)
+    high_dim = Param(1000, "dimension from which surrogate=auto is the encoded one")
     encoder = Param("dense", "first-layer input: dense = all d(2L+1) encoded features (the "
                     "public code); hashed = those features summed into hash_size signed "
                     "buckets (ours: cheap at large d on a CPU)", choices=("dense", "hashed"))
     hash_size = Param(4096, "buckets of encoder=hashed, the first layer's inputs: split "
                       "evenly among the 2L+1 feature types (at least one each)")
     anneal = Param("constant", "σ schedule", choices=("constant", "linear"))
-    sigma_min = Param(0.01, "σ at the end of a linear anneal")
+    sigma_min = Param(0.01, "σ at the end of a linear anneal, in σ's units (a multiple of "
+                      "the task's scale unless σ is abs:)")
     anneal_start = Param(0.5, "share of the planned steps with constant σ before annealing")
     probe_batches = Param(10, "batches a fresh surrogate is fitted on by estimate_gradient")
     step = Param("adam", "outer step on θ (the public code: Adam)", choices=("sgd", "adam"))
-    lr = Param(5e-4, "learning rate lr_θ of the θ step", tune=(1e-5, 0.1), log=True, gt=0)
-    weight_decay = Param(0.0, "weight decay of the θ step", ge=0)
+    lr = AutoStep("auto", "learning rate lr_θ of the θ step, a multiple of the task's scale "
+                  "(abs:1e-3: an absolute value); auto: σ / (10 k_θ), so that k_θ · lr_θ = σ "
+                  "/ 10 (issue 22)", type=float, gt=0)
+    weight_decay = Param(0.0, "weight decay of the θ step (pulls θ toward θ₀)", ge=0)
     schedule = Param("constant", "learning-rate schedule of the θ step",
                      choices=("cosine", "constant"))
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        # lr_θ as a step size from here on (``auto`` resolved): the base's outer loop and
+        # anything else that reads ``lr`` see a Step; ``params["lr"]`` keeps what was asked
+        self.lr = self.theta_lr()
 
     @classmethod
     def check_params(cls, params):
         owner = "optimizer 'zerograds'"
-        check_sigma(params, owner)
+        sigma = as_step(params["sigma"]).value
+        if not sigma > 0:
+            raise UsageError(f"{owner}: sigma must be positive, got {params['sigma']}.")
+        if not 0 < params["sigma_min"] <= sigma:
+            raise UsageError(f"{owner}: sigma_min must be in (0, sigma], got "
+                             f"{params['sigma_min']} (in σ's units).")
+        if not 0 <= params["anneal_start"] < 1:
+            raise UsageError(f"{owner}: anneal_start must be in [0, 1), got "
+                             f"{params['anneal_start']}.")
         for key in ("batch", "probe_batches", "high_dim", "hash_size"):
             if params[key] < 1:
                 raise UsageError(f"{owner}: {key} must be >= 1, got {params[key]}.")
@@ -391,13 +511,43 @@ class ZeroGrads(GradientEstimator):
             if params[key] < -1 or (key == "width" and params[key] == 0):
                 raise UsageError(f"{owner}: {key} must be -1 (automatic) or a valid size, "
                                  f"got {params[key]}.")
-        if params["inner_sigma"] <= 0 or params["lr_phi"] <= 0:
-            raise UsageError(f"{owner}: inner_sigma and lr_phi must be positive.")
+        if params["inner_sigma"] <= 0:
+            raise UsageError(f"{owner}: inner_sigma must be positive.")
+        for key in ("lr", "lr_phi"):
+            value = params[key]
+            if value != AUTO and not (as_step(value).value if key == "lr" else value) > 0:
+                raise UsageError(f"{owner}: {key} must be auto or positive, got {value}.")
+
+    # ------------------------------------------------------------------- resolved values
+    def encoded(self, dim: int) -> bool:
+        """Whether the surrogate is the encoded 8 x 128 one (``surrogate``; auto: by d)."""
+        if self.surrogate != "auto":
+            return self.surrogate == "encoded"
+        return dim >= self.high_dim
+
+    def surrogate_lr(self, dim: int) -> float:
+        """lr_φ: the given value, or auto's 1e-4 (encoded) / 1e-3 (small)."""
+        if self.lr_phi != AUTO:
+            return float(self.lr_phi)
+        return 1e-4 if self.encoded(dim) else 1e-3
+
+    def theta_lr(self) -> Step:
+        """lr_θ as a step: the given one, or auto's σ / (10 k_θ) in σ's kind (relative or
+        absolute). The rule is issue 22's: Adam moves each coordinate by at most about
+        lr_θ a step, so k_θ · lr_θ ≤ σ / 10 keeps θ's moves per batch within a tenth of
+        the locality the surrogate was fitted on; at the old absolute 5e-4 (k_θ 3) θ
+        could move each coordinate by at most ~1.5 in 1,000 batches, whatever the task's
+        scale. The authors' scripts sit far below the rule (σ / (k_θ lr_θ) from 125,
+        caustic, to 2,500, texture; 10 is the rule's equality): see the module docstring."""
+        if self.params["lr"] != AUTO:
+            return as_step(self.params["lr"])
+        sigma = as_step(self.sigma)
+        return Step(sigma.value / (10 * max(self.k_theta, 1)), sigma.absolute)
 
     # -------------------------------------------------------------------- building blocks
     def architecture(self, dim: int) -> tuple[int, int, int]:
         """(layers, width, encodings) for ``dim`` parameters, resolving the automatic -1."""
-        high = dim >= self.high_dim
+        high = self.encoded(dim)
         layers = self.layers if self.layers >= 0 else (8 if high else 3)
         width = self.width if self.width > 0 else (128 if high else 64)
         encodings = self.encodings if self.encodings >= 0 else (6 if high else 0)
@@ -408,7 +558,13 @@ class ZeroGrads(GradientEstimator):
 
     def prepare(self, problem: Problem) -> None:
         self._gen = self.generator(problem.device)
-        self._sigma = self.sigma
+        sigma = as_step(self.sigma)
+        # σ's per-coordinate unit: the task's scale, or ones for an absolute σ
+        self._sigma_unit = problem.step(Step(1.0, sigma.absolute))
+        self._sigma = sigma.value * self._sigma_unit
+        lr = self.theta_lr()
+        self._lr_value = lr.value
+        self._lr_unit = problem.step(Step(1.0, lr.absolute))
 
     def new_surrogate(self, problem: Problem) -> tuple[Surrogate, torch.optim.Optimizer]:
         net = Surrogate(problem.dim, *self.architecture(problem.dim), self._gen, problem.device,
@@ -417,7 +573,8 @@ class ZeroGrads(GradientEstimator):
         # per-tensor loop for the small low-d MLP on a CPU, and memory-bound-fast for the
         # large first layer of the high-d one.
         fused = problem.device.type in ("cpu", "cuda")
-        return net, torch.optim.Adam(net.parameters(), lr=self.lr_phi, fused=fused or None)
+        return net, torch.optim.Adam(net.parameters(), lr=self.surrogate_lr(problem.dim),
+                                     fused=fused or None)
 
     def sample(self, problem: Problem, theta: torch.Tensor, key: int
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -464,28 +621,57 @@ class ZeroGrads(GradientEstimator):
         return grad
 
     # ------------------------------------------------------------------ the optimizer
+    def make_step(self, params: list[torch.Tensor], lr: float | None = None
+                  ) -> torch.optim.Optimizer:
+        """The outer optimizer, on u = (θ − θ₀) / s with s the scale of lr_θ (the task's
+        scale, or ones for an absolute lr_θ): Adam's steps are bounded by lr per coordinate
+        of what it optimizes, so in u they are lr_θ task scales, in θ lr_θ · s. For Adam
+        this is a per-coordinate lr_θ · s (up to Adam's ε); for SGD it is descent in the
+        coordinates where the task's scale is 1. Weight decay pulls u to 0: θ to θ₀.
+        ``lr`` (what a caller resolved from ``self.lr``) is not used: the step on u takes
+        lr_θ's number, the scale is in u."""
+        (theta,) = params
+        self._theta0 = theta.detach().clone()
+        self._u = torch.zeros_like(self._theta0, requires_grad=True)
+        if self.step == "adam":
+            return torch.optim.Adam([self._u], lr=self._lr_value, weight_decay=self.weight_decay)
+        return torch.optim.SGD([self._u], lr=self._lr_value, momentum=self.momentum,
+                               weight_decay=self.weight_decay)
+
     def schedule_horizon(self, planned: int) -> int:
         return planned * self.k_theta  # k_θ optimizer steps per outer step
 
     def start(self, problem: Problem, planned: int) -> None:
         self._net, self._net_opt = self.new_surrogate(problem)
-        self._sigmas = SigmaSchedule(self.sigma, self.anneal, self.sigma_min,
+        self._sigmas = SigmaSchedule(as_step(self.sigma).value, self.anneal, self.sigma_min,
                                      self.anneal_start, planned)
+        self._sigma_factor = as_step(self.sigma).value
 
     def before_step(self, step: int) -> None:
-        self._sigma = self._sigmas(step)
+        factor = self._sigmas(step)
+        if factor != self._sigma_factor:  # constant σ: keep the [d] tensor
+            self._sigma_factor, self._sigma = factor, factor * self._sigma_unit
 
     def update(self, problem: Problem, theta: nn.Parameter, opt: torch.optim.Optimizer,
                lr_schedule: torch.optim.lr_scheduler.LRScheduler | None) -> None:
         """Sample the locality batch, take k_θ steps on the surrogate as fitted up to the
-        previous batch (hysteresis), then fit the surrogate on this batch."""
+        previous batch (hysteresis), then fit the surrogate on this batch. The steps are
+        taken on u (:meth:`make_step`), whose gradient is s ⊙ ∇_θ h_φ(θ)."""
         points, values = self.sample(problem, theta.detach(), problem.new_key())
+        self.theta_steps(self._net, theta, opt, lr_schedule)
+        self.fit(self._net, self._net_opt, points, values)
+
+    def theta_steps(self, net: Surrogate, theta: torch.Tensor, opt: torch.optim.Optimizer,
+                    lr_schedule: torch.optim.lr_scheduler.LRScheduler | None = None) -> None:
+        """``k_theta`` steps of ``opt`` (from :meth:`make_step`) on u along the surrogate's
+        gradient s ⊙ ∇_θ h_φ(θ), writing θ = θ₀ + s ⊙ u into ``theta`` after each."""
         for _ in range(self.k_theta):
-            theta.grad = self.surrogate_gradient(self._net, theta.detach())
+            self._u.grad = self.surrogate_gradient(net, theta.detach()) * self._lr_unit
             opt.step()
             if lr_schedule is not None:
                 lr_schedule.step()
-        self.fit(self._net, self._net_opt, points, values)
+            with torch.no_grad():
+                torch.addcmul(self._theta0, self._lr_unit, self._u, out=theta)
 
     # ------------------------------------------------------------- gradient diagnostics
     def estimate_gradient(self, problem: Problem, theta: torch.Tensor, key: int) -> torch.Tensor:
