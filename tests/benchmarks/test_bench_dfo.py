@@ -174,7 +174,7 @@ def library_loop(name: str, dim: int, evals: int, loss) -> None:
     x0 = Sphere(dim=dim, seed=0).initial().double().numpy()
     if name.startswith("cma-es"):
         opt = make(name)
-        es = cma.CMAEvolutionStrategy(x0, opt.sigma0, opt.options(dim, None,
+        es = cma.CMAEvolutionStrategy(x0, opt.sigma0.value, opt.options(dim, None,  # scale 1
                                                                   np.random.RandomState(0)))
         while not es.stop() and loss.evals < evals:  # pycma's documented loop
             candidates = es.ask()
