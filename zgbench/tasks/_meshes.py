@@ -160,3 +160,25 @@ def chamfer(a: torch.Tensor, b: torch.Tensor, chunk: int = 4096) -> float:
         return torch.cat([torch.cdist(part, y).min(1).values.pow(2)
                           for part in x.split(chunk)]).mean()
     return float(one_way(a, b) + one_way(b, a))
+
+
+def edges(faces: torch.Tensor) -> torch.Tensor:
+    """The mesh's undirected edges ``[E, 2]`` (each once, smaller index first)."""
+    pairs = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    return torch.unique(pairs.sort(dim=1).values, dim=0)
+
+
+def mean_edge_length(verts: torch.Tensor, edge: torch.Tensor) -> float:
+    """Mean length of the edges ``[E, 2]`` of one mesh ``verts [N, 3]``."""
+    return float((verts[edge[:, 0]] - verts[edge[:, 1]]).norm(dim=1).mean())
+
+
+def laplacian(values: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
+    """Uniform graph Laplacian of per-vertex ``values [B, N, c]``: each vertex's value minus
+    the mean of its neighbours' (edges ``[E, 2]``). Batched, differentiable."""
+    i, j = edge[:, 0], edge[:, 1]
+    total = torch.zeros_like(values).index_add(1, i, values[:, j]).index_add(1, j, values[:, i])
+    degree = torch.zeros(values.shape[1], dtype=values.dtype, device=values.device)
+    degree = degree.index_add(0, i, torch.ones_like(i, dtype=values.dtype))
+    degree = degree.index_add(0, j, torch.ones_like(j, dtype=values.dtype))
+    return values - total / degree.clamp(min=1)[None, :, None]
