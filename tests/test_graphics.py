@@ -231,11 +231,11 @@ def test_raster_and_mitsuba_silhouettes_agree():
 
 def test_mitsuba_lambert_renders_and_is_deterministic():
     mitsuba_or_skip()
-    task = small(renderer="mitsuba", spp=2, ref_spp=8, seed=3)
-    thetas = torch.stack([task.initial(), task.target_theta])
+    task = small(renderer="mitsuba", spp=2, ref_spp=8, seed=3, smooth=0.0)
+    thetas = torch.stack([task.initial() + 0.3 * task.base.reshape(-1), task.target_theta])
     first, again = task.loss(thetas, key=7), task.loss(thetas, key=7)
     assert torch.equal(first, again)
-    assert first[1] < first[0]  # Monte Carlo noise at the target, a real error at the start
+    assert first[1] < first[0]  # Monte Carlo noise at the target, a real error off it
     assert task.target_images["train"].amax() > 0.3
 
 
@@ -255,8 +255,8 @@ def test_mesh_fit_loss_zero_at_target_positive_away(shading):
 
 
 def test_mesh_fit_regularizer_is_the_offsets_laplacian():
-    # 0 at the start and at any uniform scale of the sphere; positive on a spike; added to
-    # the image error with weight `smooth`.
+    # 0 at the start, small for a uniform scale (the sphere's own Laplacian), large on a
+    # spike; added to the image error with weight `smooth`.
     plain, regular = small(seed=3, smooth=0.0), small(seed=3, smooth=2.0)
     start = plain.initial()
     scaled = start + 0.1 * plain.base.reshape(-1)
@@ -264,7 +264,7 @@ def test_mesh_fit_regularizer_is_the_offsets_laplacian():
     spike[:3] += 0.2
     thetas = torch.stack([start, scaled, spike])
     rough = plain.roughness(thetas)
-    assert rough[0] == 0 and rough[1] < 1e-3 * rough[2] and rough[2] > 0
+    assert rough[0] == 0 and 0 < rough[1] < 0.2 * rough[2]
     assert torch.allclose(regular.loss(thetas, 0), plain.loss(thetas, 0) + 2.0 * rough)
 
 

@@ -10,8 +10,8 @@ The unknowns θ are per-vertex offsets of a unit icosphere (``verts`` = 42, 162,
 mesh ``sphere + θ`` is rendered from ``views`` training cameras and compared with the target's
 renders: loss = mean squared pixel error over views, channels and pixels, plus ``smooth`` x
 the Laplacian regularizer (mean |L(θ − θ₀)|² over vertices, L the uniform graph Laplacian), as
-in the multi-view mesh experiments of the ZeroGrads line of work: it is 0 at the start and at
-any uniform scale, and punishes the spikes and folds that black-box steps leave. Measured at
+in the multi-view mesh experiments of the ZeroGrads line of work: it is 0 at the start, small
+for a uniform scale, and punishes the spikes and folds that black-box steps leave. Measured at
 verts=42 (seed 0, soft-Adam reference, 150 steps): weight 0 / 0.1 / 1 / 10 gave Chamfer
 0.0099 / 0.0023 / 0.0041 / 0.0046, so the default is 0.1.
 
@@ -220,9 +220,9 @@ class MeshFit(Task):
         """The Laplacian regularizer ``[B]``: mean over vertices of |L(θ − θ₀)|², L the
         uniform graph Laplacian (a vertex minus the mean of its neighbours). It penalises
         the offsets from the start (not the positions, whose Laplacian would pull every
-        mesh towards shrinking), so it is 0 at the start and at any uniform scale of it, small
-        on the smooth generated targets, and large on spikes and folds, the artefacts that
-        black-box steps leave and that the held-out views see."""
+        mesh towards shrinking), so it is 0 at the start, small for a uniform scale of it (the
+        sphere's own Laplacian) and on the smooth generated targets, and large on spikes and
+        folds, the artefacts that black-box steps leave and that the held-out views see."""
         offsets = (thetas - self.start).reshape(thetas.shape[0], -1, 3)
         rough = _meshes.laplacian(offsets, self.edges).pow(2).sum(-1).mean(-1)
         return rough.nan_to_num(nan=1e6, posinf=1e6)  # a non-finite θ: as rough as can be
