@@ -85,8 +85,9 @@ GRAPHICS_HINT = "pip install 'zgbench[graphics]'"
 LAPLACIAN_WEIGHT = 0.1
 #: The reference: Adam steps on the soft loss, and its learning rate in units of ``scale``.
 REF_STEPS, REF_LR = 100, 0.2
-#: Candidates per soft-rasterizer pass in ``grad`` (bounds autograd memory).
-SOFT_BATCH = 8
+#: Most pixels (candidates × views × H × W) in one soft-rasterizer pass of ``grad`` (bounds
+#: autograd memory: 8 candidates at 4 views of 64², 1 at 8 views of 128²).
+SOFT_PIXELS = 1 << 17
 
 
 def relmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -234,8 +235,11 @@ class MeshFit(Task):
         same target images with the hard rasterizer replaced by the soft one of
         :mod:`zgbench.tasks._softras` (plus the same regularizer): the gradient a
         differentiable-rendering pipeline would follow. The hard loss is piecewise constant
-        in the silhouette, so its own autodiff gradient carries no signal."""
-        grads = torch.cat([self._soft_grad(part) for part in thetas.split(SOFT_BATCH)])
+        in the silhouette, so its own autodiff gradient carries no signal. With
+        ``renderer=mitsuba`` the soft images are still the rasterizer's flat shading (no
+        shadows, no Monte Carlo noise) compared with Mitsuba's target: an approximation."""
+        per_pass = max(SOFT_PIXELS // self.target_images["train"][:, 0].numel(), 1)
+        grads = torch.cat([self._soft_grad(part) for part in thetas.split(per_pass)])
         return self.loss(thetas, key), grads
 
     def soft_loss(self, thetas: torch.Tensor) -> torch.Tensor:
