@@ -158,6 +158,7 @@ class MeshFit(Task):
             self.target_verts, self.target_faces = base * radius[:, None], self.faces
             self.target_theta = (self.target_verts - base).reshape(-1)
         self.edges = _meshes.edges(self.faces)
+        self.laplace = _meshes.laplacian_matrix(self.edges, base.shape[0])
         self.start = self._start_theta()
         # The useful step: half the start mesh's mean edge length, so that the suite's common
         # sampling sigma of 0.3 x scale moves a vertex by 0.15 edge lengths (0.023 at 642
@@ -219,7 +220,7 @@ class MeshFit(Task):
         per_pass = max(PIXELS_PER_PASS // target.numel(), 1)
         image = torch.cat([((self.render(part, "train", key) - target) ** 2).flatten(1).mean(1)
                            for part in thetas.split(per_pass)])
-        return image + self.smooth * self.roughness(thetas)
+        return image + self.smooth * self.roughness(thetas) if self.smooth else image
 
     def roughness(self, thetas: torch.Tensor) -> torch.Tensor:
         """The Laplacian regularizer ``[B]``: mean over vertices of |L(θ − θ₀)|², L the
@@ -229,7 +230,7 @@ class MeshFit(Task):
         sphere's own Laplacian) and on the smooth generated targets, and large on spikes and
         folds, the artefacts that black-box steps leave and that the held-out views see."""
         offsets = (thetas - self.start).reshape(thetas.shape[0], -1, 3)
-        rough = _meshes.laplacian(offsets, self.edges).pow(2).sum(-1).mean(-1)
+        rough = _meshes.laplacian(offsets, self.laplace).pow(2).sum(-1).mean(-1)
         return rough.nan_to_num(nan=1e6, posinf=1e6)  # a non-finite θ: as rough as can be
 
     def grad(self, thetas: torch.Tensor, key: int) -> tuple[torch.Tensor, torch.Tensor]:
