@@ -4,18 +4,23 @@ Liu, Li, Chen & Li, "Soft Rasterizer: A Differentiable Renderer for Image-based 
 (ICCV 2019). It renders the same meshes, cameras and shading as the hard rasterizer of
 :mod:`zgbench.tasks._raster`, with the two discrete steps made smooth:
 
-- **coverage**: triangle j covers pixel p with probability D_j(p) = sigmoid(d_j(p) / σ), where
-  d_j(p) is the signed distance in pixels from the pixel centre to the triangle (the smallest
-  of the three signed edge distances; positive inside), so a silhouette edge moves the image
-  continuously; the pixel's opacity is α(p) = 1 − Π_j (1 − D_j(p));
-- **visibility**: instead of the z-buffer's nearest face, the colours of the triangles near p
-  are blended with weights ∝ D_j(p) · exp(−z_j(p) / γ) (z_j: the triangle's camera depth at
-  p, from its barycentric coordinates clamped to the triangle), so the nearest face dominates
-  and a face that comes to the front takes over smoothly.
+- **coverage**: a front-facing triangle j covers pixel p with D_j(p) = φ_j sigmoid(d_j(p) / σ),
+  d_j(p) the signed distance in pixels from the pixel centre to the triangle's boundary
+  (positive inside) and φ_j its facing weight (its screen area up to :data:`FULL_AREA`, so
+  a face turning edge-on fades out instead of vanishing); a silhouette edge moves the image
+  continuously. The pixel's opacity is α(p) = min(1, Σ_j D_j(p)) rather than SoftRas's
+  1 − Π_j (1 − D_j(p)): two faces sharing an edge have D_1 + D_2 = 1 across it, so the inside
+  of a mesh stays opaque where the product would darken every inner edge to 3/4;
+- **visibility**: instead of the z-buffer's nearest face, the colours of the faces near p are
+  blended with weights ∝ D_j(p) · exp(−z_j(p) / γ) (z_j: the face's camera depth at p, from
+  its barycentric coordinates clamped to the triangle), so the nearest face dominates and a
+  face that comes to the front takes over smoothly.
 
-The image is α · (blended colour), composited over the black background of the hard renders.
-As σ, γ → 0 it tends to the hard image. Face colours are :func:`_raster.face_colours`, the hard
-renderer's flat shading, so both renderers agree wherever a pixel sits well inside one face.
+Back faces are left out (a closed mesh hides them; the hard renderer shows them only where a
+mesh folds over, and keeping them, measured, let Adam fold the mesh where the two renderers
+disagree). The image is α · (blended colour), composited over the black background of the
+hard renders; as σ, γ → 0 it tends to the hard image of a mesh without folds. Face colours are
+:func:`_raster.face_colours`, the hard renderer's flat shading.
 
 Work is per (triangle, pixel) pair within ``margin`` pixels of the triangle's bounding box
 (the pairs are enumerated without gradient, like the hard rasterizer's fragments); beyond the
@@ -54,7 +59,8 @@ def soft_render(verts: torch.Tensor, faces: torch.Tensor, cams: Cameras, shading
                 margin: float | None = 7.0) -> torch.Tensor:
     """Soft images ``[B, V, C, H, W]`` of meshes ``verts [B, N, 3]``, differentiable in verts.
 
-    ``margin``: pixels (in units of σ) around each triangle's box that it may cover; None: all.
+    ``margin``: how far outside its bounding box a triangle may cover pixels, in units of σ
+    (7: D < 1e-3 beyond); None: every pixel of the image.
     """
     B, V, H, W = verts.shape[0], len(cams), cams.height, cams.width
     screen, z = project(verts, cams)  # [B, V, N, 2], [B, V, N]
@@ -67,9 +73,7 @@ def soft_render(verts: torch.Tensor, faces: torch.Tensor, cams: Cameras, shading
     c = corners.reshape(-1, 3, 3).index_select(0, tri)  # [P, corner, (x, y, z)]
     px, py = pixel_x.to(c.dtype) + 0.5, pixel_y.to(c.dtype) + 0.5
     # Edge i runs from corner i+1 to corner i+2; e_i(p) / area is corner i's barycentric.
-    # Oriented so that the inside is positive (back faces are culled before: a closed mesh
-    # hides them; including them, measured, made Adam fold the mesh where soft and hard
-    # differ most).
+    # Oriented so that the inside is positive whatever the winding.
     a, b = c[:, [1, 2, 0]], c[:, [2, 0, 1]]
     ex, ey = b[..., 0] - a[..., 0], b[..., 1] - a[..., 1]
     edge = ey * (px[:, None] - a[..., 0]) - ex * (py[:, None] - a[..., 1])  # [P, 3]

@@ -9,9 +9,10 @@ The unknowns θ are per-vertex offsets of a unit icosphere (``verts`` = 42, 162,
 10242, ... vertices; d = 3 · verts: 1,926 / 7,686 / 30,726 for the paper-size levels). The
 mesh ``sphere + θ`` is rendered from ``views`` training cameras and compared with the target's
 renders: loss = mean squared pixel error over views, channels and pixels, plus ``smooth`` x
-the Laplacian regularizer (mean |L(θ − θ₀)|² over vertices, L the uniform graph Laplacian), as
-in the multi-view mesh experiments of the ZeroGrads line of work: it is 0 at the start, small
-for a uniform scale, and punishes the spikes and folds that black-box steps leave. Measured at
+the Laplacian regularizer (mean |L(θ − θ₀)|² over vertices, L the uniform graph
+Laplacian), the usual smoothness term of multi-view mesh reconstruction (issue 22 notes the
+ZeroGrads multi-view mesh experiment has one): 0 at the start, small for a uniform scale, and
+large on the spikes and folds that black-box steps leave. Measured at
 verts=42 (seed 0, Adam on the soft loss, 150 steps, soft edges σ 0.5 px): weight 0 / 0.1 /
 1 / 10 gave Chamfer 0.0099 / 0.0023 / 0.0041 / 0.0046, so the default is 0.1. At 32² and 2
 views (seeds 0-2, 3,000 evaluations, σ 0.3 x scale) weight 0 / 0.01 / 0.1 gave the reference
