@@ -92,7 +92,7 @@ def test_mesh_fit_grad_returns_the_hard_loss_and_a_descent_direction_of_the_soft
 
 
 def test_adam_on_the_soft_gradient_improves_on_the_start_through_the_harness(registry):
-    record = run_once("mesh-fit[verts=42,res=32,views=2,heldout=2]", "adam[lr=0.01]",
+    record = run_once("mesh-fit[verts=42,res=32,views=2,heldout=2]", "adam",
                       grads=40, registry=registry)
     assert record["status"] == "ok", record["error"]
     start, final = record["trajectory"][0]["metrics"], record["final"]["metrics"]

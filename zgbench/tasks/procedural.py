@@ -108,6 +108,10 @@ class Procedural(Task):
     family = "graphics"
     default_budget = Budget(evals=20000)
     reference_note = "the generating parameters of the target (held-out error 0)"
+    #: Every coordinate's useful range is [0, 1] (a discrete one's bins tile it), so one
+    #: tenth of it everywhere: the suite's sigma 0.3 x scale = 0.03 moves a position by 3% of
+    #: the picture and crosses a bin edge of the 16 layout seeds about half the time.
+    scale = 0.1
 
     shapes = Param(4, "shape slots K (d = 11 + 8 K)")
     res = Param(32, "training image width and height in pixels")
@@ -127,10 +131,6 @@ class Procedural(Task):
         self.target_image = self.render(self.target_theta[None], self.res)[0]
         self.eval_res = self.res * self.eval_scale
         self.target_eval = self.render(self.target_theta[None], self.eval_res)[0]
-        # Every coordinate's useful range is [0, 1] (a discrete one's bins tile it), so one
-        # tenth of it everywhere: the suite's sigma 0.3 x scale = 0.03 moves a position by
-        # 3% of the picture and crosses a bin edge of the 16 layout seeds half the time.
-        self.scale = 0.1
 
     def _draw_target(self, gen: torch.Generator) -> torch.Tensor:
         theta = 0.05 + 0.9 * torch.rand(self.dim, generator=gen, device=self.device)
