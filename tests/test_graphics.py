@@ -231,26 +231,51 @@ def test_raster_and_mitsuba_silhouettes_agree():
 
 def test_mitsuba_lambert_renders_and_is_deterministic():
     mitsuba_or_skip()
-    task = small(renderer="mitsuba", spp=2, ref_spp=8, seed=3)
-    thetas = torch.stack([task.initial(), task.target_theta])
+    task = small(renderer="mitsuba", spp=2, ref_spp=8, seed=3, smooth=0.0)
+    thetas = torch.stack([task.initial() + 0.3 * task.base.reshape(-1), task.target_theta])
     first, again = task.loss(thetas, key=7), task.loss(thetas, key=7)
     assert torch.equal(first, again)
-    assert first[1] < first[0]  # Monte Carlo noise at the target, a real error at the start
+    assert first[1] < first[0]  # Monte Carlo noise at the target, a real error off it
     assert task.target_images["train"].amax() > 0.3
 
 
 # ------------------------------------------------------------------------------ mesh-fit
 @pytest.mark.parametrize("shading", _raster.SHADINGS)
 def test_mesh_fit_loss_zero_at_target_positive_away(shading):
-    task = small(shading=shading, seed=4)
+    task = small(shading=shading, seed=4, smooth=0.0)
     gen = torch.Generator().manual_seed(2)
     away = task.target_theta + 0.05 * torch.randn(task.dim, generator=gen)
     loss = task.loss(torch.stack([task.target_theta, away, task.initial()]), key=0)
     assert loss[0] == 0 and (loss[1:] > 0).all()
     at_target = task.evaluate(task.target_theta)
-    assert at_target["image_relmse"] == 0 and at_target["chamfer"] < 1e-6
+    assert at_target["image_mse"] == 0 and at_target["image_relmse"] == 0
+    assert at_target["chamfer"] < 1e-6
     start = task.evaluate(task.initial())
-    assert start["image_relmse"] > 0.1 and start["chamfer"] > 1e-3
+    assert start["image_mse"] > 1e-3 and start["chamfer"] > 1e-3
+
+
+def test_mesh_fit_regularizer_is_the_offsets_laplacian():
+    # 0 at the start, small for a uniform scale (the sphere's own Laplacian), large on a
+    # spike; added to the image error with weight `smooth`.
+    plain, regular = small(seed=3, smooth=0.0), small(seed=3, smooth=2.0)
+    start = plain.initial()
+    scaled = start + 0.1 * plain.base.reshape(-1)
+    spike = start.clone()
+    spike[:3] += 0.2
+    thetas = torch.stack([start, scaled, spike])
+    rough = plain.roughness(thetas)
+    assert rough[0] == 0 and 0 < rough[1] < 0.2 * rough[2]
+    assert torch.allclose(regular.loss(thetas, 0), plain.loss(thetas, 0) + 2.0 * rough)
+
+
+def test_mesh_fit_start_sits_at_the_targets_mean_radius():
+    # The target lies partly inside and partly outside the start (no favoured direction).
+    for seed in range(3):
+        task = small(seed=seed)
+        start = task.mesh_vertices(task.initial()[None])[0].norm(dim=1)
+        target = task.target_verts.norm(dim=1)
+        inside = float((target < start).float().mean())
+        assert 0.2 < inside < 0.8
 
 
 def test_mesh_fit_is_deterministic_and_seeded():
@@ -278,7 +303,7 @@ def test_mesh_fit_reads_a_mesh_file(tmp_path):
     task = small(mesh=str(path))
     assert task.target_theta is None and task.target_images["train"].amax() > 0
     assert task.loss(task.initial()[None], 0)[0] > 0
-    assert set(task.evaluate(task.initial())) == {"image_relmse", "chamfer"}
+    assert set(task.evaluate(task.initial())) == {"image_mse", "image_relmse", "chamfer"}
 
 
 def test_mesh_fit_bad_parameters_say_what_to_do(registry, tmp_path):
@@ -311,9 +336,10 @@ def test_procedural_loss_zero_at_target_positive_away():
     away = task.target_theta + 0.05 * torch.randn(task.dim, generator=gen)
     loss = task.loss(torch.stack([task.target_theta, away, task.initial()]), key=0)
     assert loss[0] == 0 and (loss[1:] > 0).all()
-    assert task.evaluate(task.target_theta) == {"image_relmse": 0.0, "param_error": 0.0}
+    assert task.evaluate(task.target_theta) == {"image_mse": 0.0, "image_relmse": 0.0,
+                                                "param_error": 0.0}
     start = task.evaluate(task.initial())
-    assert start["image_relmse"] > 0 and start["param_error"] > 0
+    assert start["image_mse"] > 0 and start["param_error"] > 0
     assert task.dim == HEADER + 8 * 4
 
 

@@ -334,19 +334,29 @@ def _shade_torch(verts: torch.Tensor, faces: torch.Tensor, frags: Fragments,
     mask = frags.mask
     if shading == "silhouette":
         return mask[:, :, None].to(verts.dtype)
-    normals = face_normals(verts, faces)  # [B, F, 3]
-    if shading == "normals":
-        colour = (normals + 1) / 2
-    else:
-        colour = torch.full_like(normals[..., :1], AMBIENT)
-        for direction, power in LIGHTS:
-            d = torch.nn.functional.normalize(torch.tensor(direction, device=verts.device), dim=0)
-            colour = colour + power * (normals @ d).clamp(min=0)[..., None]
+    colour = face_colours(verts, faces, shading)
     B, V, H, W = frags.face.shape
     index = frags.face.clamp(min=0).reshape(B, -1, 1).expand(-1, -1, colour.shape[-1])
     pixels = torch.gather(colour, 1, index).reshape(B, V, H, W, -1)
     pixels = torch.where(mask[..., None], pixels, 0.0)
     return pixels.permute(0, 1, 4, 2, 3).contiguous()
+
+
+def face_colours(verts: torch.Tensor, faces: torch.Tensor, shading: str) -> torch.Tensor:
+    """Flat colour ``[B, F, C]`` of every face (differentiable in ``verts``): 1 for
+    ``silhouette``, (n + 1) / 2 for ``normals``, :data:`AMBIENT` plus the :data:`LIGHTS`'
+    clamped cosines for ``lambert``. The torch shading path and the soft rasterizer use it."""
+    normals = face_normals(verts, faces)  # [B, F, 3]
+    if shading == "silhouette":
+        return torch.ones_like(normals[..., :1])
+    if shading == "normals":
+        return (normals + 1) / 2
+    colour = torch.full_like(normals[..., :1], AMBIENT)
+    for direction, power in LIGHTS:
+        d = torch.nn.functional.normalize(
+            torch.tensor(direction, device=verts.device, dtype=verts.dtype), dim=0)
+        colour = colour + power * (normals @ d).clamp(min=0)[..., None]
+    return colour
 
 
 def render(verts: torch.Tensor, faces: torch.Tensor, cams: Cameras, shading: str) -> torch.Tensor:
