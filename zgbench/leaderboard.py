@@ -340,7 +340,7 @@ def _anchor_lines(ax, anchors: dict[str, Any], direction: str = "min") -> list[f
     facing the curves (below the start of a "min" metric, above its reference); return the
     values drawn."""
     drawn = []
-    note = anchors.get("reference_note") or ""
+    note = _short(anchors.get("reference_note") or "")
     for key, text, style, colour in (
             ("start", "start θ₀ (median over instances)", "--", "0.35"),
             ("reference", "reference" + (f": {note}" if note else ""), ":", "black")):
@@ -356,6 +356,13 @@ def _anchor_lines(ax, anchors: dict[str, Any], direction: str = "min") -> list[f
                     va="bottom" if above else "top")
         drawn.append(float(value))
     return drawn
+
+
+def _short(note: str, width: int = 48) -> str:
+    """A legend-sized reference note: its first clause, cut at ``width`` characters (a long
+    legend squeezes the plot; the per-task CSV keeps the whole note)."""
+    head = note.split(" (")[0].split(";")[0].strip()
+    return head if len(head) <= width else head[:width - 1].rstrip() + "…"
 
 
 def _diverged_limit(data: dict[str, pd.DataFrame], direction: str) -> float:
