@@ -17,10 +17,18 @@ meter is "violated"). --timeout SECONDS is each run's hard wall-clock limit (a d
 applies); --isolate runs each run in a fresh process, so that a plugin's sys.exit, os.abort,
 crash or memory blow-up (--memory 8G) fails that run only.
 
-Where runs execute: in this process (default); --workers N local processes; --device
-cuda:0,cuda:1 one worker per GPU, one run per GPU at a time; --executor ray each run a Ray task,
-on the cluster at --address or on a local Ray instance bound to 127.0.0.1. Records always come
-back to this process, which alone writes OUT.
+Where runs execute: in a worker process (default: one, reused across runs, so that a plugin's
+os._exit, abort() or crash fails its run only, recorded with the cause, and the next runs go
+on in a fresh worker); --workers N local processes; --device cuda:0,cuda:1 one worker per GPU,
+one run per GPU at a time; --executor ray each run a Ray task, on the cluster at --address or
+on a local Ray instance bound to 127.0.0.1; --in-process in this process, for debugging
+(breakpoints, pdb). Records always come back to this process, which alone writes OUT.
+SIGTERM, SIGHUP or Ctrl-C stop the workers with zgbench (exit 128 + the signal's number).
+
+Two zgbench run on one OUT (or on one shared folder from several machines) split the work:
+each run is claimed (a lock file per run, OUT/claims/RUN_ID.lock) before it starts; a run
+claimed by the other driver is left to it, one it finished is skipped, and the claim of a
+driver that died is taken over.
 
 Examples:
   zgbench run
@@ -35,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import os
 from pathlib import Path
 
 import torch
@@ -133,14 +140,19 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
     """Where and how runs execute: shared by the commands that run the harness (run and
     claims), so they accept the same flags and build the executor the same way."""
     parser.add_argument("--executor", choices=("inprocess", "pool", "ray"),
-                        help="where runs execute (default: inprocess, or pool with --workers "
-                        "N > 1 or a device list)")
-    parser.add_argument("--workers", type=int, help="parallel runs: pool processes, or the CPUs "
-                        "of a local Ray instance (default: 1; pool/ray: the CPU count)")
+                        help="where runs execute (default: pool, one worker process reused "
+                        "across runs; N with --workers N, one per device of a device list)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="debugging: run plugin code in this process (pdb, breakpoints); "
+                             "a plugin's os._exit or abort() then ends zgbench itself. Same as "
+                             "--executor inprocess")
+    parser.add_argument("--workers", type=int, help="parallel runs: worker processes, or the "
+                        "CPUs of a local Ray instance (default: 1; ray: the CPU count)")
     parser.add_argument("--address", help="Ray cluster address (host:port, auto, ray://...); "
                         "default: start a local instance on 127.0.0.1")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads for in-process runs (default 1: the quick suite's "
+                        help="torch CPU threads per run with one worker or in-process; with "
+                             "--workers N each gets CPUs/N (default 1: the quick suite's "
                              "small tensors run fastest, and most reproducibly, on one thread; "
                              "oversubscribed OpenMP threads slow them down tenfold)")
     parser.add_argument("--isolate", action="store_true",
@@ -263,7 +275,11 @@ def _executor(args: argparse.Namespace, devices: list[str]):
     isolate = args.isolate
     if memory is not None and not isolate:
         raise UsageError("--memory limits the process of each run: add --isolate.")
-    kind = args.executor or ("pool" if listed or (workers or 1) > 1 or isolate else "inprocess")
+    in_process = getattr(args, "in_process", False)
+    if in_process and args.executor not in (None, "inprocess"):
+        raise UsageError(f"--in-process runs plugin code in this process: drop --executor "
+                         f"{args.executor}.")
+    kind = "inprocess" if in_process else args.executor or "pool"
     if isolate and kind != "pool":
         raise UsageError(f"--isolate runs each run in a local process of its own: drop "
                          f"--executor {kind} (Ray already runs each run in a worker process).")
@@ -275,11 +291,11 @@ def _executor(args: argparse.Namespace, devices: list[str]):
                              "inprocess to run --workers/--device lists in a pool.")
         torch.set_num_threads(args.threads)
         return InProcessExecutor(timeout=timeout)
-    if kind == "pool":
-        default = 1 if isolate else os.cpu_count()  # --isolate alone: one run at a time
-        return PoolExecutor(workers=workers if listed else workers or default,
+    if kind == "pool":  # the default: one worker, with the threads an in-process run has
+        one = not listed and (workers or 1) == 1
+        return PoolExecutor(workers=workers if listed else workers or 1,
                             devices=devices if listed else None, isolate=isolate,
-                            memory=memory, timeout=timeout)
+                            memory=memory, timeout=timeout, threads=args.threads if one else None)
     if listed:
         raise UsageError("with --executor ray give --device cuda (or cpu): Ray assigns each run "
                          "its GPU.")
