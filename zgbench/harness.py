@@ -424,6 +424,7 @@ def run_all(runs: Iterable[RunSpec], registry: Registry, results: Path, executor
         else:
             summary.skipped += 1
     _warn_stale(summary, rerun_stale)
+    _warn_orphans(store, runs)
     if reporter:
         reporter.begin(len(runs), summary.skipped)
     claims: dict[str, Any] = {}
@@ -494,6 +495,32 @@ def _warn_stale(summary: Summary, rerun_stale: bool) -> None:
         warnings.warn(f"{n} finished run{'s' if n > 1 else ''} predate{'' if n > 1 else 's'} "
                       f"the code fingerprint, so whether their code changed is unknown: "
                       f"{action}.", fingerprint.StaleWarning, stacklevel=3)
+
+
+def _warn_orphans(store, runs: list[RunSpec]) -> None:
+    """Warn once about finished runs of another canonical spec under the label of a planned
+    optimizer on the same task (its parameters changed since they ran): the boards count one
+    spec per label and leave those out (:func:`zgbench.boards.one_spec_per_label`)."""
+    from zgbench.boards import OrphanedSpecWarning
+
+    planned: dict[tuple[str, str], set[str]] = {}
+    for run in runs:
+        planned.setdefault((run.task.canonical, run.optimizer.label), set()).add(
+            run.optimizer.canonical)
+    orphans: dict[str, int] = {}
+    for record in store:
+        task, optimizer = record["task"], record["optimizer"]
+        forms = planned.get((task.get("canonical"), optimizer.get("label")))
+        if forms is not None and optimizer.get("canonical") not in forms:
+            key = f"{task.get('label')} × {optimizer.get('canonical')}"
+            orphans[key] = orphans.get(key, 0) + 1
+    if orphans:
+        n = sum(orphans.values())
+        warnings.warn(f"{n} run{'s' if n > 1 else ''} in {store.root} ran another spec under "
+                      f"the label of a planned optimizer ({', '.join(sorted(orphans))}): its "
+                      "parameters changed since. The boards count the planned spec only and "
+                      "list the others in leaderboard/left_out.csv; delete their records to "
+                      "drop them.", OrphanedSpecWarning, stacklevel=3)
 
 
 def _count(summary: Summary, run: RunSpec, record: Record) -> None:

@@ -199,7 +199,8 @@ def main(args: argparse.Namespace) -> int:
     console.print(summary.line(), highlight=False, markup=False)
     _say_stalled(console, out, runs)
     if not args.no_leaderboard and runs:
-        written = leaderboard.write(out, out / "leaderboard")
+        planned = {(run.task.canonical, run.optimizer.canonical) for run in runs}
+        written = leaderboard.write(out, out / "leaderboard", planned=planned)
         console.print(_overall_table(written["overall"]))
         console.print(_results_table(written))
         console.print(f"leaderboard: {out / 'leaderboard'} ({len(written['tasks'])} tasks)",
