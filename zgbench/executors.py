@@ -439,14 +439,18 @@ def _worker_main(conn, blocked: tuple[str, ...], threads: int | None, timeout: f
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    _init_worker(blocked, threads, modules)
+    try:
+        _init_worker(blocked, threads, modules)
+        broken = None
+    except BaseException:  # a plugin that fails to load: every run says why
+        broken = "the worker process could not load the plugins:\n" + traceback.format_exc()
     while True:
         try:
             run = conn.recv()
         except (EOFError, OSError):  # the driver closed the pipe: no more runs
             return
         try:
-            outcome: Outcome | str = work(run, blocked, threads, timeout, modules)
+            outcome: Outcome | str = broken or work(run, blocked, threads, timeout, modules)
         except BaseException:  # work() records the run's own failures; this is the rest
             outcome = traceback.format_exc()
         try:
