@@ -59,6 +59,15 @@ class InProcessExecutor:
     def __init__(self, timeout: float | None = None) -> None:
         self.timeout = timeout  # None: each run's default (zgbench.watchdog.default_timeout)
 
+    def close(self) -> None:
+        """Nothing to stop (as :meth:`PoolExecutor.close`, so callers treat both alike)."""
+
+    def __enter__(self) -> InProcessExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def map(self, runs: Sequence[RunSpec], registry: Registry, results: Path,
             reporter=None, admit: Callable[[RunSpec], bool] | None = None,
             ) -> Iterator[tuple[RunSpec, dict[str, Any]]]:

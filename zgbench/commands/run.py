@@ -13,9 +13,10 @@ recorded before the fingerprint existed. At the end a leaderboard is written to 
 
 Integrity: each run is metered at the task boundary and audited (its record says what the
 task performed against what was charged; a run that broke its budget or tampered with the
-meter is "violated"). --timeout SECONDS is each run's hard wall-clock limit (a default always
-applies); --isolate runs each run in a fresh process, so that a plugin's sys.exit, os.abort,
-crash or memory blow-up (--memory 8G) fails that run only.
+meter is "violated"). --timeout SECONDS is each run's hard wall-clock limit, from building the
+optimizer and the task to drawing the pictures (a default always applies); --isolate runs each
+run in a fresh process of its own, so that no plugin state carries over to the next run, with
+an optional memory limit (--memory 8G).
 
 Where runs execute: in a worker process (default: one, reused across runs, so that a plugin's
 os._exit, abort() or crash fails its run only, recorded with the cause, and the next runs go
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -156,8 +158,8 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
                              "small tensors run fastest, and most reproducibly, on one thread; "
                              "oversubscribed OpenMP threads slow them down tenfold)")
     parser.add_argument("--isolate", action="store_true",
-                        help="run each run in a fresh process of its own: a plugin's exit, "
-                             "abort, crash or memory blow-up fails that run only, with its cause")
+                        help="run each run in a fresh process of its own (no plugin state "
+                             "carries over; --memory limits it) instead of a reused worker")
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="hard wall-clock limit per run: a run still going is abandoned "
                              "(in-process) or killed (workers) and recorded as failed. Default: "
@@ -187,8 +189,9 @@ def main(args: argparse.Namespace) -> int:
     if declarations is not None:
         declared.save(out, declarations)
     try:
-        summary = harness.run_all(runs, registry, out, executor, RichReporter(console),
-                                  rerun_stale=args.rerun_stale)
+        with executor if hasattr(executor, "__enter__") else nullcontext():  # stops workers
+            summary = harness.run_all(runs, registry, out, executor, RichReporter(console),
+                                      rerun_stale=args.rerun_stale)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             raise
