@@ -83,10 +83,29 @@ class InProcessExecutor:
 # ----------------------------------------------------------------------------- worker side
 @functools.lru_cache(maxsize=4)
 def _worker_registry(blocked: tuple[str, ...], modules: tuple[str, ...] = ()) -> Registry:
-    import importlib
+    return plugins.load(blocked=blocked, extra_plugins=[_import(m) for m in modules])
 
-    return plugins.load(blocked=blocked,
-                        extra_plugins=[importlib.import_module(m) for m in modules])
+
+#: Source files of plugin modules the driver loaded from a path (not importable by name from
+#: ``sys.path``), by module name: a local worker loads them from there (set by _worker_main).
+_PLUGIN_FILES: dict[str, str] = {}
+
+
+def _import(name: str):
+    """A plugin module by name, or from the file the driver loaded it from."""
+    import importlib
+    import importlib.util
+
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name or name not in _PLUGIN_FILES:
+            raise
+    spec = importlib.util.spec_from_file_location(name, _PLUGIN_FILES[name])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def _init_worker(blocked: tuple[str, ...], threads: int | None,
@@ -292,7 +311,9 @@ class PoolExecutor:
             return
         modules = check_portable(runs, registry)
         blocked = tuple(registry.blocked)
-        config = (blocked, self.threads, self.timeout, modules, self.memory)
+        files = {m: sys.modules[m].__file__ for m in modules}  # workers load from the same files
+        config = (blocked, self.threads, self.timeout, modules, self.memory, list(sys.path),
+                  files)
         if config != self._config:  # workers load plugins once: other plugins, new workers
             self.close()
             self._config = config
@@ -435,15 +456,20 @@ def _exit_cause(code: int | None, who: str = "run's process") -> str:
 
 
 def _worker_main(conn, blocked: tuple[str, ...], threads: int | None, timeout: float | None,
-                 modules: tuple[str, ...], memory: int | None, driver: int, once: bool) -> None:
+                 modules: tuple[str, ...], memory: int | None, path: list[str],
+                 files: dict[str, str], driver: int, once: bool) -> None:
     """Entry point of a worker process: receive runs, run each, send back its outcome.
 
+    The worker imports plugins with the driver's ``sys.path`` of now (the forkserver has the
+    one of its start) and loads plugin modules the driver loaded from a file from that file.
     Ctrl-C goes to the driver (the terminal sends it to the whole process group): the worker
     ignores it and is stopped by the driver. A worker whose driver is gone exits by itself."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _watch_driver(driver)
+    sys.path[:] = path
+    _PLUGIN_FILES.update(files)
     if memory:
         import resource
 
