@@ -197,6 +197,26 @@ def test_a_claim_held_elsewhere_is_left_and_a_dead_drivers_claim_taken_over(reg,
     assert (summary.done, summary.skipped, summary.elsewhere) == (1, 1, 0)
 
 
+def test_a_run_another_driver_finished_meanwhile_is_skipped_after_its_claim(reg, tmp_path):
+    """Planned as not done, finished by another driver before this one got to it: this
+    driver takes the claim, sees the record and skips the run instead of repeating it."""
+    entries = [(specs.resolve_task(reg, "sphere[dim=3]"), Budget(evals=50),
+                [specs.resolve_optimizer(reg, "random-search")])]
+    runs = plan(entries, seeds=2)
+    store = ResultStore(tmp_path)
+
+    class OtherDriver(InProcessExecutor):
+        """Before this driver's first run starts, "another driver" finishes the second."""
+
+        def map(self, runs, registry, results, reporter=None, admit=None):
+            store.put(execute(runs[1], registry, results))
+            return super().map(runs, registry, results, reporter, admit)
+
+    summary = run_all(runs, reg, tmp_path, OtherDriver())
+    assert (summary.done, summary.skipped, summary.elsewhere) == (1, 1, 0)
+    assert all(r["status"] == "ok" for r in store) and len(list(store)) == 2
+
+
 # ------------------------------------------------------------------ 6: signals to a driver
 def _children(pid: int) -> set[int]:
     found = set()
