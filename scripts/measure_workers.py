@@ -1,9 +1,10 @@
 """The cost of running plugin code in a worker process (the default) against in-process.
 
 Per call: the wall time of ``zgbench run`` with one small run, default against ``--in-process``
-(fresh processes: the worker's forkserver imports torch and the plugins once per call).
-Per run: the same plan of many small runs in this process, by a started worker against
-in-process (sending the run, its record and its pictures back). Best of ``--repeat``.
+(fresh processes: the worker's forkserver imports torch and the plugins once per call), the
+median of ``--repeat`` interleaved pairs. Per run: the same plan of many small runs in this
+process, by a started worker against in-process (sending the run, its record and its pictures
+back), the best of ``--repeat``.
 
     PYTHONPATH=. .venv/bin/python scripts/measure_workers.py [--runs 30] [--repeat 3]
 """
@@ -11,6 +12,7 @@ in-process (sending the run, its record and its pictures back). Best of ``--repe
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -18,17 +20,20 @@ import time
 from pathlib import Path
 
 
-def _cli_seconds(extra: list[str], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        with tempfile.TemporaryDirectory() as out:
-            start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "zgbench", "run", "--tasks", "sphere[dim=4]",
-                            "--optimizers", "random-search", "--seeds", "1", "--evals", "100",
-                            "--out", out, "--no-leaderboard", *extra], check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            best = min(best, time.perf_counter() - start)
-    return best
+def _cli_seconds(extra: list[str]) -> float:
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "zgbench", "run", "--tasks", "sphere[dim=4]",
+                        "--optimizers", "random-search", "--seeds", "1", "--evals", "100",
+                        "--out", out, "--no-leaderboard", *extra], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return time.perf_counter() - start
+
+
+def _per_call(repeat: int) -> tuple[float, float]:
+    """Median wall times of the two, interleaved so that the machine's load hits both alike."""
+    pairs = [(_cli_seconds(["--in-process"]), _cli_seconds([])) for _ in range(repeat)]
+    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
 def _per_run(runs: int, repeat: int) -> tuple[float, float]:
@@ -62,8 +67,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    call_in, call_worker = _cli_seconds(["--in-process"], args.repeat), _cli_seconds(
-        [], args.repeat)
+    call_in, call_worker = _per_call(args.repeat)
     run_in, run_worker = _per_run(args.runs, args.repeat)
     print("| cost | in-process | worker (default) | difference |")
     print("|---|---|---|---|")
