@@ -197,6 +197,7 @@ def stalled(records: Iterable[dict[str, Any]]) -> list[str]:
     runs = runs_frame(records)
     if runs.empty:
         return []
+    runs = boards.one_spec_per_label(runs)[0]
     runs["counted"] = boards.counted_specs(runs)
     return not_improved({group["task"].iloc[0]: task_table(group)
                          for _, group in runs.groupby("task_id", sort=True)})
