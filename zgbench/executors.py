@@ -313,7 +313,7 @@ class PoolExecutor:
         blocked = tuple(registry.blocked)
         files = {m: sys.modules[m].__file__ for m in modules}  # workers load from the same files
         config = (blocked, self.threads, self.timeout, modules, self.memory, list(sys.path),
-                  files)
+                  files, dict(os.environ))
         if config != self._config:  # workers load plugins once: other plugins, new workers
             self.close()
             self._config = config
@@ -457,17 +457,21 @@ def _exit_cause(code: int | None, who: str = "run's process") -> str:
 
 def _worker_main(conn, blocked: tuple[str, ...], threads: int | None, timeout: float | None,
                  modules: tuple[str, ...], memory: int | None, path: list[str],
-                 files: dict[str, str], driver: int, once: bool) -> None:
+                 files: dict[str, str], environ: dict[str, str], driver: int,
+                 once: bool) -> None:
     """Entry point of a worker process: receive runs, run each, send back its outcome.
 
-    The worker imports plugins with the driver's ``sys.path`` of now (the forkserver has the
-    one of its start) and loads plugin modules the driver loaded from a file from that file.
+    The worker takes the driver's environment and ``sys.path`` of now (the forkserver has
+    those of its start: ``ZGBENCH_CACHE`` set since must reach the tasks), and loads plugin
+    modules the driver loaded from a file from that file.
     Ctrl-C goes to the driver (the terminal sends it to the whole process group): the worker
     ignores it and is stopped by the driver. A worker whose driver is gone exits by itself."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _watch_driver(driver)
+    os.environ.clear()
+    os.environ.update(environ)
     sys.path[:] = path
     _PLUGIN_FILES.update(files)
     if memory:
