@@ -52,7 +52,9 @@ Outcome = tuple[dict[str, Any], dict[str, bytes]]
 
 
 class InProcessExecutor:
-    """Runs one run after the other in this process (shows per-run budget progress)."""
+    """Runs one run after the other in this process (shows per-run budget progress): for
+    debugging (``--in-process``: breakpoints, pdb) and for tests that look inside a run. A
+    plugin's ``os._exit`` or ``abort()`` ends the caller here; the default is a worker."""
 
     name = "inprocess"
 
@@ -110,7 +112,7 @@ def _import(name: str):
 
 def _init_worker(blocked: tuple[str, ...], threads: int | None,
                  modules: tuple[str, ...] = ()) -> None:
-    """Pool initializer: set torch's thread count and load the plugins once per process."""
+    """Worker start: set torch's thread count and load the plugins once per process."""
     if threads:
         import torch
 
@@ -163,7 +165,7 @@ def check_portable(runs: Sequence[RunSpec], registry: Registry) -> tuple[str, ..
                     f"{entry.cls.kind} {entry.cls.name!r} comes from plugin {entry.plugin!r}, "
                     "which is registered in this process only; worker processes load built-in "
                     "and installed plugins (entry-point group 'zgbench'). Install the plugin "
-                    "as a distribution, or run with the in-process executor.")
+                    "as a distribution, or run it in this process with --in-process.")
     return tuple(dict.fromkeys(modules))
 
 

@@ -401,7 +401,13 @@ def run_all(runs: Iterable[RunSpec], registry: Registry, results: Path, executor
     :class:`~zgbench.fingerprint.StaleWarning` for all of them, unless ``rerun_stale``, which
     redoes those (the new record replaces the old one atomically). Records without ``code`` (written before it existed) count as unknown: one
     warning says so, and they are redone only with ``rerun_stale``, which asks for every run
-    not known to match the current code."""
+    not known to match the current code.
+
+    Each run is claimed just before it starts (:meth:`ResultStore.claim`, a lock per run id):
+    a run another driver on the same folder holds is left to it (``Summary.elsewhere``), one
+    it finished since the plan is skipped, so two drivers split the work and never repeat it.
+    Finished runs of another canonical spec under a planned optimizer's label on the same
+    task are warned about (:class:`zgbench.boards.OrphanedSpecWarning`)."""
     from zgbench.store import ResultStore
 
     store = ResultStore(results)
