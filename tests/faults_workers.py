@@ -60,6 +60,19 @@ class SelfKill(Optimizer):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+class ForkExit(Optimizer):
+    """Forks a child that lives on (holding the worker's pipe), then ``os._exit(0)``."""
+
+    name = "fork-exit"
+
+    def run(self, problem):
+        problem.loss(problem.initial()[None])
+        if os.fork() == 0:
+            time.sleep(5)
+            os._exit(0)
+        os._exit(0)
+
+
 class HangInit(Optimizer):
     """Hangs in ``__init__``, before the task is built."""
 
@@ -106,7 +119,7 @@ class HangArtifacts(Sphere):
         return []
 
 
-OPTIMIZERS = [OsExit, SelfAbort, SelfKill, HangInit, HangSkip]
+OPTIMIZERS = [OsExit, SelfAbort, SelfKill, ForkExit, HangInit, HangSkip]
 TASKS = [HangBuild, HangArtifacts]
 
 

@@ -67,19 +67,20 @@ def _comparable(record):
 # ------------------------------------------------------------------ 3: a worker by default
 def test_a_dying_plugin_fails_its_run_and_the_others_go_on(with_faults, tmp_path, capsys):
     """os._exit(0), abort() and SIGKILL in an optimizer each fail their own run, with the
-    cause; the runs after them run (in a fresh worker) and `zgbench run` exits normally."""
+    cause (also where a child it forked still holds the worker's pipe); the runs after them
+    run (in a fresh worker) and `zgbench run` exits normally."""
     code = cli.main(["run", "--tasks", "sphere[dim=3]", "--optimizers",
-                     "os-exit,random-search,self-abort,self-kill,cge", "--seeds", "1",
+                     "os-exit,random-search,self-abort,self-kill,fork-exit,cge", "--seeds", "1",
                      "--evals", "60", "--out", str(tmp_path), "--no-leaderboard"])
     records = {r["optimizer"]["name"]: r for r in ResultStore(tmp_path)}
-    assert code == 0 and len(records) == 5
+    assert code == 0 and len(records) == 6
     assert records["random-search"]["status"] == "ok" and records["cge"]["status"] == "ok"
     causes = {"os-exit": "exited with status 0", "self-abort": "SIGABRT",
-              "self-kill": "SIGKILL"}
+              "self-kill": "SIGKILL", "fork-exit": "exited with status 0"}
     for name, cause in causes.items():
         assert records[name]["status"] == "failed", name
         assert cause in records[name]["error"] and "worker process died" in records[name]["error"]
-    assert "5 runs: 2 done, 0 skipped (already finished), 3 failed" in capsys.readouterr().err
+    assert "6 runs: 2 done, 0 skipped (already finished), 4 failed" in capsys.readouterr().err
 
 
 def test_worker_records_equal_in_process_ones(tmp_path):

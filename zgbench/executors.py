@@ -417,14 +417,18 @@ class _Worker:
         self.conn.send(run)
 
     def result(self) -> Outcome | str:
-        """The outcome of the run in flight, or why the worker died without one."""
+        """The outcome of the run in flight, or why the worker died without one (its pipe
+        at EOF, or nothing on it and the process gone: a child the plugin forked may still
+        hold the pipe open)."""
         try:
-            return self.conn.recv()
+            if self.conn.poll(0):
+                return self.conn.recv()
         except (EOFError, OSError):  # died before sending anything
-            self.process.join(5)
-            self.conn.close()
-            return _exit_cause(self.process.exitcode, "worker process" if not self.once else
-                               "run's process")
+            pass
+        self.process.join(5)
+        self.kill()
+        return _exit_cause(self.process.exitcode, "worker process" if not self.once else
+                           "run's process")
 
     def stop(self) -> None:
         """End an idle worker: closing its pipe ends its loop; kill it if it lingers."""

@@ -133,7 +133,8 @@ ENDING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasatt
 @contextmanager
 def ending_signals() -> Iterator[None]:
     """While the block runs (on the main thread), SIGTERM and SIGHUP raise
-    :class:`Terminated`; the previous handlers come back after it."""
+    :class:`Terminated`; the previous handlers come back after it. A signal that is ignored
+    (``nohup`` ignores SIGHUP) or handled by someone else stays so."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -141,7 +142,8 @@ def ending_signals() -> Iterator[None]:
     def on_signal(signum, frame):
         raise Terminated(signum)
 
-    old = {signum: signal.signal(signum, on_signal) for signum in ENDING}
+    old = {signum: signal.signal(signum, on_signal) for signum in ENDING
+           if signal.getsignal(signum) == signal.SIG_DFL}
     try:
         yield
     finally:
