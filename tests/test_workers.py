@@ -153,10 +153,17 @@ def test_a_hang_in_the_pictures_fails_the_run_in_the_default_worker(with_faults,
 
 
 # ------------------------------------------------------------ 5: two drivers on one folder
+def _default_signals() -> None:
+    """In the child: the signals' default actions (a test run under nohup, or in the
+    background of a script, would pass SIGHUP or SIGINT on ignored)."""
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def _driver(args, env=None, **kwargs):
     return subprocess.Popen([sys.executable, str(TESTS / "faults_workers.py"), *args],
                             env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-                            cwd=ROOT, **kwargs)
+                            cwd=ROOT, preexec_fn=_default_signals, **kwargs)
 
 
 def test_two_drivers_on_one_folder_run_each_run_once(tmp_path):
