@@ -91,7 +91,8 @@ def test_reference_is_computed_once_per_instance(tmp_path, cache, monkeypatch):
 
     monkeypatch.setattr(Sphere, "reference", counted)
     args = ["run", "--tasks", "sphere[dim=4]", "--optimizers", "random-search,cma-es",
-            "--seeds", "1", "--evals", "50", "--no-leaderboard"]
+            "--seeds", "1", "--evals", "50", "--no-leaderboard",
+            "--in-process"]  # the calls are counted in this process
     assert main(args + ["--out", str(tmp_path / "a")]) == 0
     assert len(calls) == 1  # two runs of one instance: one reference
     assert main(args + ["--out", str(tmp_path / "b"), "--seeds", "2"]) == 0

@@ -4,6 +4,12 @@ Rules (issue 15; the README's leaderboard section states them for readers):
 
 - **One row per optimizer name.** A per-task spec such as ``cma-es[sigma0=0.02]`` counts for
   ``cma-es`` on that task; the task's CSV shows the spec used (column ``spec``).
+- **One spec per label.** Two canonical specs can share a label (what people read): an
+  optimizer that gained a parameter writes its old runs as ``name[a=1]`` and its new ones as
+  ``name[a=1,b=2]``, both labelled ``name``. A board takes exactly one of them per task, the
+  one planned (``zgbench run`` passes its plan) else the newest (latest ``finished``), and
+  lists the runs it left out (:func:`one_spec_per_label`, ``left_out.csv``); mixing them
+  would count twice the seeds and move the medians.
 - **Several specs of one optimizer on one task** (hand-run variants): every spec is in the
   task's CSV, but only one counts for the optimizer, the one with the **worst** median over
   seeds (ties: the first spec by name); the others are listed with ``counted = False`` and no
@@ -25,18 +31,58 @@ Rules (issue 15; the README's leaderboard section states them for readers):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from zgbench import stats
+from zgbench.fingerprint import StaleWarning
 
 #: Share of a board's tasks an optimizer must be ranked on to enter its main table.
 MIN_COVERAGE = 0.5
 #: Family of a task that declares none (and of records from before families).
 OTHER = "other"
+
+
+class OrphanedSpecWarning(StaleWarning):
+    """Runs of another canonical spec sit under a planned spec's label (its optimizer's
+    parameters changed since they ran): the boards leave them out."""
+
+
+#: Columns of the runs a board left out (``left_out.csv``).
+LEFT_OUT = ["task", "optimizer", "canonical", "kept", "reason", "seed", "status", "run_id"]
+
+
+def one_spec_per_label(runs: pd.DataFrame, planned: Collection[tuple[str, str]] | None = None,
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of :func:`zgbench.leaderboard.runs_frame` a board uses, and those it leaves
+    out: per task and optimizer label exactly one canonical spec, the one in ``planned``
+    (pairs of task and optimizer canonical forms) if exactly one is, else the newest (latest
+    ``finished`` among its runs; ties: the last by canonical form)."""
+    if runs.empty:
+        return runs, pd.DataFrame(columns=LEFT_OUT)
+    keep = pd.Series(True, index=runs.index)
+    kept_as = pd.Series("", index=runs.index, dtype=object)
+    reason = pd.Series("", index=runs.index, dtype=object)
+    for (task_id, _), group in runs.groupby(["task_id", "spec"], sort=False):
+        forms = sorted(group["canonical"].unique())
+        if len(forms) < 2:
+            continue
+        wanted = [form for form in forms if (task_id, form) in (planned or ())]
+        if len(wanted) == 1:
+            pick, why = wanted[0], "another spec under the same label was planned"
+        else:
+            pick = max(forms, key=lambda form: (
+                str(group.loc[group["canonical"] == form, "finished"].max()), form))
+            why = "a newer spec ran under the same label"
+        out = group.index[group["canonical"] != pick]
+        keep[out], kept_as[out], reason[out] = False, pick, why
+    left = runs[~keep].assign(kept=kept_as[~keep], reason=reason[~keep])
+    left = left.rename(columns={"spec": "optimizer_label"}).assign(
+        optimizer=lambda f: f["optimizer_label"])
+    return runs[keep], left.reindex(columns=LEFT_OUT).reset_index(drop=True)
 
 
 def counted_specs(runs: pd.DataFrame) -> pd.Series:

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 import zgbench
-from zgbench import commands, plugins
+from zgbench import commands, plugins, watchdog
 from zgbench.errors import UsageError
 from zgbench.fingerprint import StaleWarning
 from zgbench.plugins import Registry
@@ -139,7 +139,12 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
     try:
         _check_paths(args)
-        return int(args.handler(args) or 0)
+        with watchdog.ending_signals():  # SIGTERM/SIGHUP unwind: workers stop with zgbench
+            return int(args.handler(args) or 0)
+    except watchdog.Terminated as exc:
+        console.print(f"{exc}: workers stopped, finished runs are stored; run the same command "
+                      "to resume.")
+        return 128 + exc.signum
     except UsageError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         return 2

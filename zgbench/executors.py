@@ -4,9 +4,12 @@ An executor's ``map(runs, registry, results, reporter)`` yields ``(run, record)`
 finish, in any order; :func:`zgbench.harness.run_all` stores each record, so resume and the
 summary are the same whatever executes the runs.
 
-- :class:`InProcessExecutor` (default): one run after the other, with per-run budget progress.
-- :class:`PoolExecutor`: local worker processes (``--workers N``), or one worker per device of a
-  list (``--device cuda:0,cuda:1``), one run per slot at a time.
+- :class:`PoolExecutor` (default of ``zgbench run``: one worker): local worker processes
+  (``--workers N``), or one worker per device of a list (``--device cuda:0,cuda:1``), one run
+  per slot at a time; each worker is reused across runs, and replaced when it dies.
+- :class:`InProcessExecutor` (``--in-process``, for debugging with pdb): one run after the
+  other in the driver, with per-run budget progress; a plugin's ``os._exit`` or ``abort()``
+  ends the driver there.
 - :class:`RayExecutor`: each run is a Ray task (``--executor ray [--address ADDR]``), on a
   cluster or on a local instance bound to the loopback interface.
 
@@ -14,7 +17,8 @@ Workers rebuild the plugin registry themselves (built-in and entry-point plugins
 blocked ones), run :func:`zgbench.harness.execute` into a scratch folder, and send back the
 record together with the bytes of the pictures the task wrote, which the driver stores under
 the results folder. A worker that dies (segfault, out of memory, lost node) yields a failed
-record, retried on the next ``zgbench run``, and the cross product goes on.
+record with its cause (exit status or signal), retried on the next ``zgbench run``, and the
+cross product goes on.
 
 Ray: Moritz et al., "Ray: A Distributed Framework for Emerging AI Applications", OSDI 2018.
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import ipaddress
+import math
 import os
 import sys
 import tempfile
@@ -47,16 +52,30 @@ Outcome = tuple[dict[str, Any], dict[str, bytes]]
 
 
 class InProcessExecutor:
-    """Runs one run after the other in this process (shows per-run budget progress)."""
+    """Runs one run after the other in this process (shows per-run budget progress): for
+    debugging (``--in-process``: breakpoints, pdb) and for tests that look inside a run. A
+    plugin's ``os._exit`` or ``abort()`` ends the caller here; the default is a worker."""
 
     name = "inprocess"
 
     def __init__(self, timeout: float | None = None) -> None:
         self.timeout = timeout  # None: each run's default (zgbench.watchdog.default_timeout)
 
+    def close(self) -> None:
+        """Nothing to stop (as :meth:`PoolExecutor.close`, so callers treat both alike)."""
+
+    def __enter__(self) -> InProcessExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def map(self, runs: Sequence[RunSpec], registry: Registry, results: Path,
-            reporter=None) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
+            reporter=None, admit: Callable[[RunSpec], bool] | None = None,
+            ) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
         for run in runs:
+            if admit is not None and not admit(run):
+                continue
             if reporter:
                 reporter.start_run(run)
             on_progress = reporter.run_progress if reporter else None
@@ -66,15 +85,34 @@ class InProcessExecutor:
 # ----------------------------------------------------------------------------- worker side
 @functools.lru_cache(maxsize=4)
 def _worker_registry(blocked: tuple[str, ...], modules: tuple[str, ...] = ()) -> Registry:
-    import importlib
+    return plugins.load(blocked=blocked, extra_plugins=[_import(m) for m in modules])
 
-    return plugins.load(blocked=blocked,
-                        extra_plugins=[importlib.import_module(m) for m in modules])
+
+#: Source files of plugin modules the driver loaded from a path (not importable by name from
+#: ``sys.path``), by module name: a local worker loads them from there (set by _worker_main).
+_PLUGIN_FILES: dict[str, str] = {}
+
+
+def _import(name: str):
+    """A plugin module by name, or from the file the driver loaded it from."""
+    import importlib
+    import importlib.util
+
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name or name not in _PLUGIN_FILES:
+            raise
+    spec = importlib.util.spec_from_file_location(name, _PLUGIN_FILES[name])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def _init_worker(blocked: tuple[str, ...], threads: int | None,
                  modules: tuple[str, ...] = ()) -> None:
-    """Pool initializer: set torch's thread count and load the plugins once per process."""
+    """Worker start: set torch's thread count and load the plugins once per process."""
     if threads:
         import torch
 
@@ -127,7 +165,7 @@ def check_portable(runs: Sequence[RunSpec], registry: Registry) -> tuple[str, ..
                     f"{entry.cls.kind} {entry.cls.name!r} comes from plugin {entry.plugin!r}, "
                     "which is registered in this process only; worker processes load built-in "
                     "and installed plugins (entry-point group 'zgbench'). Install the plugin "
-                    "as a distribution, or run with the in-process executor.")
+                    "as a distribution, or run it in this process with --in-process.")
     return tuple(dict.fromkeys(modules))
 
 
@@ -151,27 +189,35 @@ def save_artifacts(results: Path, files: dict[str, bytes]) -> None:
         atomic_write(path, lambda f, d=data: f.write(d), binary=True)
 
 
-def _schedule(runs: Sequence[RunSpec], slots: Sequence[str | None], registry: Registry,
-              results: Path, submit: Callable[[RunSpec], Any],
+def _schedule(runs: Sequence[RunSpec], slots: Sequence[Any], registry: Registry,
+              results: Path, submit: Callable[[RunSpec, Any], Any],
               collect: Callable[[list[Any]], list[tuple[Any, Outcome | str]]],
-              place: Callable[[RunSpec, str | None], RunSpec],
+              place: Callable[[RunSpec, Any], RunSpec],
               cancel: Callable[[list[Any]], None] = lambda handles: None,
+              admit: Callable[[RunSpec], bool] | None = None,
               ) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
     """Keep one run per slot in flight; yield ``(run, record)`` as runs finish.
 
-    ``collect(handles)`` waits until at least one handle is done and returns
-    ``(handle, outcome)`` pairs, the outcome being the worker's ``(record, files)`` or the text
-    of the error that killed it. ``cancel`` gets the handles still in flight when the consumer
-    stops early (Ctrl-C, an error while storing). Hand-written rather than ``Executor.map``
-    because a device is a slot that must be handed to exactly one run at a time.
+    ``submit(run, slot)`` starts a run on a slot and returns its handle; ``collect(handles)``
+    waits until at least one handle is done and returns ``(handle, outcome)`` pairs, the
+    outcome being the worker's ``(record, files)`` or the text of the error that killed it.
+    ``cancel`` gets the handles still in flight when the consumer stops early (Ctrl-C, a
+    signal, an error while storing). ``admit(run)`` is asked just before a run starts: False
+    skips it. Hand-written rather than ``Executor.map`` because a device is a slot that must
+    be handed to exactly one run at a time.
     """
     queue, free = deque(runs), list(slots)
-    flight: dict[Any, tuple[RunSpec, str | None]] = {}
+    flight: dict[Any, tuple[RunSpec, Any]] = {}
     try:
         while queue or flight:
             while queue and free:
-                slot, run = free.pop(0), queue.popleft()
-                flight[submit(place(run, slot))] = (run, slot)
+                run = queue.popleft()
+                if admit is not None and not admit(run):
+                    continue
+                slot = free.pop(0)
+                flight[submit(place(run, slot), slot)] = (run, slot)
+            if not flight:
+                break
             for handle, outcome in collect(list(flight)):
                 run, slot = flight.pop(handle)
                 free.append(slot)
@@ -189,29 +235,36 @@ def _schedule(runs: Sequence[RunSpec], slots: Sequence[str | None], registry: Re
 class PoolExecutor:
     """Local worker processes: ``workers`` of them, or one per device of ``devices``.
 
+    The default of ``zgbench run`` is one such worker (plugin code never runs in the driver):
+    a process that runs one run at a time and stays for the next, so that a plugin's
+    ``os._exit``, ``abort()``, segfault or signal ends that run only. Its run is recorded as
+    failed with the cause (exit status or signal) and a fresh worker takes the next run.
+
     Processes are forked from a ``forkserver`` that has imported torch and zgbench once (CUDA
     and torch's thread pools do not survive a plain ``fork`` of a process that used them; the
-    server never runs anything), so starting or restarting a pool costs no new torch import;
+    server never runs anything), so starting or restarting a worker costs no new torch import;
     where there is no forkserver (Windows) they are spawned. Each worker sets torch to
-    ``cpus // workers`` threads so that N workers do not oversubscribe the CPU. With a device
-    list each worker slot owns one device and runs one run at a time on it; the run's identity
-    keeps the planned device (``cuda``), so resume does not depend on which GPU a run landed on.
+    ``threads`` threads (default ``cpus // workers``, so that N workers do not oversubscribe the
+    CPU). With a device list each worker slot owns one device and runs one run at a time on it;
+    the run's identity keeps the planned device (``cuda``), so resume does not depend on which
+    GPU a run landed on.
 
     ``isolate``: every run in a fresh process of its own (``--isolate``), so a plugin's global
-    state, ``os.abort()``, a segfault or a memory blow-up (``memory``: an address-space limit
-    in bytes per run, ``resource.RLIMIT_AS``) fails that run only, with the cause (signal or
-    exit code) in its record. ``timeout``: each run's hard wall-clock limit (default: from
-    its budget, :func:`zgbench.watchdog.default_timeout`); the worker abandons a run at the
-    limit, and the driver kills a worker still busy ``kill_grace`` seconds later (a run stuck
-    inside C code): with ``isolate`` that worker only, else the whole pool, whose other runs in
-    flight fail too and are retried on the next ``zgbench run``.
+    state cannot leak into the next run either; ``memory``: an address-space limit in bytes per
+    worker process (``resource.RLIMIT_AS``). ``timeout``: each run's hard wall-clock limit
+    (default: from its budget, :func:`zgbench.watchdog.default_timeout`); the worker abandons
+    a run at the limit, and the driver kills a worker still busy ``kill_grace`` seconds later
+    (a run stuck inside C code): that worker only, the others go on. Workers ignore Ctrl-C and
+    end with the driver: it stops them when it stops (error, Ctrl-C, SIGTERM), and each
+    worker exits by itself if the driver is gone (killed with SIGKILL).
     """
 
     name = "pool"
 
     def __init__(self, workers: int | None = None, devices: Sequence[str] | None = None,
                  context: str | None = None, isolate: bool = False, memory: int | None = None,
-                 timeout: float | None = None, kill_grace: float | None = None) -> None:
+                 timeout: float | None = None, kill_grace: float | None = None,
+                 threads: int | None = None) -> None:
         if devices and workers and workers != len(devices):
             raise UsageError(f"--workers {workers} does not match the {len(devices)} devices of "
                              "--device: a device list runs one worker per device; drop --workers.")
@@ -223,9 +276,16 @@ class PoolExecutor:
         self.context, self.isolate, self.memory = context, isolate, memory
         self.timeout = timeout
         self.kill_grace = KILL_GRACE if kill_grace is None else kill_grace
+        self._threads = threads
+        #: Workers kept between calls of map (claims and tune call it once per claim or
+        #: trial), keyed by slot, and the plugin configuration they loaded.
+        self._workers: dict[int, _Worker] = {}
+        self._config: tuple | None = None
 
     @property
     def threads(self) -> int:
+        if self._threads:
+            return self._threads
         return max(1, (os.cpu_count() or 1) // len(self.slots))
 
     def _context(self, blocked: tuple[str, ...]):
@@ -238,123 +298,89 @@ class PoolExecutor:
             context.set_forkserver_preload(_PRELOAD + _plugin_modules(blocked))
         return context
 
-    def _pool(self, blocked: tuple[str, ...], modules: tuple[str, ...] = ()):
-        from concurrent.futures import ProcessPoolExecutor
-
-        return ProcessPoolExecutor(
-            max_workers=len(self.slots), mp_context=self._context(blocked),
-            initializer=_init_worker, initargs=(blocked, self.threads, modules))
-
     def deadline(self, run: RunSpec) -> float:
         """Seconds after a run's start at which the driver kills its worker."""
         limit = default_timeout(run.budget.seconds) if self.timeout is None else self.timeout
         return limit + self.kill_grace
 
     def map(self, runs: Sequence[RunSpec], registry: Registry, results: Path,
-            reporter=None) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
+            reporter=None, admit: Callable[[RunSpec], bool] | None = None,
+            ) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
+        """``admit(run)``, asked just before a run starts: False skips it (another driver
+        claimed it, see :meth:`zgbench.store.ResultStore.claim`)."""
         runs = list(runs)
         if not runs:
             return
         modules = check_portable(runs, registry)
         blocked = tuple(registry.blocked)
-        if self.isolate:
-            yield from self._isolated(runs, registry, results, blocked, modules)
-        else:
-            yield from self._pooled(runs, registry, results, blocked, modules)
-
-    def _pooled(self, runs, registry, results, blocked, modules):
-        from concurrent.futures import FIRST_COMPLETED, wait
-        from concurrent.futures.process import BrokenProcessPool
-
-        state = {"pool": self._pool(blocked, modules)}
-        due: dict[Any, tuple[float, float]] = {}  # future -> (deadline, limit)
-        args = (blocked, self.threads, self.timeout, modules)
-
-        def restart() -> None:
-            _terminate(state["pool"])
-            state["pool"] = self._pool(blocked, modules)
-
-        def submit(run: RunSpec):
-            try:
-                future = state["pool"].submit(work, run, *args)
-            except BrokenProcessPool:  # a crashed worker broke the pool: a fresh one goes on
-                restart()
-                future = state["pool"].submit(work, run, *args)
-            limit = self.deadline(run)
-            due[future] = (time.monotonic() + limit, limit)
-            return future
-
-        def collect(futures: list[Any]) -> list[tuple[Any, Outcome | str]]:
-            wait_for = max(min(due[f][0] for f in futures) - time.monotonic(), 0.0)
-            done, _ = wait(futures, timeout=wait_for, return_when=FIRST_COMPLETED)
-            out: list[tuple[Any, Outcome | str]] = []
-            for future in done:
-                due.pop(future, None)
-                try:
-                    out.append((future, future.result()))
-                except BrokenProcessPool as exc:
-                    out.append((future, "a worker process died while this run was in flight "
-                                        f"(BrokenProcessPool: {exc}); the run is retried on the "
-                                        "next `zgbench run`"))
-                except Exception:
-                    out.append((future, traceback.format_exc()))
-            now = time.monotonic()
-            late = [f for f in futures if f not in done and due[f][0] <= now]
-            if late:  # a worker stuck past its limit: only a new pool frees the slot
-                restart()
-                for future in futures:
-                    if future in done:
-                        continue
-                    deadline, limit = due.pop(future)
-                    out.append((future, _killed(limit) if future in late else (
-                        "stopped: another run in the same pool passed its hard time limit and "
-                        "the pool was restarted; the run is retried on the next `zgbench run` "
-                        "(use --isolate to kill only the stuck run)")))
-            return out
-
-        def place(run: RunSpec, slot: str | None) -> RunSpec:
-            return replace(run, placement=slot) if slot else run
-
-        try:
-            yield from _schedule(runs, self.slots, registry, results, submit, collect, place)
-        finally:
-            _terminate(state["pool"])
-
-    def _isolated(self, runs, registry, results, blocked, modules):
-        from multiprocessing.connection import wait
-
+        files = {m: sys.modules[m].__file__ for m in modules}  # workers load from the same files
+        config = (blocked, self.threads, self.timeout, modules, self.memory, list(sys.path),
+                  files, dict(os.environ))
+        if config != self._config:  # workers load plugins once: other plugins, new workers
+            self.close()
+            self._config = config
         context = self._context(blocked)
+        workers = self._workers
 
-        def submit(run: RunSpec) -> _Isolated:
-            receiver, sender = context.Pipe(duplex=False)
-            process = context.Process(
-                target=_isolated_main, name=f"zgbench-{run.run_id}", daemon=True,
-                args=(sender, run, blocked, self.threads, self.timeout, modules, self.memory))
-            process.start()
-            sender.close()  # the child holds its end; EOF here means the child is gone
-            limit = self.deadline(run)
-            return _Isolated(process, receiver, time.monotonic() + limit, limit)
+        def submit(run: RunSpec, slot: int) -> _Worker:
+            worker = workers.get(slot)
+            if worker is None or not worker.usable:
+                worker = workers[slot] = _Worker(context, config, self.isolate, slot)
+            if reporter is not None and len(self.slots) == 1:
+                reporter.start_run(run)
+            worker.submit(run, self.deadline(run))
+            return worker
 
-        def collect(handles: list[_Isolated]) -> list[tuple[Any, Outcome | str]]:
+        def collect(handles: list[_Worker]) -> list[tuple[Any, Outcome | str]]:
             wait_for = max(min(h.deadline for h in handles) - time.monotonic(), 0.0)
-            ready = set(wait([h.receiver for h in handles], timeout=wait_for))
+            ready = set(_wait([c for h in handles for c in (h.conn, h.process.sentinel)],
+                              timeout=wait_for))
             out: list[tuple[Any, Outcome | str]] = []
             for handle in handles:
-                if handle.receiver in ready:
+                if handle.conn in ready or handle.process.sentinel in ready:
                     out.append((handle, handle.result()))
+                    if self.isolate:
+                        handle.stop()
                 elif handle.deadline <= time.monotonic():
-                    handle.kill()
+                    handle.kill()  # the next run of this slot starts a fresh worker
                     out.append((handle, _killed(handle.limit)))
             return out
 
-        def cancel(handles: list[_Isolated]) -> None:
+        def cancel(handles: list[_Worker]) -> None:
             for handle in handles:
                 handle.kill()
 
-        def place(run: RunSpec, slot: str | None) -> RunSpec:
-            return replace(run, placement=slot) if slot else run
+        def place(run: RunSpec, slot: int) -> RunSpec:
+            device = self.slots[slot]
+            return replace(run, placement=device) if device else run
 
-        yield from _schedule(runs, self.slots, registry, results, submit, collect, place, cancel)
+        try:
+            yield from _schedule(runs, list(range(len(self.slots))), registry, results, submit,
+                                 collect, place, cancel, admit)
+        except BaseException:  # Ctrl-C, a signal, an error while storing: stop every worker
+            self.close()
+            raise
+        if self.isolate:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the workers kept between calls of :meth:`map` (they also end when this
+        executor is garbage-collected: their pipes close)."""
+        workers, self._workers = dict(self._workers), {}
+        for worker in workers.values():
+            worker.stop()
+
+    def __enter__(self) -> PoolExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _wait(objects: list[Any], timeout: float) -> list[Any]:
+    from multiprocessing.connection import wait
+
+    return wait(objects, timeout=timeout)
 
 
 #: Seconds the driver waits past a run's limit before it kills the worker: the worker itself
@@ -367,62 +393,141 @@ def _killed(limit: float) -> str:
             "(--timeout, plus the grace for its last checkpoint) and its worker did not stop")
 
 
-class _Isolated:
-    """One run's own process, the pipe its outcome comes back on, and its deadline."""
+class _Worker:
+    """A worker process, the pipe runs go out and outcomes come back on, and the deadline of
+    the run in flight. It runs runs one at a time until the pipe closes (``once``: one run)."""
 
-    def __init__(self, process, receiver, deadline: float, limit: float) -> None:
-        self.process, self.receiver, self.deadline, self.limit = process, receiver, deadline, limit
+    def __init__(self, context, config: tuple, once: bool, slot: int) -> None:
+        self.once = once
+        self.conn, child = context.Pipe(duplex=True)
+        self.process = context.Process(target=_worker_main, name=f"zgbench-worker-{slot}",
+                                       daemon=True, args=(child, *config, os.getpid(), once))
+        self.process.start()
+        child.close()  # the worker holds its end: EOF here means the worker is gone
+        self.deadline, self.limit, self.used = math.inf, math.inf, False
+
+    @property
+    def usable(self) -> bool:
+        """Whether the next run can go to this worker (else a fresh one takes it)."""
+        return (not self.conn.closed and self.process.is_alive()
+                and not (self.once and self.used))
+
+    def submit(self, run: RunSpec, limit: float) -> None:
+        self.deadline, self.limit, self.used = time.monotonic() + limit, limit, True
+        self.conn.send(run)
 
     def result(self) -> Outcome | str:
+        """The outcome of the run in flight, or why the worker died without one (its pipe
+        at EOF, or nothing on it and the process gone: a child the plugin forked may still
+        hold the pipe open)."""
         try:
-            outcome = self.receiver.recv()
+            if self.conn.poll(0):
+                return self.conn.recv()
         except (EOFError, OSError):  # died before sending anything
-            self.process.join(5)
-            return _exit_cause(self.process.exitcode)
-        finally:
-            self.receiver.close()
+            pass
         self.process.join(5)
-        if self.process.is_alive():
-            self.process.kill()
-        return outcome
+        self.kill()
+        return _exit_cause(self.process.exitcode, "worker process" if not self.once else
+                           "run's process")
+
+    def stop(self) -> None:
+        """End an idle worker: closing its pipe ends its loop; kill it if it lingers."""
+        self.conn.close()
+        self.process.join(2)
+        self.kill()
 
     def kill(self) -> None:
         if self.process.is_alive():
             self.process.kill()
         self.process.join(5)
-        self.receiver.close()
+        self.conn.close()
 
 
-def _exit_cause(code: int | None) -> str:
+def _exit_cause(code: int | None, who: str = "run's process") -> str:
     """Why a run's process ended without a record, in words."""
     import signal
 
+    tail = ("; no record came back" if who.startswith("run") else
+            " while this run was in flight (the worker process died); no record came back, a "
+            "fresh worker runs the next runs, and this run is retried on the next `zgbench run`")
     if code is None:
-        return "the run's process did not exit"
+        return f"the {who} did not exit{tail}"
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else -code
         hint = {"SIGKILL": " (killed: out of memory, or by the system)",
                 "SIGABRT": " (os.abort() or a failed C assertion)",
                 "SIGSEGV": " (a segmentation fault in native code)"}.get(str(name), "")
-        return f"the run's process was killed by signal {name}{hint}; no record came back"
-    return f"the run's process exited with status {code} before sending its record"
+        return f"the {who} was killed by signal {name}{hint}{tail}"
+    return f"the {who} exited with status {code} before sending its record (os._exit?){tail}"
 
 
-def _isolated_main(sender, run: RunSpec, blocked: tuple[str, ...], threads: int | None,
-                   timeout: float | None, modules: tuple[str, ...], memory: int | None) -> None:
-    """Entry point of an isolated run's process: limit memory, run, send the outcome."""
+def _worker_main(conn, blocked: tuple[str, ...], threads: int | None, timeout: float | None,
+                 modules: tuple[str, ...], memory: int | None, path: list[str],
+                 files: dict[str, str], environ: dict[str, str], driver: int,
+                 once: bool) -> None:
+    """Entry point of a worker process: receive runs, run each, send back its outcome.
+
+    The worker takes the driver's environment and ``sys.path`` of now (the forkserver has
+    those of its start: ``ZGBENCH_CACHE`` set since must reach the tasks), and loads plugin
+    modules the driver loaded from a file from that file.
+    Ctrl-C goes to the driver (the terminal sends it to the whole process group): the worker
+    ignores it and is stopped by the driver. A worker whose driver is gone exits by itself."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _watch_driver(driver)
+    os.environ.clear()
+    os.environ.update(environ)
+    sys.path[:] = path
+    _PLUGIN_FILES.update(files)
     if memory:
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     try:
-        outcome: Outcome | str = work(run, blocked, threads, timeout, modules)
-    except BaseException:  # work() records the run's own failures; this is the rest
-        outcome = traceback.format_exc()
-    try:
-        sender.send(outcome)
-    finally:
-        sender.close()
+        _init_worker(blocked, threads, modules)
+        broken = None
+    except BaseException:  # a plugin that fails to load: every run says why
+        broken = "the worker process could not load the plugins:\n" + traceback.format_exc()
+    while True:
+        try:
+            run = conn.recv()
+        except (EOFError, OSError):  # the driver closed the pipe: no more runs
+            return
+        try:
+            outcome: Outcome | str = broken or work(run, blocked, threads, timeout, modules)
+        except BaseException:  # work() records the run's own failures; this is the rest
+            outcome = traceback.format_exc()
+        try:
+            conn.send(outcome)
+        except (BrokenPipeError, OSError):
+            return
+        except Exception:  # the outcome does not pickle: say why instead
+            conn.send(traceback.format_exc())
+        if once:
+            return
+
+
+def _watch_driver(driver: int) -> None:
+    """Exit this worker soon after its driver is gone (killed with SIGKILL, say), even in the
+    middle of a run: nobody would read its record, and it must not be left running."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(driver, 0)
+            except ProcessLookupError:
+                os._exit(70)
+            except PermissionError:
+                pass
+            if os.getppid() != parent:  # our parent (driver or forkserver) ended
+                os._exit(70)
+
+    threading.Thread(target=watch, name="zgbench-driver-watch", daemon=True).start()
 
 
 #: Imported once by the forkserver. torch.optim imports torch._dynamo lazily when the first
@@ -435,19 +540,6 @@ def _plugin_modules(blocked: Sequence[str]) -> list[str]:
     import once before forking workers (a module that fails to import could stop it)."""
     return [path for name, path in plugins.builtin_modules()
             if name not in blocked and path in sys.modules]
-
-
-def _terminate(pool) -> None:
-    """Stop a process pool now, killing runs still in flight (after Ctrl-C or an error)."""
-    pool.shutdown(wait=False, cancel_futures=True)
-    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
-    if terminate is not None:
-        terminate()
-        return
-    # Older Pythons have no public way to stop busy workers; their process table is private.
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        if process.is_alive():
-            process.terminate()
 
 
 # ----------------------------------------------------------------------------- Ray
@@ -558,22 +650,23 @@ class RayExecutor:
         self.timeout = timeout  # enforced inside the Ray worker (zgbench.watchdog)
 
     def map(self, runs: Sequence[RunSpec], registry: Registry, results: Path,
-            reporter=None) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
+            reporter=None, admit: Callable[[RunSpec], bool] | None = None,
+            ) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
         runs = list(runs)
         if not runs:
             return
         modules = check_portable(runs, registry)
         with ray_session(self.address, self.num_cpus) as ray:
-            yield from self._map(ray, runs, registry, results, modules)
+            yield from self._map(ray, runs, registry, results, modules, admit)
 
     def _map(self, ray, runs: list[RunSpec], registry: Registry, results: Path,
-             modules: tuple[str, ...] = ()):
+             modules: tuple[str, ...] = (), admit=None):
         import torch
 
         blocked = tuple(registry.blocked)
         remotes = {}
 
-        def submit(run: RunSpec):
+        def submit(run: RunSpec, slot: Any = None):
             gpus = 1 if torch.device(run.device).type == "cuda" else 0
             if gpus not in remotes:
                 remotes[gpus] = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(work)
@@ -601,4 +694,5 @@ class RayExecutor:
                     pass
 
         slots = [None] * (self.max_in_flight or len(runs))
-        yield from _schedule(runs, slots, registry, results, submit, collect, place, cancel)
+        yield from _schedule(runs, slots, registry, results, submit, collect, place, cancel,
+                             admit)

@@ -118,59 +118,65 @@ def execute(run: RunSpec, registry: Registry, results: Path | None = None,
     opt_entry = registry.optimizer(run.optimizer.name)
     record = _skeleton(run, task_entry, opt_entry)
     t0 = time.perf_counter()
-    try:  # an optimizer that cannot run on this task says so before the task is built
-        optimizer = opt_entry.cls(seed=record.seeds["optimizer"], **run.optimizer.kwargs)
-        reason = skip_reason(optimizer, task_entry.cls, run.task.kwargs)
-    except Exception:
-        record.status, record.error = "failed", traceback.format_exc()
-        return _close(record, t0)
-    if reason:
-        record.status, record.error = "n/a", reason
-        return _close(record, t0)
-    ledger: Ledger | None = None
-    problem: Problem | None = None
-    task = None
     seeds = record.seeds
     limit = watchdog.default_timeout(run.budget.seconds) if timeout is None else timeout
     warm_up_torch()  # the harness's own import time: before the run's clock and limit
+    state: dict[str, Any] = {}  # what the run got to build (task, ledger, problem), for salvage
     started = time.perf_counter()
-    try:
+    try:  # the limit covers the whole run: building the components through their pictures
         with watchdog.guard(limit):
-            task = task_entry.cls(device=run.target_device, seed=seeds["task"], **run.task.kwargs)
-            ledger = Ledger(task, run.budget, seeds["eval_key"])
-            problem = Problem(task, run.budget, seed=seeds["problem"],
-                              eval_key=seeds["eval_key"], on_progress=on_progress, ledger=ledger)
-            torch.manual_seed(seeds["optimizer"] % 2**63)  # for optimizers using the global RNG
-            problem.start()
-            try:
-                optimizer.run(problem)  # its return value is ignored: the ledger is the record
-            except BudgetExhausted:
-                pass
-            finally:
-                ledger.stop()
-            ledger.detach()
-            problem.finish()
-        record.status = "ok"
-        if results is not None:
-            record.artifacts = _artifacts(task, ledger, results, record.run_id)
+            _guarded(run, task_entry, opt_entry, record, seeds, results, on_progress, state)
     except (KeyboardInterrupt, SystemExit) as exc:
         if isinstance(exc, KeyboardInterrupt) and watchdog.user_interrupted():
             raise  # a real Ctrl-C: stop zgbench, not just this run
         record.status, record.error = "failed", _exit_reason(exc) + "\n" + traceback.format_exc()
-        _salvage(ledger)
+        _salvage(state.get("ledger"))
     except watchdog.RunTimeout as exc:  # raised off the main thread it carries no message
         reason = str(exc) or f"the run passed its hard wall-clock limit of {limit:g} s (--timeout)"
         record.status, record.error = "failed", f"{reason}\n{traceback.format_exc()}"
-        _salvage(ledger)
+        _salvage(state.get("ledger"))
     except Exception:
         record.status, record.error = "failed", traceback.format_exc()
-        _salvage(ledger)
+        _salvage(state.get("ledger"))
+    ledger, problem, task = state.get("ledger"), state.get("problem"), state.get("task")
     if ledger is not None:
         _audit(record, ledger, problem)
     if task is not None:
         left = None if limit is None else max(limit - (time.perf_counter() - started), 1.0)
         _anchor(record, run, task, left)
     return _close(record, t0)
+
+
+def _guarded(run: RunSpec, task_entry, opt_entry, record: Record, seeds: dict[str, int],
+             results: Path | None, on_progress, state: dict[str, Any]) -> None:
+    """The body of a run, under the watchdog: build the optimizer and ask it whether it can
+    run here (``n/a`` if not, before the task is built: a skipped pair costs nothing), build
+    the task, run, then draw the pictures. Sets ``record.status`` (``ok`` or ``n/a``); what
+    it built goes into ``state`` so that a failure can still be salvaged and audited."""
+    optimizer = opt_entry.cls(seed=seeds["optimizer"], **run.optimizer.kwargs)
+    reason = skip_reason(optimizer, task_entry.cls, run.task.kwargs)
+    if reason:
+        record.status, record.error = "n/a", reason
+        return
+    task = state["task"] = task_entry.cls(device=run.target_device, seed=seeds["task"],
+                                          **run.task.kwargs)
+    ledger = state["ledger"] = Ledger(task, run.budget, seeds["eval_key"])
+    problem = state["problem"] = Problem(task, run.budget, seed=seeds["problem"],
+                                         eval_key=seeds["eval_key"], on_progress=on_progress,
+                                         ledger=ledger)
+    torch.manual_seed(seeds["optimizer"] % 2**63)  # for optimizers using the global RNG
+    problem.start()
+    try:
+        optimizer.run(problem)  # its return value is ignored: the ledger is the record
+    except BudgetExhausted:
+        pass
+    finally:
+        ledger.stop()
+    ledger.detach()
+    problem.finish()
+    record.status = "ok"
+    if results is not None:
+        record.artifacts = _artifacts(task, ledger, results, record.run_id)
 
 
 def _exit_reason(exc: BaseException) -> str:
@@ -375,11 +381,15 @@ class Summary:
     stale: list[RunSpec] = field(default_factory=list)
     #: Finished runs whose record predates the code fingerprint: freshness unknown.
     unknown: int = 0
+    #: Runs left to another driver on the same results folder (it held their claim).
+    elsewhere: int = 0
 
     def line(self) -> str:
         text = (f"{self.total} runs: {self.done} done, {self.skipped} skipped "
                 f"(already finished), {self.failed} failed")
-        return text + (f", {self.na} n/a (incompatible)" if self.na else "")
+        text += f", {self.na} n/a (incompatible)" if self.na else ""
+        return text + (f", {self.elsewhere} left to another zgbench run on this folder"
+                       if self.elsewhere else "")
 
 
 def run_all(runs: Iterable[RunSpec], registry: Registry, results: Path, executor,
@@ -391,15 +401,22 @@ def run_all(runs: Iterable[RunSpec], registry: Registry, results: Path, executor
     :class:`~zgbench.fingerprint.StaleWarning` for all of them, unless ``rerun_stale``, which
     redoes those (the new record replaces the old one atomically). Records without ``code`` (written before it existed) count as unknown: one
     warning says so, and they are redone only with ``rerun_stale``, which asks for every run
-    not known to match the current code."""
+    not known to match the current code.
+
+    Each run is claimed just before it starts (:meth:`ResultStore.claim`, a lock per run id):
+    a run another driver on the same folder holds is left to it (``Summary.elsewhere``), one
+    it finished since the plan is skipped, so two drivers split the work and never repeat it.
+    Finished runs of another canonical spec under a planned optimizer's label on the same
+    task are warned about (:class:`zgbench.boards.OrphanedSpecWarning`)."""
     from zgbench.store import ResultStore
 
     store = ResultStore(results)
     runs = list(runs)
     summary = Summary(total=len(runs))
     todo = []
+    seen: dict[str, dict[str, Any] | None] = {}  # each run's record as planned
     for run in runs:
-        record = store.get(run.run_id)
+        record = seen[run.run_id] = store.get(run.run_id)
         if record is None or record.get("status") not in ("ok", "n/a"):
             todo.append(run)
             continue
@@ -413,12 +430,16 @@ def run_all(runs: Iterable[RunSpec], registry: Registry, results: Path, executor
         else:
             summary.skipped += 1
     _warn_stale(summary, rerun_stale)
+    _warn_orphans(store, runs)
     if reporter:
         reporter.begin(len(runs), summary.skipped)
-    stream = executor.map(todo, registry, results, reporter)
+    claims: dict[str, Any] = {}
+    admit = functools.partial(_admit, store, claims, seen, summary)
+    stream = executor.map(todo, registry, results, reporter, admit=admit)
     try:
         for run, record in stream:
             store.put(record)
+            claims.pop(run.run_id).release()
             _count(summary, run, record)
             _notify(registry, record)
             if reporter:
@@ -427,9 +448,30 @@ def run_all(runs: Iterable[RunSpec], registry: Registry, results: Path, executor
         close = getattr(stream, "close", None)
         if close is not None:
             close()
+        for lock in claims.values():
+            lock.release()
     if reporter:
         reporter.end()
     return summary
+
+
+def _admit(store, claims: dict[str, Any], seen: dict[str, dict[str, Any] | None],
+           summary: Summary, run: RunSpec) -> bool:
+    """Claim ``run`` just before it starts (:meth:`~zgbench.store.ResultStore.claim`): False
+    if another driver holds its claim (left to it) or stored a finished record of it since
+    this driver planned (skipped); True with the claim held until its record is stored."""
+    lock = store.claim(run.run_id)
+    if lock is None:
+        summary.elsewhere += 1
+        return False
+    record = store.get(run.run_id)
+    if record != seen[run.run_id] and record is not None and record.get("status") in ("ok",
+                                                                                       "n/a"):
+        lock.release()  # another driver finished it meanwhile
+        summary.skipped += 1
+        return False
+    claims[run.run_id] = lock
+    return True
 
 
 def freshness(run: RunSpec, record: dict[str, Any], registry: Registry) -> str:
@@ -459,6 +501,32 @@ def _warn_stale(summary: Summary, rerun_stale: bool) -> None:
         warnings.warn(f"{n} finished run{'s' if n > 1 else ''} predate{'' if n > 1 else 's'} "
                       f"the code fingerprint, so whether their code changed is unknown: "
                       f"{action}.", fingerprint.StaleWarning, stacklevel=3)
+
+
+def _warn_orphans(store, runs: list[RunSpec]) -> None:
+    """Warn once about finished runs of another canonical spec under the label of a planned
+    optimizer on the same task (its parameters changed since they ran): the boards count one
+    spec per label and leave those out (:func:`zgbench.boards.one_spec_per_label`)."""
+    from zgbench.boards import OrphanedSpecWarning
+
+    planned: dict[tuple[str, str], set[str]] = {}
+    for run in runs:
+        planned.setdefault((run.task.canonical, run.optimizer.label), set()).add(
+            run.optimizer.canonical)
+    orphans: dict[str, int] = {}
+    for record in store:
+        task, optimizer = record["task"], record["optimizer"]
+        forms = planned.get((task.get("canonical"), optimizer.get("label")))
+        if forms is not None and optimizer.get("canonical") not in forms:
+            key = f"{task.get('label')} × {optimizer.get('canonical')}"
+            orphans[key] = orphans.get(key, 0) + 1
+    if orphans:
+        n = sum(orphans.values())
+        warnings.warn(f"{n} run{'s' if n > 1 else ''} in {store.root} ran another spec under "
+                      f"the label of a planned optimizer ({', '.join(sorted(orphans))}): its "
+                      "parameters changed since. The boards count the planned spec only and "
+                      "list the others in leaderboard/left_out.csv; delete their records to "
+                      "drop them.", OrphanedSpecWarning, stacklevel=3)
 
 
 def _count(summary: Summary, run: RunSpec, record: Record) -> None:

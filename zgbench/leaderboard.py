@@ -84,6 +84,8 @@ def runs_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
         rows.append({
             "task": task["label"], "task_id": task["canonical"], "family": family(r),
             "optimizer": optimizer.get("name", optimizer["label"]), "spec": optimizer["label"],
+            "canonical": optimizer.get("canonical", optimizer["label"]),
+            "run_id": r["run_id"], "finished": r.get("finished") or "",
             "seed": repetition(r), "status": r["status"], "metric": task["primary_metric"],
             "direction": direction, "value": value, "evals": final.get("evals", 0),
             "grads": final.get("grads", 0), "seconds": final.get("seconds", 0.0),
@@ -195,6 +197,7 @@ def stalled(records: Iterable[dict[str, Any]]) -> list[str]:
     runs = runs_frame(records)
     if runs.empty:
         return []
+    runs = boards.one_spec_per_label(runs)[0]
     runs["counted"] = boards.counted_specs(runs)
     return not_improved({group["task"].iloc[0]: task_table(group)
                          for _, group in runs.groupby("task_id", sort=True)})
@@ -421,14 +424,19 @@ def _legend(ax, entries: int) -> None:
 
 
 def compute(records: list[dict[str, Any]],
-            declarations: declared.Declarations | None = None) -> dict[str, Any]:
+            declarations: declared.Declarations | None = None,
+            planned: set[tuple[str, str]] | None = None) -> dict[str, Any]:
     """Every table of a leaderboard, in memory: per-task tables (by label) with their
     statistics, the overall and family boards, the long ``stats`` table and the
     :class:`stats.Analysis` (computed on the runs that count, one spec per optimizer).
     ``declarations``: the suite's baseline of normalised scores and its caveats (none: no
-    normalised scores, no caveats)."""
+    normalised scores, no caveats). ``planned``: (task, optimizer) canonical forms of the
+    plan, to choose between specs sharing a label (:func:`boards.one_spec_per_label`; the runs
+    left out are ``left_out``, and ``records`` holds those used)."""
     declarations = declarations or declared.Declarations()
-    runs = runs_frame(records)
+    runs, left_out = boards.one_spec_per_label(runs_frame(records), planned)
+    used = set(runs["run_id"])
+    records = [r for r in records if r["run_id"] in used]
     runs["counted"] = boards.counted_specs(runs)
     counted = runs[runs["counted"]]
     keep = set(zip(counted["task_id"], counted["spec"]))
@@ -450,7 +458,8 @@ def compute(records: list[dict[str, Any]],
     long = pd.concat([t.assign(task=label) for label, t in tables.items()], ignore_index=True)
     long = long[["task"] + [c for c in long.columns if c != "task"]]
     return {"runs": runs, "tasks": tables, "task_ids": task_ids, "overall": overall,
-            "families": by_family, "stats": long, "analysis": analysis}
+            "families": by_family, "stats": long, "analysis": analysis,
+            "left_out": left_out, "records": records}
 
 
 def _by_name(record: dict[str, Any]) -> dict[str, Any]:
@@ -461,7 +470,8 @@ def _by_name(record: dict[str, Any]) -> dict[str, Any]:
                                                                          optimizer["label"])}}
 
 
-def write(results: str | Path, out: str | Path, baseline: str | None = None) -> dict[str, Any]:
+def write(results: str | Path, out: str | Path, baseline: str | None = None,
+          planned: set[tuple[str, str]] | None = None) -> dict[str, Any]:
     """Write every task's CSV and PNG, ``overall.csv``, ``families.csv`` and ``machine.json``
     under ``out``, and the statistics files (``stats.csv``, ``win_rate.*``, ``profiles.*``,
     ``*.profile.png``). Every table is written before any plot. The suite's declarations
@@ -474,8 +484,9 @@ def write(results: str | Path, out: str | Path, baseline: str | None = None) -> 
                          f"{results}` first.")
     declarations = _checked_baseline(declared.read(results).with_baseline(baseline),
                                      records, results, explicit=baseline is not None)
-    computed = compute(records, declarations)
-    tables, runs = computed["tasks"], computed["runs"]
+    computed = compute(records, declarations, planned)
+    tables, runs, records = computed["tasks"], computed["runs"], computed["records"]
+    _left_out(out, computed["left_out"])
     declared.save(out, declarations)
     for label, table in tables.items():
         atomic_write_text(out / f"{slug(label)}.csv", table.to_csv(index=False))
@@ -498,6 +509,20 @@ def write(results: str | Path, out: str | Path, baseline: str | None = None) -> 
     return {"tasks": tables, "overall": computed["overall"], "families": computed["families"],
             "records": len(records), "stats": computed["stats"], "win_rate": analysis.win_rate,
             "profiles": analysis.profiles, "declarations": declarations}
+
+
+def _left_out(out: Path, left: pd.DataFrame) -> None:
+    """Write ``left_out.csv`` (the runs of other specs under a counted spec's label; empty
+    when there are none) and warn once about them."""
+    atomic_write_text(out / "left_out.csv", left.to_csv(index=False))
+    if left.empty:
+        return
+    pairs = sorted({f"{t} × {c}" for t, c in zip(left["task"], left["canonical"])})
+    warnings.warn(f"the boards left out {len(left)} run{'s' if len(left) > 1 else ''} of "
+                  f"{len(pairs)} spec{'s' if len(pairs) > 1 else ''} that share a label with the "
+                  f"spec they count ({'; '.join(pairs[:5])}{' ...' if len(pairs) > 5 else ''}): "
+                  f"one spec per label, the planned one else the newest; see "
+                  f"{out / 'left_out.csv'}.", boards.OrphanedSpecWarning, stacklevel=3)
 
 
 def _checked_baseline(declarations: declared.Declarations, records: list[dict[str, Any]],

@@ -75,6 +75,7 @@ class ResultStore:
         self.root = Path(root)
         self.runs = self.root / "runs"
         self.quarantine = self.root / "quarantine"
+        self.claims = self.root / "claims"  # one lock per run being run (see claim)
 
     def path(self, run_id: str) -> Path:
         return self.runs / f"{run_id}.json"
@@ -108,6 +109,25 @@ class ResultStore:
             raise UsageError(f"the results folder {self.root} is on a full disk "
                              f"({free / 2**20:.1f} MiB free): free some space or choose "
                              "another --out.")
+
+    def claim(self, run_id: str) -> Any | None:
+        """Claim ``run_id`` for this process before running it: the held lock (release it
+        once the record is stored), or ``None`` if another process holds the claim.
+
+        Two ``zgbench run`` on one folder, or on a shared filesystem from several machines,
+        split the work this way instead of both running everything. The lock is the
+        operating system's (``flock``, through the ``filelock`` library), so the claim of a
+        process that died is released with it and taken over by the next driver; where the
+        filesystem has no such locks, ``filelock`` falls back to a marker file."""
+        from filelock import FileLock, Timeout
+
+        self.claims.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.claims / f"{run_id}.lock", timeout=0, thread_local=False)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return None
+        return lock
 
     def put(self, record: Record | dict[str, Any]) -> Path:
         """Write ``record`` (a :class:`Record` or its JSON object) atomically, replacing the

@@ -7,6 +7,10 @@
   the main thread (or where there is no ``SIGALRM``) a timer thread raises it in the run's
   thread with ``PyThreadState_SetAsyncExc``; both act between bytecodes only, so code stuck
   inside one C call is ended by the process executors (``--isolate``), which kill the worker.
+- :func:`ending_signals` turns SIGTERM and SIGHUP to the driver into :class:`Terminated`, so
+  that it unwinds like Ctrl-C does: executors stop their workers on the way out, and no
+  worker, forkserver or resource tracker outlives ``zgbench`` (the default action of these
+  signals ends the process at once, its children orphaned).
 - It also tells a real Ctrl-C from a ``KeyboardInterrupt`` a plugin raises itself: while
   the block runs, SIGINT sets a flag before raising. :func:`user_interrupted` says which.
 """
@@ -111,3 +115,37 @@ def _async_timer(limit: float | None) -> Iterator[None]:
     finally:
         done.set()
         thread.join()
+
+
+class Terminated(BaseException):
+    """The driver received SIGTERM or SIGHUP: stop everything, as for Ctrl-C. A
+    ``BaseException`` outside the harness's ``except`` clauses, so that no run records it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"terminated by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+#: The signals :func:`ending_signals` turns into :class:`Terminated` (where they exist).
+ENDING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextmanager
+def ending_signals() -> Iterator[None]:
+    """While the block runs (on the main thread), SIGTERM and SIGHUP raise
+    :class:`Terminated`; the previous handlers come back after it. A signal that is ignored
+    (``nohup`` ignores SIGHUP) or handled by someone else stays so."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum, frame):
+        raise Terminated(signum)
+
+    old = {signum: signal.signal(signum, on_signal) for signum in ENDING
+           if signal.getsignal(signum) == signal.SIG_DFL}
+    try:
+        yield
+    finally:
+        for signum, handler in old.items():
+            signal.signal(signum, handler)

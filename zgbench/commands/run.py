@@ -13,14 +13,23 @@ recorded before the fingerprint existed. At the end a leaderboard is written to 
 
 Integrity: each run is metered at the task boundary and audited (its record says what the
 task performed against what was charged; a run that broke its budget or tampered with the
-meter is "violated"). --timeout SECONDS is each run's hard wall-clock limit (a default always
-applies); --isolate runs each run in a fresh process, so that a plugin's sys.exit, os.abort,
-crash or memory blow-up (--memory 8G) fails that run only.
+meter is "violated"). --timeout SECONDS is each run's hard wall-clock limit, from building the
+optimizer and the task to drawing the pictures (a default always applies); --isolate runs each
+run in a fresh process of its own, so that no plugin state carries over to the next run, with
+an optional memory limit (--memory 8G).
 
-Where runs execute: in this process (default); --workers N local processes; --device
-cuda:0,cuda:1 one worker per GPU, one run per GPU at a time; --executor ray each run a Ray task,
-on the cluster at --address or on a local Ray instance bound to 127.0.0.1. Records always come
-back to this process, which alone writes OUT.
+Where runs execute: in a worker process (default: one, reused across runs, so that a plugin's
+os._exit, abort() or crash fails its run only, recorded with the cause, and the next runs go
+on in a fresh worker); --workers N local processes; --device cuda:0,cuda:1 one worker per GPU,
+one run per GPU at a time; --executor ray each run a Ray task, on the cluster at --address or
+on a local Ray instance bound to 127.0.0.1; --in-process in this process, for debugging
+(breakpoints, pdb). Records always come back to this process, which alone writes OUT.
+SIGTERM, SIGHUP or Ctrl-C stop the workers with zgbench (exit 128 + the signal's number).
+
+Two zgbench run on one OUT (or on one shared folder from several machines) split the work:
+each run is claimed (a lock file per run, OUT/claims/RUN_ID.lock) before it starts; a run
+claimed by the other driver is left to it, one it finished is skipped, and the claim of a
+driver that died is taken over.
 
 Examples:
   zgbench run
@@ -35,7 +44,7 @@ from __future__ import annotations
 
 import argparse
 import errno
-import os
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -133,19 +142,24 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
     """Where and how runs execute: shared by the commands that run the harness (run and
     claims), so they accept the same flags and build the executor the same way."""
     parser.add_argument("--executor", choices=("inprocess", "pool", "ray"),
-                        help="where runs execute (default: inprocess, or pool with --workers "
-                        "N > 1 or a device list)")
-    parser.add_argument("--workers", type=int, help="parallel runs: pool processes, or the CPUs "
-                        "of a local Ray instance (default: 1; pool/ray: the CPU count)")
+                        help="where runs execute (default: pool, one worker process reused "
+                        "across runs; N with --workers N, one per device of a device list)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="debugging: run plugin code in this process (pdb, breakpoints); "
+                             "a plugin's os._exit or abort() then ends zgbench itself. Same as "
+                             "--executor inprocess")
+    parser.add_argument("--workers", type=int, help="parallel runs: worker processes, or the "
+                        "CPUs of a local Ray instance (default: 1; ray: the CPU count)")
     parser.add_argument("--address", help="Ray cluster address (host:port, auto, ray://...); "
                         "default: start a local instance on 127.0.0.1")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads for in-process runs (default 1: the quick suite's "
+                        help="torch CPU threads per run with one worker or in-process; with "
+                             "--workers N each gets CPUs/N (default 1: the quick suite's "
                              "small tensors run fastest, and most reproducibly, on one thread; "
                              "oversubscribed OpenMP threads slow them down tenfold)")
     parser.add_argument("--isolate", action="store_true",
-                        help="run each run in a fresh process of its own: a plugin's exit, "
-                             "abort, crash or memory blow-up fails that run only, with its cause")
+                        help="run each run in a fresh process of its own (no plugin state "
+                             "carries over; --memory limits it) instead of a reused worker")
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="hard wall-clock limit per run: a run still going is abandoned "
                              "(in-process) or killed (workers) and recorded as failed. Default: "
@@ -175,8 +189,9 @@ def main(args: argparse.Namespace) -> int:
     if declarations is not None:
         declared.save(out, declarations)
     try:
-        summary = harness.run_all(runs, registry, out, executor, RichReporter(console),
-                                  rerun_stale=args.rerun_stale)
+        with executor if hasattr(executor, "__enter__") else nullcontext():  # stops workers
+            summary = harness.run_all(runs, registry, out, executor, RichReporter(console),
+                                      rerun_stale=args.rerun_stale)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             raise
@@ -187,7 +202,8 @@ def main(args: argparse.Namespace) -> int:
     console.print(summary.line(), highlight=False, markup=False)
     _say_stalled(console, out, runs)
     if not args.no_leaderboard and runs:
-        written = leaderboard.write(out, out / "leaderboard")
+        planned = {(run.task.canonical, run.optimizer.canonical) for run in runs}
+        written = leaderboard.write(out, out / "leaderboard", planned=planned)
         console.print(_overall_table(written["overall"]))
         console.print(_results_table(written))
         console.print(f"leaderboard: {out / 'leaderboard'} ({len(written['tasks'])} tasks)",
@@ -263,7 +279,11 @@ def _executor(args: argparse.Namespace, devices: list[str]):
     isolate = args.isolate
     if memory is not None and not isolate:
         raise UsageError("--memory limits the process of each run: add --isolate.")
-    kind = args.executor or ("pool" if listed or (workers or 1) > 1 or isolate else "inprocess")
+    in_process = getattr(args, "in_process", False)
+    if in_process and args.executor not in (None, "inprocess"):
+        raise UsageError(f"--in-process runs plugin code in this process: drop --executor "
+                         f"{args.executor}.")
+    kind = "inprocess" if in_process else args.executor or "pool"
     if isolate and kind != "pool":
         raise UsageError(f"--isolate runs each run in a local process of its own: drop "
                          f"--executor {kind} (Ray already runs each run in a worker process).")
@@ -275,11 +295,11 @@ def _executor(args: argparse.Namespace, devices: list[str]):
                              "inprocess to run --workers/--device lists in a pool.")
         torch.set_num_threads(args.threads)
         return InProcessExecutor(timeout=timeout)
-    if kind == "pool":
-        default = 1 if isolate else os.cpu_count()  # --isolate alone: one run at a time
-        return PoolExecutor(workers=workers if listed else workers or default,
+    if kind == "pool":  # the default: one worker, with the threads an in-process run has
+        one = not listed and (workers or 1) == 1
+        return PoolExecutor(workers=workers if listed else workers or 1,
                             devices=devices if listed else None, isolate=isolate,
-                            memory=memory, timeout=timeout)
+                            memory=memory, timeout=timeout, threads=args.threads if one else None)
     if listed:
         raise UsageError("with --executor ray give --device cuda (or cpu): Ray assigns each run "
                          "its GPU.")

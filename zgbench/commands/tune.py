@@ -28,7 +28,7 @@ from zgbench import tuning
 from zgbench.cli import add_baseline_argument, load_registry
 from zgbench.commands import run as run_command
 from zgbench.errors import UsageError
-from zgbench.executors import InProcessExecutor
+from zgbench.executors import InProcessExecutor, PoolExecutor
 from zgbench.store import atomic_write_text
 
 HELP = "give every optimizer the same number of tuning trials per task; write a tuned suite"
@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="results/tune",
                         help="folder of the tuning runs' records (default: results/tune)")
     parser.add_argument("--suite-out", help="tuned suite file (default: OUT/tuned.toml)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="debugging: run the trials' plugin code in this process (default: "
+                             "one worker process, reused, as zgbench run)")
     add_baseline_argument(parser)
 
 
@@ -79,23 +82,8 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     console = Console(stderr=True)
     results, tuned_entries, started = [], [], time.perf_counter()
-    for task, budget, pairs in plans:
-        chosen = []
-        for optimizer, dims in pairs:
-            if not dims or not tuning.compatible(registry, task, optimizer):
-                chosen.append(optimizer)
-                console.print(f"{escape(task.label)} × {escape(optimizer.label)}: kept (nothing "
-                              "to tune or incompatible)", highlight=False)
-                continue
-            result = tuning.tune_pair(registry, task, budget, optimizer, dims, out,
-                                      InProcessExecutor(), trials=args.trials,
-                                      reps=args.tune_seeds, seed=args.seed, device=device)
-            results.append(result)
-            chosen.append(result.best)
-            console.print(f"{escape(task.label)} × {escape(optimizer.label)}: "
-                          f"{len(result.trials)} trials -> {escape(result.best.label)}",
-                          highlight=False)
-        tuned_entries.append((task, budget, chosen))
+    with (InProcessExecutor() if args.in_process else PoolExecutor(workers=1, threads=1)) as ex:
+        _tune(args, registry, plans, out, device, console, ex, results, tuned_entries)
     seconds = time.perf_counter() - started
     suite_out = Path(args.suite_out) if args.suite_out else out / "tuned.toml"
     header = [f"Tuned by `zgbench tune`: {args.trials} TPE trials (seed {args.seed}) per task "
@@ -110,3 +98,26 @@ def main(args: argparse.Namespace) -> int:
     console.print(f"{sum(len(r.trials) for r in results)} trials in {seconds:.1f} s -> "
                   f"{suite_out} (trials: {out / 'tune.csv'})", markup=False, highlight=False)
     return 0
+
+
+def _tune(args, registry, plans, out: Path, device: str, console: Console, executor,
+          results: list, tuned_entries: list) -> None:
+    """Tune every (task, optimizer) pair of ``plans`` with ``executor``; append the results
+    and each task's chosen specs."""
+    for task, budget, pairs in plans:
+        chosen = []
+        for optimizer, dims in pairs:
+            if not dims or not tuning.compatible(registry, task, optimizer):
+                chosen.append(optimizer)
+                console.print(f"{escape(task.label)} × {escape(optimizer.label)}: kept (nothing "
+                              "to tune or incompatible)", highlight=False)
+                continue
+            result = tuning.tune_pair(registry, task, budget, optimizer, dims, out,
+                                      executor, trials=args.trials,
+                                      reps=args.tune_seeds, seed=args.seed, device=device)
+            results.append(result)
+            chosen.append(result.best)
+            console.print(f"{escape(task.label)} × {escape(optimizer.label)}: "
+                          f"{len(result.trials)} trials -> {escape(result.best.label)}",
+                          highlight=False)
+        tuned_entries.append((task, budget, chosen))
