@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 import types
 
@@ -204,3 +205,28 @@ def test_plot_draws_start_and_reference(tmp_path):
     leaderboard.plot_task("t", "gap", "min", {"a": frame}, path,
                           {"start": 5.0, "reference": math.nan, "reference_note": ""})
     assert path.stat().st_size > 1000
+
+
+def test_reference_cache_key_follows_the_task_helpers(tmp_path, monkeypatch):
+    """A task's reference is computed with its package's helper modules (mesh-fit's soft
+    rasterizer): editing a helper the task module imports changes the key, as editing the
+    task module does; a module of another package does not count."""
+    import importlib
+
+    from zgbench import fingerprint
+
+    pkg = tmp_path / "helperpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "_helper.py").write_text("K = 1\n")
+    (pkg / "taskmod.py").write_text("import json\nfrom helperpkg import _helper\n\n"
+                                    "class T:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cls = importlib.import_module("helperpkg.taskmod").T
+    before = fingerprint.source_hash_with_helpers(cls)
+    assert before != fingerprint.source_hash(cls)
+    (pkg / "_helper.py").write_text("K = 2\n")
+    fingerprint._file_hash.cache_clear()
+    assert fingerprint.source_hash_with_helpers(cls) != before
+    for name in ("helperpkg", "helperpkg._helper", "helperpkg.taskmod"):
+        sys.modules.pop(name, None)

@@ -16,6 +16,7 @@ import functools
 import hashlib
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import zgbench
@@ -64,6 +65,23 @@ def source_hash(cls: type) -> str | None:
     module = sys.modules.get(cls.__module__)
     path = getattr(module, "__file__", None)
     return _file_hash(str(Path(path).resolve())) if path else None
+
+
+def source_hash_with_helpers(cls: type) -> str | None:
+    """A short sha256 over the module defining ``cls`` and the modules of its own package it
+    imported by name (``from zgbench.tasks import _raster, _softras``): what a task's
+    reference is computed with, so a change to a helper recomputes it. Only modules bound in
+    the module's namespace count; a function-level import is not seen."""
+    module = sys.modules.get(cls.__module__)
+    if module is None or source_hash(cls) is None:
+        return source_hash(cls)
+    package = cls.__module__.rpartition(".")[0]
+    helpers = sorted(
+        {v.__name__ for v in vars(module).values() if isinstance(v, types.ModuleType)
+         and package and v.__name__.startswith(package + ".") and getattr(v, "__file__", None)})
+    parts = [source_hash(cls) or ""] + [
+        _file_hash(str(Path(sys.modules[name].__file__).resolve())) or "" for name in helpers]
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:DIGITS]
 
 
 def code(task_cls: type, optimizer_cls: type) -> Code:

@@ -245,15 +245,15 @@ def instance_anchors(task, run: RunSpec,
     instance, from the cache (``<cache root>/anchors``) or computed and stored there.
 
     Keyed by what fixes the instance and its reference: the canonical task spec, the task
-    seed, the planned device and the source hash of the task's module (a changed task
-    recomputes; a change to a helper module the reference uses needs a bump of
-    :data:`ANCHORS_VERSION`). Writes are atomic, so two workers computing the same instance at
+    seed, the planned device and the source hash of the task's module with the helper modules
+    of its package it imports (a changed task or helper recomputes; a change elsewhere, e.g.
+    in a function-level import, needs a bump of :data:`ANCHORS_VERSION`). Writes are atomic, so two workers computing the same instance at
     once both write the same file and neither reads a partial one; a cache that cannot be
     written costs the computation again next time, not the anchors. ``start``: θ₀'s metrics
     if known, which stand for the default :meth:`Task.sanity` (no second evaluation)."""
     cls = type(task)
     name = cache.key({"task": run.task.canonical, "seed": run.seeds()["task"],
-                      "device": run.device, "source": fingerprint.source_hash(cls),
+                      "device": run.device, "source": fingerprint.source_hash_with_helpers(cls),
                       "version": ANCHORS_VERSION}) + ".json"
     path = cache.root() / "anchors" / name  # atomic_write creates the folder
     try:
