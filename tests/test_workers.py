@@ -84,12 +84,12 @@ def test_a_dying_plugin_fails_its_run_and_the_others_go_on(with_faults, tmp_path
 
 
 def test_worker_records_equal_in_process_ones(tmp_path):
-    """The same plan by the default worker and --in-process: identical records (numbers,
-    audit, n/a) up to times and dates."""
+    """The same plan by two workers (the default on a 2-core machine) and --in-process:
+    identical records (numbers, audit, n/a) up to times and dates."""
     argv = ["run", "--tasks", "sphere[dim=4],step[dim=4]", "--optimizers",
             "random-search,cge,adam", "--seeds", "2", "--evals", "200", "--grads", "20",
             "--no-leaderboard"]
-    assert cli.main([*argv, "--out", str(tmp_path / "worker")]) == 0
+    assert cli.main([*argv, "--out", str(tmp_path / "worker"), "--workers", "2"]) == 0
     assert cli.main([*argv, "--out", str(tmp_path / "inprocess"), "--in-process"]) == 0
     worker = {r["run_id"]: _comparable(r) for r in ResultStore(tmp_path / "worker")}
     local = {r["run_id"]: _comparable(r) for r in ResultStore(tmp_path / "inprocess")}
@@ -112,6 +112,20 @@ def test_the_default_executor_is_one_reused_worker():
                       InProcessExecutor)
     with pytest.raises(Exception, match="drop --executor ray"):
         run_command._executor(_args("--in-process", "--executor", "ray"), ["cpu"])
+
+
+def test_run_uses_every_core_by_default_and_claims_one_worker(monkeypatch):
+    """zgbench run: one worker per usable core (per GPU of a device list); claims keep one
+    worker (their timings are measured without contention); --workers and --in-process win."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert run_command.default_workers(["cpu"]) == 3
+    assert run_command.default_workers(["cuda:0", "cuda:1"]) == 2
+    executor = run_command._executor(_args(), ["cpu"], per_core=True)
+    assert len(executor.slots) == 3
+    assert len(run_command._executor(_args(), ["cpu"]).slots) == 1  # claims
+    assert len(run_command._executor(_args("--workers", "1"), ["cpu"], per_core=True).slots) == 1
+    assert isinstance(run_command._executor(_args("--in-process"), ["cpu"], per_core=True),
+                      InProcessExecutor)
 
 
 def test_one_worker_serves_every_run_and_is_kept_between_calls(reg, tmp_path):

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -149,7 +150,8 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
                              "a plugin's os._exit or abort() then ends zgbench itself. Same as "
                              "--executor inprocess")
     parser.add_argument("--workers", type=int, help="parallel runs: worker processes, or the "
-                        "CPUs of a local Ray instance (default: 1; ray: the CPU count)")
+                        "CPUs of a local Ray instance (default: run: one per CPU core, or per "
+                        "GPU with --device cuda; claims: 1; ray: the CPU count)")
     parser.add_argument("--address", help="Ray cluster address (host:port, auto, ray://...); "
                         "default: start a local instance on 127.0.0.1")
     parser.add_argument("--threads", type=int, default=1,
@@ -174,7 +176,7 @@ def main(args: argparse.Namespace) -> int:
     registry = load_registry(args)
     entries, seeds, device, declarations = _resolve(args, registry)
     device, devices = _devices(device)
-    executor = _executor(args, devices)
+    executor = _executor(args, devices, per_core=True)
     console = Console(stderr=True)
     if args.tasks or args.optimizers:  # components named on the command line must be there
         _check_dependencies(entries, registry)
@@ -267,8 +269,27 @@ def _devices(text: str) -> tuple[str, list[str]]:
     return kinds.pop(), devices
 
 
-def _executor(args: argparse.Namespace, devices: list[str]):
+def default_workers(devices: list[str]) -> int:
+    """``zgbench run``'s worker count when none is given: one per GPU of a CUDA device list
+    (``--device cuda`` alone: one), else one per CPU core this process may use. Each run's
+    seeds are its own, so the records are those a single worker writes; only the wall time
+    changes (each worker gets CPUs/N threads)."""
+    if devices and devices[0].startswith("cuda"):
+        return len(devices)
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # no sched_getaffinity (macOS)
+        return max(os.cpu_count() or 1, 1)
+
+
+def _executor(args: argparse.Namespace, devices: list[str], per_core: bool = False):
+    """The executor the flags ask for; ``per_core`` (``zgbench run``): no ``--workers`` means
+    :func:`default_workers` in the default pool (claims keep one worker: their timings are
+    measured without contention)."""
     workers = args.workers
+    if (per_core and workers is None and args.executor in (None, "pool")
+            and not getattr(args, "in_process", False)):
+        workers = default_workers(devices)
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}.")
     if args.threads < 1:
