@@ -8,6 +8,7 @@ import math
 import pytest
 
 from zgbench import claims as claimlib
+from zgbench.budget import Budget
 from zgbench.cli import main
 
 
@@ -248,3 +249,26 @@ def test_match_rule(hits, other_hits, expected):
     records = [_record("m", s, 0.1 if h else 2.0) for s, h in enumerate(hits)]
     records += [_record("b", s, 0.1 if h else 2.0) for s, h in enumerate(other_hits)]
     assert claimlib.judge(_claim(rule), records).verdict == expected
+
+
+def test_effect_curve_meets_runs_at_equal_shares_of_their_own_budgets():
+    """A gradient-charged run (adam: no evaluations) and an evaluation-charged one are compared
+    at equal shares of the budget: halfway, adam's value is its halfway value, not its final
+    one (by evaluations it would sit at its end from the first point on)."""
+    rule = claimlib.Rule("ratio", "m", ["b"], "gap", reproduced=1.0, partly=0.5)
+    budget = Budget(evals=1000, grads=100)
+
+    def record(label, counter, values):
+        points = [{"metrics": {"gap": v}, "evals": 0, "grads": 0, "steps": i,
+                   "optimizer_seconds": 0.0} for i, v in enumerate(values)]
+        for point, spent in zip(points, (0, 50, 100) if counter == "grads" else (0, 500, 1000)):
+            point[counter] = spent
+        return {"optimizer": {"label": label}, "identity": {"repetition": 0}, "status": "ok",
+                "task": {"canonical": "t", "primary_metric": "gap", "metrics": {"gap": "min"}},
+                "trajectory": points, "final": points[-1]}
+
+    claim = claimlib.Claim("c", "p", "f", "s", 1.0, "", [], [], budget, 1, rule)
+    records = [record("b", "grads", [8.0, 4.0, 1.0]), record("m", "evals", [8.0, 2.0, 1.0])]
+    xs, ys = claimlib.effect_curve(claim, records, points=2)
+    assert list(xs) == [0.5, 1.0]
+    assert ys[0] == pytest.approx(4.0 / 2.0) and ys[1] == pytest.approx(1.0)

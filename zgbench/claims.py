@@ -395,24 +395,35 @@ def plot_gradcheck(claim: Claim, verdict: Verdict, rows: Sequence[Any], path: Pa
 
 def effect_curve(claim: Claim, records: Sequence[dict[str, Any]], points: int = 12
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """The effect (no interval) at fractions of the budget, from the records' trajectories:
-    each run's metric at its last checkpoint within the fraction."""
+    """The effect (no interval) at shares of the budget, from the records' trajectories: each
+    run's metric at its last checkpoint within the share. A checkpoint's share is its largest
+    used share over the bounded counters (as the harness takes checkpoints), so a run charged
+    gradients (adam) and one charged evaluations meet at equal shares of their own budgets,
+    not at equal evaluations, of which a gradient run spends none."""
     claim = oriented(claim, records)
-    axis = "evals" if claim.budget.evals is not None else "steps"
-    total = claim.budget.evals if axis == "evals" else claim.budget.steps or 1
-    xs = np.linspace(total / points, total, points)
+    xs = np.linspace(1 / points, 1.0, points)
     ys = []
     ok = [r for r in records if r["status"] == "ok"]
     for x in xs:
         clipped = []
         for r in ok:
-            within = [p for p in r["trajectory"] if p[axis] <= x] or r["trajectory"][:1]
+            within = ([p for p in r["trajectory"] if budget_share(p, claim.budget) <= x + 1e-9]
+                      or r["trajectory"][:1])
             clipped.append({**r, "final": within[-1]})
         values, _ = by_optimizer(clipped, claim.rule)
         n = len(next(iter(values.values())))
         ys.append(float(EFFECTS[claim.rule.kind](values, claim.rule, np.arange(n)[None])[0])
                   if n else math.nan)
     return xs, np.array(ys)
+
+
+def budget_share(point: dict[str, Any], budget: Budget) -> float:
+    """The largest share of ``budget`` a trajectory point has used over its bounded counters
+    (evaluations, gradients, steps); 0 for an unbounded budget."""
+    shares = [point.get(key, 0) / limit for key, limit in
+              (("evals", budget.evals), ("grads", budget.grads), ("steps", budget.steps))
+              if limit]
+    return max(shares, default=0.0)
 
 
 # ------------------------------------------------------------------------------ outputs
@@ -573,7 +584,8 @@ def plot(claim: Claim, verdict: Verdict, records: Sequence[dict[str, Any]], path
                    label=f"reproduced from {claim.rule.reproduced:g}")
         ax.axhline(claim.rule.partly, color="tab:red", ls=":", zorder=2,
                    label=f"partly from {claim.rule.partly:g}")
-    ax.set_xlabel("evaluations" if claim.budget.evals is not None else "steps")
+    ax.set_xlabel("share of the budget spent (each run's largest counter: evaluations, "
+                  "gradients or steps)", fontsize=8)
     ax.set_ylabel({"ratio": "effect (ratio)", "success": "effect (share of seeds)",
                    "match": "effect (difference of shares)"}.get(claim.rule.kind, "effect"))
     ax.set_title(f"{outputs.literal(claim.name)}: {verdict.verdict}", fontsize=10)
