@@ -144,6 +144,12 @@ def test_publish_merges_into_a_published_folder_the_report_reads(tmp_path):
     assert main(argv) == 0  # resumed and published again: nothing doubles
     assert len(list(csv.DictReader(open(dst / "runs.csv", encoding="utf-8")))) == 10
     assert len(json.loads((dst / "machine.json").read_text())) == 1
+    # claims sharing runs hand the same records over twice in one call: still one row a run
+    from zgbench.store import ResultStore
+
+    records = list(ResultStore(tmp_path / "out" / "records"))
+    claimlib.publish(tmp_path / "out", dst, ["prdpt-step-progress"], records * 2, [])
+    assert len(list(csv.DictReader(open(dst / "runs.csv", encoding="utf-8")))) == 10
     html = claimlib.html_section(dst, tmp_path / "report")
     assert "prdpt-step-progress.png" in html
     assert (tmp_path / "report" / "claims" / "prdpt-step-progress.png").is_file()

@@ -498,6 +498,8 @@ def publish(out: Path, dst: Path, names: Sequence[str], records: list[dict[str, 
             kept = old[~old.set_index(RUN_KEY).index.isin(new.set_index(RUN_KEY).index)]
             new = pd.concat([kept, new[[c for c in old.columns if c in new.columns]]],
                             ignore_index=True)
+        # claims that share runs hand them over once per claim; one row per run
+        new = new.drop_duplicates(subset=RUN_KEY, keep="last")
         new = new.sort_values(["task", "optimizer", "seed"], kind="stable")
         atomic_write_text(path, new.to_csv(index=False))
         known = json.loads((dst / "machine.json").read_text()) if (dst / "machine.json").is_file() else []
