@@ -234,6 +234,7 @@ def separation(records: Iterable[dict[str, Any]], baseline: str | None) -> dict[
     runs = runs_frame(records)
     if runs.empty:
         return {}
+    runs = boards.one_spec_per_label(runs)[0]
     runs["counted"] = boards.counted_specs(runs)
     counted = runs[runs["counted"]]
     return {group["task"].iloc[0]: stats.task_stats(group, [], baseline=baseline).separates
