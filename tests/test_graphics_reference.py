@@ -21,7 +21,7 @@ def worse(task, outputs: dict[str, dict[str, float]], reference: dict[str, float
 
 def test_mesh_fit_sanity_outputs_score_worse_than_the_reference():
     # The quick suite's instance on three seeds, and the task's default images once.
-    quick = [MeshFit(verts=42, res=24, views=2, heldout=2, seed=seed) for seed in (0, 1, 2)]
+    quick = [MeshFit(verts=42, res=32, views=4, heldout=2, seed=seed) for seed in (0, 1, 2)]
     for task in quick + [MeshFit(verts=42, seed=3)]:
         outputs, reference = task.sanity(), task.reference()
         assert set(outputs) == {"empty image", "best uniform scale", "start"}

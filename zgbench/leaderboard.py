@@ -30,6 +30,13 @@ same instance (below 1 for a "min" metric: better than the start; blank where a 
 not positive). The convergence plots draw both anchors as labelled horizontal lines, and
 :func:`not_improved` names the tasks where no optimizer's median beat the start.
 
+Each task table also says whether the task **separates** (issue 22; definitions in
+:mod:`zgbench.stats`): ``start_lo``/``start_hi``, the bootstrap interval of the start's
+median; per optimizer ``beats_start`` and ``beats_baseline``, its median's interval clear of
+the start's and of the suite's baseline's; and ``separates`` (one value per task, on every
+row) where some optimizer other than the baseline beats both. :func:`separation` computes
+the same from records for ``zgbench run``'s summary.
+
 ``families.csv`` holds the same board per family of tasks. Everything is written
 atomically, tables before plots; plots are median lines with an interquartile band over
 seeds, against oracle calls (loss evaluations + gradient evaluations), and skip non-finite
@@ -218,6 +225,29 @@ def not_improved(tables: dict[str, pd.DataFrame]) -> list[str]:
         if not (medians < start * sign).any():
             labels.append(label)
     return labels
+
+
+def separation(records: Iterable[dict[str, Any]], baseline: str | None) -> dict[str, bool | None]:
+    """Per task label, whether its board separates (:func:`zgbench.stats.separates`: some
+    optimizer's median interval clear of the start's and of ``baseline``'s), straight from
+    records with the boards' own bootstrap; None where the start is unknown."""
+    runs = runs_frame(records)
+    if runs.empty:
+        return {}
+    runs = boards.one_spec_per_label(runs)[0]
+    runs["counted"] = boards.counted_specs(runs)
+    counted = runs[runs["counted"]]
+    return {group["task"].iloc[0]: stats.task_stats(group, [], baseline=baseline).separates
+            for _, group in counted.groupby("task_id", sort=True)}
+
+
+def not_separating(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """The labels of the task tables whose ``separates`` column is False (unknown: left out)."""
+    def no(value: Any) -> bool:
+        return value is not None and not pd.isna(value) and not bool(value)
+
+    return [label for label, table in tables.items()
+            if "separates" in table and len(table) and no(table["separates"].iloc[0])]
 
 
 def _quantile(values: np.ndarray, q: float, direction: str = "min") -> float:
@@ -449,7 +479,7 @@ def compute(records: list[dict[str, Any]],
         label = group["task"].iloc[0]
         tables[label] = task_table(group).merge(
             analysis.tasks[task_id].table.assign(counted=True), on=["optimizer", "counted"],
-            how="left")
+            how="left").assign(separates=analysis.tasks[task_id].separates)
         task_ids[label] = task_id
     overall = boards.with_caveats(overall_table(tables, analysis.overall), declarations.caveats)
     families = dict(zip(runs["task_id"], runs["family"]))

@@ -52,7 +52,10 @@ _EXPLAIN = {
               "depends on its hyper-parameters, one that leads both is robust.",
     "task": "Median over seeds of the final primary metric (failed runs count as the worst "
             "value) with its 95% bootstrap interval (median_lo, median_hi), quartiles, "
-            "normalised score and rank interval.",
+            "normalised score and rank interval. separates: some optimizer's interval lies "
+            "clear of the start's (start_lo, start_hi) and the baseline's (beats_start, "
+            "beats_baseline); where it is False the board cannot yet say which optimizer to "
+            "use.",
     "win_rate": "Share of (task, seed) pairs on which the row's optimizer ended better than the "
                 "column's (ties count one half).",
     "profiles": "Fraction of (run, target) pairs reached against the share of the budget spent; "

@@ -28,6 +28,17 @@ runtime ECDFs, so that tasks with different metrics can be compared and averaged
   optimizer a median, a normalised median and a rank (competition ranking, as the tables);
   intervals are the replicate quantiles; overall intervals average the same replicate over
   tasks. The best-known value and the baseline stay fixed across replicates.
+- **Separation** (issue 22, "suites that discriminate"): per task, the start's interval is
+  the same bootstrap of the median over seeds applied to θ₀'s values (one per instance, so
+  the same resampled seeds as the optimizers'). An optimizer ``beats_start`` where its
+  median's interval lies entirely on the better side of the start's, and
+  ``beats_baseline`` where it lies entirely on the better side of the baseline's (blank
+  where the baseline did not run on the task, and for the baseline itself). A task
+  ``separates`` where some optimizer other than the baseline beats both (the start only,
+  where no baseline ran): only then does its board say which optimizer to use rather than
+  that nothing moved or that random search does as well. With 3 seeds the percentile
+  interval of a median is the seeds' range, so separation means every seed's result lies
+  beyond every seed of the start and of the baseline.
 - **Win rate**: over every (task, seed) where both ran, how often A's final value is better
   than B's (ties count one half; a failure is the worst value).
 - **Runtime ECDF** (COCO; Hansen et al., "COCO: a platform for comparing continuous optimizers
@@ -166,6 +177,8 @@ class TaskStats:
     rank_reps: np.ndarray  # [B, O] ranks
     best: float  # oriented best known value
     ref: float  # oriented baseline median
+    start: tuple[float, float] = (math.nan, math.nan)  # interval of the start's median
+    separates: bool | None = None  # None: no start known (see the module docstring)
 
 
 def best_known(records: Iterable[dict[str, Any]]) -> float:
@@ -211,7 +224,64 @@ def task_stats(runs: pd.DataFrame, records: list[dict[str, Any]], *, baseline: s
     rank_reps = competition_ranks(median_reps)
     table = _task_frame(optimizers, scores, median_reps, score_reps, rank_reps, direction,
                         confidence, best, ref)
-    return TaskStats(runs["task"].iloc[0], table, optimizers, score_reps, rank_reps, best, ref)
+    start = start_interval(runs, list(pivot.columns), idx, direction, confidence)
+    table = with_separation(table, start, baseline, direction)
+    return TaskStats(runs["task"].iloc[0], table, optimizers, score_reps, rank_reps, best, ref,
+                     start, separates(table, start, baseline))
+
+
+def start_interval(runs: pd.DataFrame, seeds: list[Any], idx: np.ndarray, direction: str,
+                   confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The bootstrap interval of the start's median over the task's instances, resampled with
+    the optimizers' replicates ``idx`` over ``seeds`` (their columns); NaN where a seed's start
+    is unknown (records without one): a partial start would misplace the interval."""
+    if "start" not in runs:
+        return math.nan, math.nan
+    per_seed = runs.dropna(subset=["start"]).groupby("seed")["start"].first()
+    values = oriented(per_seed.reindex(seeds).to_numpy(dtype=float), direction)
+    if not len(values) or np.isnan(values).any():
+        return math.nan, math.nan
+    lo, hi = interval(worse_median(values[idx], axis=1)[:, None], confidence)
+    lo, hi = float(lo[0]), float(hi[0])
+    return (lo, hi) if direction == "min" else (-hi, -lo)
+
+
+def clear_of(lo: Any, hi: Any, other: tuple[float, float], direction: str) -> np.ndarray:
+    """Whether each interval ``[lo, hi]`` lies entirely on the better side of ``other``
+    (strictly: touching intervals overlap); False where either end is NaN."""
+    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return hi < other[0] if direction == "min" else lo > other[1]
+
+
+def with_separation(table: pd.DataFrame, start: tuple[float, float], baseline: str | None,
+                    direction: str) -> pd.DataFrame:
+    """``table`` with ``start_lo``/``start_hi`` and each optimizer's ``beats_start`` and
+    ``beats_baseline`` (None for the baseline itself and where no baseline ran)."""
+    lo, hi = table["median_lo"], table["median_hi"]
+    known = not math.isnan(start[0])
+    out = table.assign(start_lo=start[0], start_hi=start[1],
+                       beats_start=[bool(b) if known else None
+                                    for b in clear_of(lo, hi, start, direction)])
+    names = list(table["optimizer"])
+    if baseline not in names:
+        return out.assign(beats_baseline=None)
+    row = names.index(baseline)
+    base = (float(lo.iloc[row]), float(hi.iloc[row]))
+    beats = [None if name == baseline else bool(b)
+             for name, b in zip(names, clear_of(lo, hi, base, direction))]
+    return out.assign(beats_baseline=beats)
+
+
+def separates(table: pd.DataFrame, start: tuple[float, float], baseline: str | None) -> bool | None:
+    """Whether some optimizer other than the baseline beats the start and the baseline (the
+    start alone where no baseline ran) with intervals that do not overlap; None where the
+    start is unknown."""
+    if math.isnan(start[0]):
+        return None
+    ran = baseline in set(table["optimizer"])
+    return any(bool(row.beats_start) and (bool(row.beats_baseline) if ran else True)
+               for row in table.itertuples() if row.optimizer != baseline)
 
 
 def _task_frame(optimizers, scores, median_reps, score_reps, rank_reps, direction, confidence,

@@ -139,6 +139,20 @@ def _say_stalled(console: Console, out: Path, runs: list[harness.RunSpec]) -> No
                       soft_wrap=True)
 
 
+def _say_not_separating(console: Console, out: Path, runs: list[harness.RunSpec]) -> None:
+    """Name every task of this run that does not separate (:func:`leaderboard.separation`: no
+    optimizer's interval clear of both the start's and the suite's baseline's): its board
+    cannot say which optimizer to use at this size and budget."""
+    store = ResultStore(out)
+    records = [r for r in (store.get(run.run_id) for run in runs) if r is not None]
+    verdicts = leaderboard.separation(records, declared.read(out).baseline)
+    labels = [label for label, ok in verdicts.items() if ok is False]
+    if labels:
+        console.print(f"[yellow]does not separate[/yellow] (no optimizer's interval clear of "
+                      f"the start's and the baseline's) on: {escape(', '.join(labels))}",
+                      highlight=False, soft_wrap=True)
+
+
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
     """Where and how runs execute: shared by the commands that run the harness (run and
     claims), so they accept the same flags and build the executor the same way."""
@@ -203,6 +217,7 @@ def main(args: argparse.Namespace) -> int:
         console.print(f"[red]failed:[/red] {escape(failure)}", highlight=False)
     console.print(summary.line(), highlight=False, markup=False)
     _say_stalled(console, out, runs)
+    _say_not_separating(console, out, runs)
     if not args.no_leaderboard and runs:
         planned = {(run.task.canonical, run.optimizer.canonical) for run in runs}
         written = leaderboard.write(out, out / "leaderboard", planned=planned)
