@@ -200,3 +200,20 @@ def test_ray_interrupted_resumes_and_equals_inprocess(registry, reference, ray_c
     ran, skipped, failed, na = (int(g or 0) for g in line.groups())
     assert (skipped, failed) == (5, 0) and ran + na == 11
     assert _records(tmp_path) == reference
+
+
+def test_a_worker_that_died_idle_is_replaced_when_its_pipe_is_broken(registry, tmp_path,
+                                                                     monkeypatch):
+    """A worker killed between runs may still look alive (not reaped yet): sending it the
+    next run breaks the pipe, and a fresh worker takes the run instead of the driver
+    crashing (the race a SIGKILL between two runs hit)."""
+    runs = plan([(specs.resolve_task(registry, "sphere[dim=3]"), Budget(evals=30),
+                  [specs.resolve_optimizer(registry, "random-search")])], seeds=2)
+    with PoolExecutor(workers=1, threads=1) as pool:
+        assert [r.status for _, r in pool.map(runs[:1], registry, tmp_path)] == ["ok"]
+        worker = pool._workers[0]
+        os.kill(worker.process.pid, signal.SIGKILL)
+        worker.process.join(5)
+        monkeypatch.setattr(executors._Worker, "usable", property(lambda self: True))
+        assert [r.status for _, r in pool.map(runs[1:], registry, tmp_path)] == ["ok"]
+        assert pool._workers[0] is not worker

@@ -328,7 +328,12 @@ class PoolExecutor:
                 worker = workers[slot] = _Worker(context, config, self.isolate, slot)
             if reporter is not None and len(self.slots) == 1:
                 reporter.start_run(run)
-            worker.submit(run, self.deadline(run))
+            try:
+                worker.submit(run, self.deadline(run))
+            except OSError:  # it died idle and is not reaped yet (usable saw it alive)
+                worker.kill()
+                worker = workers[slot] = _Worker(context, config, self.isolate, slot)
+                worker.submit(run, self.deadline(run))
             return worker
 
         def collect(handles: list[_Worker]) -> list[tuple[Any, Outcome | str]]:
