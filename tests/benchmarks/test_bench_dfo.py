@@ -37,6 +37,7 @@ With --benchmark-disable (the default) only d = 100 runs, once, for a few batche
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -253,4 +254,6 @@ def test_overhead(benchmark, name, dim):
     for base in ("library", "library_task"):
         paired = [a / b for a, b in zip(runs["adapter"], runs[base][-len(runs["adapter"]):])]
         benchmark.extra_info[f"adapter_over_{base}_paired_median"] = float(np.median(paired))
-    assert all(value > 0 for value in us.values())
+    # finite, not positive: an overhead is a difference of two clocks (process time minus the
+    # loss's own time) and can dip below 0 on a loaded machine
+    assert all(math.isfinite(value) for value in us.values())
