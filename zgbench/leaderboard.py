@@ -201,13 +201,22 @@ def _over_start(ran: pd.DataFrame, direction: str) -> float:
 def stalled(records: Iterable[dict[str, Any]]) -> list[str]:
     """:func:`not_improved` straight from records (no statistics, no files): the labels of
     the tasks where no optimizer's median final primary metric beat the start."""
-    runs = runs_frame(records)
+    runs = _counted_runs(records)
     if runs.empty:
         return []
-    runs = boards.one_spec_per_label(runs)[0]
-    runs["counted"] = boards.counted_specs(runs)
     return not_improved({group["task"].iloc[0]: task_table(group)
                          for _, group in runs.groupby("task_id", sort=True)})
+
+
+def _counted_runs(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """The runs frame of ``records`` as the boards count it: one spec per optimizer label
+    (:func:`boards.one_spec_per_label`) and the ``counted`` column; empty without records."""
+    runs = runs_frame(records)
+    if runs.empty:
+        return runs
+    runs = boards.one_spec_per_label(runs)[0]
+    runs["counted"] = boards.counted_specs(runs)
+    return runs
 
 
 def not_improved(tables: dict[str, pd.DataFrame]) -> list[str]:
@@ -231,11 +240,9 @@ def separation(records: Iterable[dict[str, Any]], baseline: str | None) -> dict[
     """Per task label, whether its board separates (:func:`zgbench.stats.separates`: some
     optimizer's median interval clear of the start's and of ``baseline``'s), straight from
     records with the boards' own bootstrap; None where the start is unknown."""
-    runs = runs_frame(records)
+    runs = _counted_runs(records)
     if runs.empty:
         return {}
-    runs = boards.one_spec_per_label(runs)[0]
-    runs["counted"] = boards.counted_specs(runs)
     counted = runs[runs["counted"]]
     return {group["task"].iloc[0]: stats.task_stats(group, [], baseline=baseline).separates
             for _, group in counted.groupby("task_id", sort=True)}

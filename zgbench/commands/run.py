@@ -127,11 +127,18 @@ def _results_table(written: dict) -> Table:
     return table
 
 
-def _say_stalled(console: Console, out: Path, runs: list[harness.RunSpec]) -> None:
-    """Name every task of this run on which no optimizer's median beat the start (primary
-    metric): its board measures nothing yet (budget too small, steps at the wrong scale)."""
+def _say_unmeasured(console: Console, out: Path, runs: list[harness.RunSpec]) -> None:
+    """Name the tasks of this run whose boards measure nothing yet, from its records (read
+    once): where no optimizer's median beat the start, and where none separates."""
     store = ResultStore(out)
     records = [r for r in (store.get(run.run_id) for run in runs) if r is not None]
+    _say_stalled(console, records)
+    _say_not_separating(console, records, declared.read(out).baseline)
+
+
+def _say_stalled(console: Console, records: list[dict]) -> None:
+    """Name every task on which no optimizer's median beat the start (primary metric): its
+    board measures nothing yet (budget too small, steps at the wrong scale)."""
     labels = leaderboard.stalled(records)
     if labels:
         console.print(f"[yellow]no optimizer improved on the start[/yellow] (median final "
@@ -139,13 +146,11 @@ def _say_stalled(console: Console, out: Path, runs: list[harness.RunSpec]) -> No
                       soft_wrap=True)
 
 
-def _say_not_separating(console: Console, out: Path, runs: list[harness.RunSpec]) -> None:
-    """Name every task of this run that does not separate (:func:`leaderboard.separation`: no
-    optimizer's interval clear of both the start's and the suite's baseline's): its board
-    cannot say which optimizer to use at this size and budget."""
-    store = ResultStore(out)
-    records = [r for r in (store.get(run.run_id) for run in runs) if r is not None]
-    verdicts = leaderboard.separation(records, declared.read(out).baseline)
+def _say_not_separating(console: Console, records: list[dict], baseline: str | None) -> None:
+    """Name every task that does not separate (:func:`leaderboard.separation`: no optimizer's
+    interval clear of both the start's and the suite's baseline's): its board cannot say
+    which optimizer to use at this size and budget."""
+    verdicts = leaderboard.separation(records, baseline)
     labels = [label for label, ok in verdicts.items() if ok is False]
     if labels:
         console.print(f"[yellow]does not separate[/yellow] (no optimizer's interval clear of "
@@ -216,8 +221,7 @@ def main(args: argparse.Namespace) -> int:
     for failure in summary.failures:
         console.print(f"[red]failed:[/red] {escape(failure)}", highlight=False)
     console.print(summary.line(), highlight=False, markup=False)
-    _say_stalled(console, out, runs)
-    _say_not_separating(console, out, runs)
+    _say_unmeasured(console, out, runs)
     if not args.no_leaderboard and runs:
         planned = {(run.task.canonical, run.optimizer.canonical) for run in runs}
         written = leaderboard.write(out, out / "leaderboard", planned=planned)
