@@ -79,7 +79,7 @@ import numpy as np
 import torch
 
 from zgbench import Budget, MissingExtra, Param, Task, UsageError, hookimpl
-from zgbench.tasks import _meshes, _raster, _softras
+from zgbench.tasks import _anchors, _meshes, _raster, _softras
 
 DISTANCE, FOV = 3.0, 45.0
 #: Most pixels (candidates × views × H × W) rendered in one rasterizer pass (bounds memory).
@@ -290,12 +290,9 @@ class MeshFit(Task):
         """The differentiable-rendering reference: Adam on :meth:`soft_loss` (the soft
         rasterizer's image error plus the regularizer) from the start, :data:`REF_STEPS`
         steps of :data:`REF_LR` x scale; the held-out metrics of where it ends."""
-        theta = torch.nn.Parameter(self.initial())
-        opt = torch.optim.Adam([theta], lr=REF_LR * self.scale)
-        for _ in range(REF_STEPS):
-            theta.grad = self._soft_grad(theta.detach()[None])[0]
-            opt.step()
-        return self.evaluate(theta.detach())
+        theta = _anchors.adam_on_grad(self, REF_STEPS, REF_LR * self.scale,
+                                      grad=lambda thetas, key: self._soft_grad(thetas))
+        return self.evaluate(theta)
 
     def artifacts(self, theta: torch.Tensor, directory: str) -> list[str]:
         """``fit.png``: held-out views of target, start, result, |error|; ``reference.png``:
