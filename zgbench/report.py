@@ -18,14 +18,18 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from html import escape
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 import zgbench
-from zgbench import leaderboard, outputs
+from zgbench import leaderboard, outputs, report_plots
 from zgbench.paths import UnsafePath, inside
 from zgbench.record import repetition
 from zgbench.store import RecordWarning, ResultStore, atomic_write, atomic_write_text
@@ -63,159 +67,142 @@ _EXPLAIN = {
                 "known value (COCO-style runtime ECDF, every task weighted equally).",
 }
 
-TEMPLATE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }}</title>
-<style>
-body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px;
-       color: #222; padding: 0 1em; }
-h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
-nav a { margin-right: 0.8em; } .note { color: #555; max-width: 60em; }
-table.data { border-collapse: collapse; margin: 0.6em 0; font-size: 13px; }
-table.data th, table.data td { border: 1px solid #ddd; padding: 3px 7px; text-align: right; }
-table.data th { background: #f3f3f3; }
-table.data td:first-child, table.data th:first-child { text-align: left; }
-table.claims td, table.claims th { text-align: left; vertical-align: top; }
-.scroll { overflow-x: auto; }
-figure { display: inline-block; margin: 0.4em; vertical-align: top; }
-figure img { max-width: 560px; border: 1px solid #eee; }
-figcaption { font-size: 12px; color: #555; }
-.caveats { font-size: 13px; background: #fff8e1; border-left: 3px solid #f0b400;
-           padding: 0.3em 0.8em; margin: 0.6em 0; max-width: 60em; }
-table.pictures td, table.pictures th { vertical-align: top; text-align: left; }
-table.pictures img { max-width: 100%; width: 360px; border: 1px solid #eee; }
-table.pictures img.reference { width: auto; }  /* its own size: one panel, not four */
-table.pictures .metric { font-size: 12px; color: #555; }
-p.anchors { font-size: 13px; margin: 0.3em 0; }
-</style>
-</head>
-<body>
-<h1>{{ title }}</h1>
-<p class="note">{{ records }} runs on {{ tasks|length }} tasks from <code>{{ results }}</code>;
-generated {{ generated }} by zgbench {{ version }}.</p>
-<nav>{% if claims %}<a href="#claims">claims</a>{% endif %}<a href="#overall">overall</a>{% if tracks %}<a href="#tracks">tracks</a>{% endif %}
-<a href="#families">families</a><a href="#win-rate">win rate</a><a href="#profiles">profiles</a>
-{% for task in tasks %}<a href="#{{ task.anchor }}">{{ task.label }}</a>{% endfor %}
-<a href="#machine">machine</a></nav>
-{{ claims|safe }}
+#: Columns a table shows until its "all columns" box is ticked (the CSV beside it has all).
+KEY_COLUMNS = {
+    "board": ["position", "optimizer", "mean_rank", "rank_lo", "rank_hi", "coverage", "wins",
+              "n/a", "failed_tasks", "norm_score", "norm_score_lo", "norm_score_hi"],
+    "task": ["rank", "optimizer", "spec", "median", "median_lo", "median_hi", "final_over_start", "norm_score", "rank_lo", "rank_hi", "runs_ok", "runs_failed",
+             "evals", "grads", "seconds", "beats_start", "beats_baseline"],
+}
+#: A task table's columns that hold one value for the whole task: said once above the table.
+TASK_CONSTANTS = ["separates", "start_lo", "start_hi", "best_known", "baseline_median"]
+#: Files of the page that come with zgbench (report_assets/), copied next to index.html.
+ASSETS = ["report.css", "report.js", "tablesort.min.js", "tablesort.LICENCE"]
+ASSET_DIR = Path(__file__).parent / "report_assets"
 
-{% if tracks %}<section id="tracks"><h2>Tracks: default and tuned</h2>
-<p class="note">{{ explain.tracks }} {{ tracks_note }}</p>
-{{ tracks|safe }}
-</section>{% endif %}
 
-<section id="overall"><h2>Overall{% if tracks %} (default track){% endif %}</h2>
-<p class="note">{{ explain.overall }}</p>
-{% if caveats %}<div class="caveats"><b>Read next to these numbers</b> (the suite's caveats:
-its budgets are far below these methods' claims; the claims above judge them):<ul>
-{% for name, text in caveats %}<li><b>{{ name }}</b>: {{ text }}</li>{% endfor %}</ul></div>{% endif %}
-{{ overall|safe }}
-{% if partial %}<h3>Partial coverage</h3><p class="note">{{ explain.partial }}</p>
-{{ partial|safe }}{% endif %}
-{% if tuned_overall %}<h3>Overall, tuned track</h3>
-{{ tuned_overall|safe }}{% endif %}
-</section>
+@dataclass
+class Section:
+    """A section of the page after the tasks: other analyses' tables and figures (files they
+    wrote into the report folder) in the page's style. ``tables``: (caption, frame, CSV file
+    name relative to the page or ""); ``figures``: PNG paths relative to the page, shown
+    and linked; ``plots``: interactive figure specs (:mod:`zgbench.report_plots`) by id."""
 
-<section id="families"><h2>Families</h2>
-<p class="note">{{ explain.families }}</p>
-{% for family in families %}<h3>{{ family.name }}</h3>
-<p class="note">Tasks: {{ family.tasks }}</p>
-{{ family.table|safe }}{% endfor %}
-</section>
+    title: str
+    anchor: str
+    note: str = ""
+    tables: list[tuple[str, pd.DataFrame, str]] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
+    plots: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-<section id="win-rate"><h2>Win rate</h2>
-<p class="note">{{ explain.win_rate }}</p>
-{{ win_rate|safe }}
-<figure><img src="win_rate.png" alt="win-rate matrix"></figure>
-</section>
 
-<section id="profiles"><h2>Runtime profiles</h2>
-<p class="note">{{ explain.profiles }}</p>
-<figure><img src="profiles.png" alt="runtime ECDF over all tasks"></figure>
-</section>
+def files_section(out: Path, title: str, anchor: str, note: str = "",
+                  csvs: Iterable[str] = (), pngs: Iterable[str] = ()) -> Section | None:
+    """A :class:`Section` of the CSVs (sortable tables) and PNGs (linked figures) that exist
+    in ``out`` among ``csvs`` and ``pngs`` (glob patterns relative to ``out``); None when
+    none does, so an analysis that wrote nothing adds no empty section."""
+    tables = [(p.stem, pd.read_csv(p), p.relative_to(out).as_posix())
+              for pattern in csvs for p in sorted(out.glob(pattern))]
+    figures = [p.relative_to(out).as_posix() for pattern in pngs for p in sorted(out.glob(pattern))]
+    if not tables and not figures:
+        return None
+    return Section(title, anchor, note, tables, figures)
 
-{% for task in tasks %}
-<section id="{{ task.anchor }}" class="task"><h2>{{ task.label }}</h2>
-<p class="note">Metric: <b>{{ task.metric }}</b> ({{ task.direction }}). {{ explain.task }}
-Files: <a href="{{ task.csv }}">{{ task.csv }}</a></p>
-<p class="anchors">{{ task.anchors }}</p>
-{{ task.table|safe }}
-<figure><img src="{{ task.plot }}" alt="convergence of {{ task.label }}">
-<figcaption>median and interquartile range over seeds</figcaption></figure>
-{% if task.tuned %}<h3>Tuned track</h3>
-{{ task.tuned.table|safe }}
-<figure><img src="{{ task.tuned.plot }}" alt="convergence of {{ task.label }}, tuned track">
-<figcaption>tuned track: median and interquartile range over seeds</figcaption></figure>
-{% endif %}
-{% if task.profile %}<figure><img src="{{ task.profile }}" alt="runtime ECDF of {{ task.label }}">
-<figcaption>runtime ECDF</figcaption></figure>{% endif %}
-{% if task.grid %}<h3>Pictures</h3>
-<p class="note">One row per optimizer (best rank first), one column per seed; each seed has its
-own task instance, whose reference (the target) heads its column. Click a picture for full size.</p>
-<table class="pictures"><thead><tr><th></th>
-{% for seed in task.grid.seeds %}<th>seed {{ seed }}</th>{% endfor %}</tr></thead><tbody>
-{% if task.grid.references %}<tr><th>reference</th>
-{% for pic in task.grid.references %}<td>{% if pic %}<a href="{{ pic.path }}"><img class="reference" src="{{ pic.path }}" alt="reference, seed {{ pic.seed }}"></a>{% endif %}</td>{% endfor %}</tr>{% endif %}
-{% for row in task.grid.rows %}<tr><th>{{ row.optimizer }}</th>
-{% for pic in row.cells %}<td>{% if pic %}<a href="{{ pic.path }}"><img src="{{ pic.path }}" alt="{{ row.optimizer }}, seed {{ pic.seed }}"></a>
-<div class="metric">{{ pic.metric }}</div>{% endif %}</td>{% endfor %}</tr>
-{% endfor %}</tbody></table>
-{% if task.grid.more %}<p class="note">{{ task.grid.more }} more optimizers' pictures under <code>artifacts/</code>.</p>{% endif %}
-{% endif %}
-</section>
-{% endfor %}
 
-<section id="machine"><h2>Machine and versions</h2>
-{{ machines|safe }}
-<h3>Plugins</h3>
-{{ plugins|safe }}
-</section>
-</body>
-</html>
-"""
+def extra_sections(out: Path, written: dict[str, Any]) -> list[Section]:
+    """The sections other analyses add to every report, from the files
+    :func:`zgbench.leaderboard.write` left in ``out`` (``written``: what it returned). This is
+    the place to add them, e.g. ``files_section(out, "Fixed-target runtimes", "targets",
+    csvs=["targets*.csv"], pngs=["ecdf*.png"])``; each may return None (nothing written)."""
+    return [s for s in () if s is not None]
 
 
 def build(results: str | Path, out: str | Path, title: str = "zgbench report",
           tuned: str | Path | None = None, baseline: str | None = None,
-          claims: str | Path | None = None) -> Path:
+          claims: str | Path | None = None,
+          sections: Iterable[Section] = ()) -> Path:
     """Write the leaderboard files and ``index.html`` into ``out``; return the page's path.
     With ``tuned`` (the results of a suite written by ``zgbench tune``) the page shows both
     tracks: the tracks table, the tuned overall board and each task's tuned table. With
     ``claims`` (a folder holding claims.csv: ``zgbench claims``'s output or a published one)
-    the page opens with its Claims section; without, one beside the records is used."""
-    from jinja2 import Environment
+    the page opens with its Claims section; without, one beside the records is used.
+    ``sections``: more sections after the tasks (:class:`Section`), besides
+    :func:`extra_sections`."""
+    from jinja2 import Environment, FileSystemLoader
 
     results, out = Path(results), outputs.checked(results, out)  # RESULTS/report a link: refused
     written = (leaderboard.write_tracks(results, tuned, out, baseline) if tuned is not None
                else leaderboard.write(results, out, baseline))
     records = list(ResultStore(results))
     pictures = copy_artifacts(records, results, out)
+    copy_assets(out)
+    order = leaderboard.board_order(written["overall"])
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_task.setdefault(r["task"]["label"], []).append(r)
     tuned_tasks = written["tuned"]["tasks"] if tuned is not None else {}
-    tasks = [_task_context(label, table, pictures.get(label, []), out, tuned_tasks.get(label))
+    plots: dict[str, dict[str, Any]] = {}
+    tasks = [_task_context(label, table, pictures.get(label, []), out, by_task.get(label, []),
+                           written["profiles"], plots, tuned_tasks.get(label))
              for label, table in written["tasks"].items()]
+    extra = [*sections, *extra_sections(out, written)]
+    for section in extra:
+        plots.update(section.plots)
+    plots.update(_board_plots(written, order))
     overall = written["overall"]
     main = overall[overall["board"] == "main"] if "board" in overall else overall
     partial = overall[overall["board"] == "partial"] if "board" in overall else overall[:0]
-    page = Environment(autoescape=True).from_string(TEMPLATE).render(
+    environment = Environment(loader=FileSystemLoader(ASSET_DIR), autoescape=True)
+    environment.globals["table"] = html_table
+    page = environment.get_template("index.html.j2").render(
         title=title, records=len(records), tasks=tasks, results=str(results),
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         version=zgbench.__version__, explain=_explain(written["declarations"]),
-        overall=html_table(main), partial=html_table(partial) if len(partial) else "",
+        overall=html_table(main, "board", "overall.csv"),
+        partial=html_table(partial, "board") if len(partial) else "",
         caveats=sorted(written["declarations"].caveats.items()),
         families=_families(written["families"]),
-        tracks=html_table(written["tracks"]) if tuned is not None else "",
+        tracks=html_table(written["tracks"], csv="tracks.csv") if tuned is not None else "",
         tracks_note=_tracks_note(written) if tuned is not None else "",
-        tuned_overall=html_table(written["tuned"]["overall"]) if tuned is not None else "",
-        win_rate=html_table(written["win_rate"].reset_index()),
+        tuned_overall=(html_table(written["tuned"]["overall"], "board", "tuned/overall.csv")
+                       if tuned is not None else ""),
+        win_rate=html_table(written["win_rate"].reset_index(), csv="win_rate.csv"),
         machines=html_table(pd.DataFrame(json.loads((out / "machine.json").read_text()))),
-        plugins=html_table(plugin_versions(records)),
-        claims=claims_html(Path(claims) if claims is not None else results, out))
+        plugins=html_table(plugin_versions(records)), sections=extra,
+        colours=report_plots.colours(order + sorted({n for t in tasks for n in t["names"]}
+                                                    - set(order))),
+        plots=plots, claims=claims_html(Path(claims) if claims is not None else results, out))
     path = out / "index.html"
     atomic_write_text(path, page)
     return path
+
+
+def copy_assets(out: Path) -> None:
+    """Copy the page's scripts and style (:data:`ASSETS`) and plotly.js (from the plotly
+    package, the one file the interactive plots need) next to the page, so the folder opens
+    from disk with no server and no network. A file already there with the same bytes is
+    left alone (plotly.js is 4.8 MB)."""
+    from plotly.offline import get_plotlyjs
+
+    for name in ASSETS:
+        _copy_bytes((ASSET_DIR / name).read_bytes(), out / name)
+    _copy_bytes(get_plotlyjs().encode(), out / "plotly.min.js")
+
+
+def _copy_bytes(data: bytes, dst: Path) -> None:
+    if dst.is_file() and dst.stat().st_size == len(data) and dst.read_bytes() == data:
+        return
+    atomic_write(dst, lambda f: f.write(data), binary=True)
+
+
+def _board_plots(written: dict[str, Any], order: list[str]) -> dict[str, dict[str, Any]]:
+    """The interactive win-rate matrix and overall runtime ECDF."""
+    plots = {"win-rate": report_plots.win_rate(written["win_rate"], order)}
+    profiles = written["profiles"]
+    overall = report_plots.ecdf(profiles[profiles["scope"] == "all"], right=1.0)
+    if overall is not None:
+        plots["profiles"] = overall
+    return plots
 
 
 def _explain(declarations) -> dict[str, str]:
@@ -232,15 +219,62 @@ def claims_html(results: Path, out: Path) -> str:
     return claims.html_section(results, out)
 
 
-def html_table(frame: pd.DataFrame) -> str:
-    """A DataFrame as an HTML table (escaped; numbers to 4 significant digits; blanks -).
-    A ``caveat`` column is left out: the page lists the caveats once, above the boards."""
+def html_table(frame: pd.DataFrame, kind: str | None = None, csv: str = "") -> str:
+    """A DataFrame as a sortable, filterable HTML table (``report.js``): escaped, numbers to
+    4 significant digits with their full value kept for sorting (``data-sort``), blanks -.
+    With ``kind`` (a key of :data:`KEY_COLUMNS`) the other columns are hidden until the
+    table's "all columns" box is ticked, so the page fits the window; ``csv``: the file it
+    came from, linked. A ``caveat`` column is left out: the page lists the caveats once,
+    above the boards."""
     frame = frame.drop(columns=["caveat"], errors="ignore")
-    nullable = [c for c in frame.columns if str(frame[c].dtype) == "Int64"]
-    frame = frame.astype({c: float for c in nullable})  # positions: NA shows as -, not <NA>
-    table = frame.to_html(index=False, classes="data", border=0, na_rep="-", escape=True,
-                          float_format=_fmt)
-    return f'<div class="scroll">{table}</div>'
+    key = set(KEY_COLUMNS.get(kind or "", frame.columns))
+    columns = list(frame.columns)
+    numeric = {c: pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(
+        frame[c]) for c in columns}
+    head = "".join(
+        f'<th{_attrs(numeric[c], c not in key)} title="{escape(str(c))}">'
+        f'{escape(str(c)).replace("_", "_<wbr>")}</th>' for c in columns)
+    rows = []
+    for values in frame.itertuples(index=False, name=None):
+        cells = []
+        for c, v in zip(columns, values):
+            classes = " ".join(n for n, on in (("extra", c not in key),
+                                                ("text", not numeric[c])) if on)
+            attrs = f' class="{classes}"' if classes else ""
+            if numeric[c]:
+                sort = "" if _missing(v) else repr(float(v))
+                cells.append(f'<td{attrs} data-sort="{sort}">{_cell(v)}</td>')
+            else:
+                cells.append(f"<td{attrs}>{_cell(v)}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    hidden = sum(c not in key for c in columns)
+    tools = ('<div class="tools"><input type="search" class="filter" placeholder="filter rows '
+             '(words, all must match)" aria-label="filter rows"><span class="count"></span>'
+             + (f'<label><input type="checkbox" class="allcols"> all {len(columns)} columns '
+                f'({hidden} more)</label>' if hidden else "")
+             + (f' <a href="{escape(csv)}">CSV</a>' if csv else "") + "</div>")
+    return (f'<div class="table">{tools}<div class="scroll"><table class="data">'
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div></div>")
+
+
+def _attrs(numeric: bool, hidden: bool) -> str:
+    return ((' data-sort-method="float"' if numeric else "")
+            + (' class="extra"' if hidden else ""))
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _cell(value: Any) -> str:
+    """A cell's text: - for a blank, 4 significant digits for a non-integer number."""
+    if _missing(value):
+        return "-"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (float, np.floating)):
+        return _fmt(float(value))
+    return escape(str(value))
 
 
 def _fmt(value: float) -> str:
@@ -318,7 +352,7 @@ def _families(frame: pd.DataFrame) -> list[dict[str, Any]]:
     if frame.empty:
         return []
     return [{"name": family, "tasks": group["tasks"].iloc[0],
-             "table": html_table(group.drop(columns=["family", "tasks"]))}
+             "table": html_table(group.drop(columns=["family", "tasks"]), "board")}
             for family, group in frame.groupby("family", sort=True)]
 
 
@@ -333,21 +367,49 @@ def _tracks_note(written: dict[str, Any]) -> str:
 
 
 def _task_context(label: str, table: pd.DataFrame, pictures: list[dict[str, Any]],
-                  out: Path, tuned: pd.DataFrame | None = None) -> dict[str, Any]:
+                  out: Path, records: list[dict[str, Any]], profiles: pd.DataFrame,
+                  plots: dict[str, dict[str, Any]],
+                  tuned: pd.DataFrame | None = None) -> dict[str, Any]:
+    """What the page shows of one task; its interactive plots go into ``plots`` by id."""
     name = leaderboard.slug(label)
     profile = f"{name}.profile.png"
+    anchor = f"task-{name}"
+    plots[f"{anchor}-convergence"] = report_plots.convergence(records, table)
+    spend = max((((r.get("final") or {}).get("evals") or 0) + ((r.get("final") or {}).get(
+        "grads") or 0) for r in records), default=None)
+    ecdf = report_plots.ecdf(profiles[profiles["scope"] == label], right=spend)
+    if ecdf is not None:
+        plots[f"{anchor}-ecdf"] = ecdf
+    shown = table.drop(columns=["reference_note", "metric", "direction", "start", "reference",
+                                "counted", *TASK_CONSTANTS], errors="ignore")
+    if "spec" in shown and (shown["spec"] == shown["optimizer"]).all():
+        shown = shown.drop(columns=["spec"])  # every optimizer ran its defaults
     return {
-        "tuned": None if tuned is None else {"table": html_table(tuned),
+        "tuned": None if tuned is None else {"table": html_table(tuned, "task",
+                                                                 f"tuned/{name}.csv"),
                                              "plot": f"tuned/{name}.png"},
-        "label": label, "anchor": f"task-{name}",
-        "table": html_table(table.drop(columns=["reference_note"], errors="ignore")),
+        "label": label, "anchor": anchor, "names": sorted(set(table["optimizer"])),
+        "table": html_table(shown, "task", f"{name}.csv"),
         "metric": table["metric"].iloc[0], "csv": f"{name}.csv", "plot": f"{name}.png",
         "direction": "lower is better" if table["direction"].iloc[0] == "min"
         else "higher is better",
         "profile": profile if (out / profile).exists() else None,
+        "ecdf": ecdf is not None,
         "grid": picture_grid(pictures, _rank_order(table)),
-        "anchors": anchors_line(table),
+        "anchors": anchors_line(table), "constants": _constants(table),
+        "winner": ", ".join(table.loc[table.get("rank") == 1, "optimizer"])
+        if "rank" in table else "",
     }
+
+
+def _constants(table: pd.DataFrame) -> str:
+    """The task-wide columns of a task table (:data:`TASK_CONSTANTS`) in one line."""
+    parts = []
+    for column in TASK_CONSTANTS:
+        if column in table and len(table):
+            value = table[column].iloc[0]
+            parts.append(f"{column} = {_cell(value) if not isinstance(value, str) else value}")
+    return "; ".join(parts)
 
 
 def anchors_line(table: pd.DataFrame) -> str:
