@@ -1,5 +1,7 @@
 """The HTML report, rendered in a real headless Chromium (Debian's): it loads without errors
-and shows the tables and every image, including the pictures a task saved."""
+from disk (its scripts beside it, nothing fetched), shows the tables, the interactive plots
+and every image, including the pictures a task saved; its tables sort and filter, its
+convergence plots switch between evaluations and seconds, and it fits 1,400 px."""
 
 import base64
 import fcntl
@@ -23,7 +25,7 @@ from zgbench.tasks.synthetic import Sphere
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", "--window-size=1280,900"]
+         "--hide-scrollbars", "--window-size=1400,900"]
 
 
 class PictureSphere(Sphere):
@@ -51,12 +53,12 @@ def results(tmp_path_factory):
     module = types.ModuleType("pictures")
     module.zgbench_tasks = hookimpl(lambda: [PictureSphere])
     registry = plugins.load(extra_plugins=[module])
-    optimizers = [specs.resolve_optimizer(registry, o) for o in ("random-search", "rge")]
+    optimizers = [specs.resolve_optimizer(registry, o) for o in ("random-search", "rge", "fd")]
     entries = [(specs.resolve_task(registry, t), Budget(evals=200), optimizers)
                for t in ("picture-sphere[dim=3]", "step[dim=3]")]
     folder = tmp_path_factory.mktemp("results")
     summary = run_all(plan(entries, 2), registry, folder, InProcessExecutor())
-    assert summary.done == 8
+    assert summary.done == 12
     return folder
 
 
@@ -172,55 +174,207 @@ PAGE_STATE = """JSON.stringify({
   taskSections: Array.from(document.querySelectorAll('section.task h2')).map(h => h.textContent),
   images: Array.from(document.images).map(i => ({src: i.getAttribute('src'),
                                                  ok: i.complete && i.naturalWidth > 0})),
+  links: Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href')),
+  sources: Array.from(document.querySelectorAll('script[src], link[href]')).map(
+    e => e.getAttribute('src') || e.getAttribute('href')),
   grid: Array.from(document.querySelectorAll('table.pictures tbody tr')).map(
     tr => [tr.querySelector('th').textContent, tr.querySelectorAll('td img').length]),
   gridSeeds: document.querySelectorAll('table.pictures thead th').length - 1,
+  shownTasks: Array.from(document.querySelectorAll('section.task')).filter(
+    s => s.offsetParent !== null).map(s => s.id),
+  plotly: typeof Plotly,
+  width: document.documentElement.scrollWidth,
 })"""
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y "
-                    "chromium; scripts/setup.sh installs it)")
-def test_report_renders_in_chromium(results, tmp_path):
-    out = tmp_path / "report"
-    page = report.build(results, out)
+def _wait_for(browser, expression, timeout=20):
+    """Poll a page expression until it is true (plots draw after the load event)."""
+    deadline = time.monotonic() + timeout
+    while not browser.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise TimeoutError(expression)
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def page(results, tmp_path_factory):
+    out = tmp_path_factory.mktemp("page") / "report"
+    return report.build(results, out)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium; scripts/setup.sh "
+                    "installs it)")
+    b = Browser(tmp_path / "profile")
+    yield b
+    b.close()
+
+
+def test_report_renders_in_chromium(results, page, browser, tmp_path):
+    out = page.parent
     stored = [a for r in ResultStore(results) for a in r["artifacts"]]
     artifacts = [a for a in stored if a.endswith(".png")]
-    assert len(artifacts) == 4  # picture-sphere x 2 optimizers x 2 seeds
-    assert len(stored) == 8  # and beside each picture the θ the harness stores
-    browser = Browser(tmp_path / "profile")
-    try:
-        browser.open(page.resolve().as_uri())
-        state = json.loads(browser.evaluate(PAGE_STATE))
-        browser.screenshot(tmp_path / "report.png")
-        assert browser.errors() == []
-        assert state["title"] == "zgbench report"
-        # overall, one family board, win rate, two task tables, machine, plugins
-        assert state["tables"] == 7 and state["overallRows"] == 2
-        assert state["taskSections"] == ["picture-sphere[dim=3]", "step[dim=3]"]
-        sources = {i["src"] for i in state["images"]}
-        assert all(i["ok"] for i in state["images"]), state["images"]
-        assert {"win_rate.png", "profiles.png", "step_dim=3.png",
-                "picture-sphere_dim=3.png"} <= sources
-        assert set(artifacts) <= sources  # the task's pictures, copied next to the page
-        # a grid: one row per optimizer, one column per seed (no reference: this task has none)
-        assert state["gridSeeds"] == 2 and sorted(state["grid"]) == [["random-search", 2], ["rge", 2]]
-        assert (tmp_path / "report.png").stat().st_size > 20_000
+    assert len(artifacts) == 6  # picture-sphere x 3 optimizers x 2 seeds
+    assert len(stored) == 12  # and beside each picture the θ the harness stores
+    browser.open(page.resolve().as_uri())
+    browser.evaluate("document.getElementById('profiles').scrollIntoView(); 1")
+    _wait_for(browser, "document.querySelector('#profiles .plot .main-svg') !== null")
+    state = json.loads(browser.evaluate(PAGE_STATE))
+    browser.screenshot(tmp_path / "report.png")
+    assert browser.errors() == []
+    assert state["title"] == "zgbench report" and state["plotly"] == "object"
+    # overall, one family board, win rate, two task tables, machine, plugins
+    assert state["tables"] == 7 and state["overallRows"] == 3
+    assert state["width"] <= 1400  # nothing scrolls sideways at 1,400 px
+    assert state["taskSections"] == ["picture-sphere[dim=3]", "step[dim=3]"]
+    assert state["shownTasks"] == ["task-picture-sphere_dim=3"]  # one task at a time
+    # one self-contained folder: every script and style sheet is a file beside the page
+    assert sorted(state["sources"]) == ["plotly.min.js", "report.css", "report.js",
+                                        "tablesort.min.js"]
+    assert all((out / s).is_file() for s in state["sources"])
+    # the static PNGs stay (for papers), linked, and are there
+    assert {"win_rate.png", "profiles.png", "step_dim=3.png", "picture-sphere_dim=3.png",
+            "step_dim=3.profile.png"} <= set(state["links"])
+    assert all((out / link).is_file() for link in state["links"] if link.endswith(".png"))
+    assert all(i["ok"] for i in state["images"]), state["images"]
+    assert set(artifacts) <= {i["src"] for i in state["images"]}  # copied next to the page
+    # a grid: one row per optimizer, one column per seed (no reference: this task has none)
+    assert state["gridSeeds"] == 2
+    assert sorted(state["grid"]) == [["fd", 2], ["random-search", 2], ["rge", 2]]
+    assert (tmp_path / "report.png").stat().st_size > 20_000
 
-        # the check can fail: a picture gone missing is caught
-        (out / artifacts[0]).unlink()
+    # the check can fail: a picture gone missing is caught
+    picture = (out / artifacts[0]).read_bytes()
+    (out / artifacts[0]).unlink()
+    try:
         browser.open(page.resolve().as_uri())
         state = json.loads(browser.evaluate(PAGE_STATE))
         broken = [i["src"] for i in state["images"] if not i["ok"]]
         assert broken == [artifacts[0]]
         assert any("ERR_FILE_NOT_FOUND" in e for e in browser.errors())
     finally:
-        browser.close()
+        (out / artifacts[0]).write_bytes(picture)  # the page is shared with the tests below
+
+
+COLUMN = """(function (section, name) {
+  const table = document.getElementById(section).querySelector('table.data');
+  const i = Array.from(table.tHead.rows[0].cells).findIndex(th => th.title === name);
+  return Array.from(table.tBodies[0].rows).filter(tr => !tr.classList.contains('filtered'))
+    .map(tr => tr.cells[i].getAttribute('data-sort') ?? tr.cells[i].textContent);
+})"""
+
+
+def _column(browser, section, name):
+    """The shown cells of a column (its sort value where numeric) of the first table of a
+    section, top to bottom."""
+    return browser.evaluate(f"{COLUMN}({json.dumps(section)}, {json.dumps(name)})")
+
+
+def _in(section, tail):
+    """A page expression on an element of a section (ids such as task-x_dim=3 need no
+    CSS escaping this way)."""
+    return f"document.getElementById({json.dumps(section)}).querySelector({json.dumps(tail)})"
+
+
+def _click_header(browser, section, name):
+    browser.evaluate(f"Array.from({_in(section, 'table.data')}.tHead.rows[0].cells)"
+                     f".find(th => th.title === {json.dumps(name)}).click(); 1")
+
+
+def _filter(browser, section, text):
+    browser.evaluate(f"(() => {{ const f = {_in(section, 'input.filter')}; "
+                     f"f.value = {json.dumps(text)}; f.dispatchEvent(new Event('input')); }})(); 1")
+
+
+def test_tables_sort_and_filter(page, browser):
+    browser.open(page.resolve().as_uri())
+    task = "task-picture-sphere_dim=3"
+    numbers = [float(v) for v in _column(browser, task, "median")]
+    assert len(numbers) == 3 and numbers == sorted(numbers)  # ranked: best median first
+    _click_header(browser, task, "median")  # first click: ascending
+    assert [float(v) for v in _column(browser, task, "median")] == sorted(numbers)
+    _click_header(browser, task, "median")  # again: descending, the row order changes
+    assert [float(v) for v in _column(browser, task, "median")] == sorted(numbers)[::-1]
+    _click_header(browser, task, "optimizer")  # text columns sort as text
+    assert _column(browser, task, "optimizer") == ["fd", "random-search", "rge"]
+    # numbers sort by value, not as text ("1e-05" < "0.5" as text, not as numbers)
+    _click_header(browser, task, "median")
+    assert [float(v) for v in _column(browser, task, "median")] == sorted(numbers)
+
+    # the filter keeps the rows holding every word typed
+    _filter(browser, "overall", "rge")
+    assert _column(browser, "overall", "optimizer") == ["rge"]
+    assert browser.evaluate(f"{_in('overall', '.count')}.textContent") == "1 of 3 rows"
+    _filter(browser, "overall", "")
+    assert len(_column(browser, "overall", "optimizer")) == 3
+
+    # the hidden columns of a wide table show when asked
+    visible = (f"Array.from({_in(task, 'table.data')}.tHead.rows[0].cells)"
+               ".filter(th => th.offsetParent !== null).length")
+    few = browser.evaluate(visible)
+    browser.evaluate(f"{_in(task, 'input.allcols')}.click(); 1")
+    assert browser.evaluate(visible) > few
+    assert browser.errors() == []
+
+
+TRACES = """(function (id) {
+  const div = document.querySelector(`div.plot[data-plot="${id}"]`);
+  return JSON.stringify({title: div.layout.xaxis.title.text,
+    traces: div.data.filter(t => t.showlegend !== false).map(t => ({name: t.name, x: t.x}))});
+})"""
+
+
+def test_convergence_plot_switches_to_seconds(page, browser):
+    browser.open(page.resolve().as_uri())
+    browser.evaluate("location.hash = '#task-step_dim=3'; 1")  # the picker shows that task
+    plot = "task-step_dim=3-convergence"
+    _wait_for(browser, f"document.querySelector('div.plot[data-plot=\"{plot}\"]')"
+                       ".dataset.drawn === '1'")
+    assert browser.evaluate("Array.from(document.querySelectorAll('section.task'))"
+                            ".filter(s => s.offsetParent !== null).map(s => s.id)") == \
+        ["task-step_dim=3"]
+    before = json.loads(browser.evaluate(f"{TRACES}({json.dumps(plot)})"))
+    assert before["title"] == "loss evaluations"
+    curves = {t["name"]: t["x"] for t in before["traces"] if not t["name"].startswith(
+        ("start", "reference"))}
+    assert sorted(curves) == ["fd", "random-search", "rge"]
+    assert max(curves["rge"]) == 200  # the budget, in evaluations
+    buttons = browser.evaluate(f"Array.from(document.querySelectorAll("
+                               f"'div.modes[data-for=\"{plot}\"] button')).map(b => b.textContent)")
+    assert buttons[:2] == ["evaluations", "seconds"]  # no gradients on step: no such button
+    browser.evaluate(f"Array.from(document.querySelectorAll('div.modes[data-for=\"{plot}\"] "
+                     f"button')).find(b => b.textContent === 'seconds').click(); 1")
+    after = json.loads(browser.evaluate(f"{TRACES}({json.dumps(plot)})"))
+    assert after["title"].startswith("seconds")
+    seconds = {t["name"]: t["x"] for t in after["traces"] if t["name"] in curves}
+    assert sorted(seconds) == ["fd", "random-search", "rge"]
+    assert max(seconds["rge"]) < 60 and seconds["rge"] != curves["rge"]  # a run takes < 1 min
+    assert browser.errors() == []
+
+
+def test_extra_sections_show_other_analyses(results, tmp_path):
+    """The place other analyses' files join the page: a section of their CSVs as tables and
+    their PNGs as linked figures; nothing written, no section."""
+    out = tmp_path / "report"
+    assert report.files_section(out, "Fixed-target", "targets", csvs=["targets*.csv"]) is None
+    out.mkdir()
+    (out / "targets_x.csv").write_text("optimizer,aRT\nrge,12.5\nfd,3.25\n")
+    picture = next(p for p in (results / "artifacts").rglob("*.png"))
+    (out / "ecdf_x.png").write_bytes(picture.read_bytes())
+    section = report.files_section(out, "Fixed-target", "targets", "aRT per target",
+                                   csvs=["targets*.csv"], pngs=["ecdf*.png"])
+    page = report.build(results, out, sections=[section]).read_text()
+    assert '<section id="targets" class="extra-section"><h2>Fixed-target</h2>' in page
+    assert 'href="#targets"' in page and 'data-sort="12.5"' in page
+    assert 'src="ecdf_x.png"' in page and "aRT per target" in page
 
 
 def test_report_command(results, tmp_path, capsys):
     assert cli.main(["report", str(results), "-o", str(tmp_path / "r"), "--title", "Quick"]) == 0
     html = (tmp_path / "r" / "index.html").read_text()
-    assert "<title>Quick</title>" in html and 'class="dataframe data"' in html
+    assert "<title>Quick</title>" in html and '<table class="data">' in html
     assert "machine and versions" in html.lower() and "torch" in html
     assert cli.main(["report", str(tmp_path / "empty"), "-o", str(tmp_path / "x")]) == 2
     assert "no run records" in " ".join(capsys.readouterr().err.split())
@@ -256,6 +410,6 @@ def test_report_shows_both_tracks(results, tmp_path):
 
     tracks = pd.read_csv(out / "tracks.csv").set_index("optimizer")
     assert {"default_position", "tuned_position", "moved"} <= set(tracks.columns)
-    assert set(tracks.index) == {"random-search", "rge"}
+    assert set(tracks.index) == {"random-search", "rge", "fd"}
     tuned_table = pd.read_csv(out / "tuned" / "step_dim=3.csv").set_index("optimizer")
     assert tuned_table.loc["rge", "spec"] == "rge[lr=0.01]"

@@ -305,7 +305,7 @@ def copy_artifacts(records: list[dict[str, Any]], results: Path,
             if not src.is_file() or src.suffix.lower() not in IMAGE_SUFFIXES:
                 continue  # moved or deleted since the run, or not a picture
             if src != dst:
-                atomic_write(dst, lambda f, s=src: f.write(s.read_bytes()), binary=True)
+                _copy_bytes(src.read_bytes(), dst)  # already there (a rebuild): not rewritten
             by_task.setdefault(r["task"]["label"], []).append({
                 "path": Path(rel).as_posix(), "optimizer": r["optimizer"]["label"],
                 "seed": repetition(r), "reference": src.stem == "reference",

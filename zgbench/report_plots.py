@@ -14,7 +14,6 @@ become null (a gap in the line), as JSON has no NaN. The static PNGs of
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -104,12 +103,29 @@ def _band(series: list[tuple[np.ndarray, np.ndarray]], counts: bool) -> dict[str
     stacked = np.stack([ys[np.clip(np.searchsorted(xs, grid, side="right") - 1, 0, None)]
                         for xs, ys in series])
     stacked = np.where(np.isfinite(stacked), stacked, math.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
-        median = np.nanmedian(stacked, 0)
-        lo, hi = np.nanquantile(stacked, [0.25, 0.75], axis=0)
+    lo, median, hi = nanquantiles(stacked, (0.25, 0.5, 0.75))
     x = np.maximum(grid, 1.0) if counts else np.where(grid > 0, grid, math.nan)
     return {"x": _list(x), "m": _list(median), "lo": _list(lo), "hi": _list(hi)}
+
+
+def nanquantiles(stacked: np.ndarray, qs: Iterable[float]) -> list[np.ndarray]:
+    """Per column of ``stacked``, its quantiles ``qs`` over the rows that are not NaN
+    (linear interpolation, as :func:`numpy.nanquantile`; NaN where a column has none).
+    numpy's own takes a slow path per column once any NaN is present (3 s of the report)."""
+    ordered = np.sort(stacked, axis=0)  # NaN last
+    count = (~np.isnan(stacked)).sum(axis=0)
+    columns = np.arange(stacked.shape[1])
+    out = []
+    for q in qs:
+        position = q * np.maximum(count - 1, 0)
+        below = np.floor(position).astype(int)
+        above = np.minimum(below + 1, np.maximum(count - 1, 0))
+        low, high = ordered[below, columns], ordered[above, columns]
+        with np.errstate(invalid="ignore"):
+            value = low + (position - below) * (high - low)
+        value = np.where(position == below, low, value)  # no 0 * inf at whole positions
+        out.append(np.where(count > 0, value, math.nan))
+    return out
 
 
 def _view_limit(curves: list[dict[str, Any]], direction: str) -> float | None:
