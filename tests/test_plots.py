@@ -14,8 +14,9 @@ from tests.test_leaderboard import _record
 
 
 @pytest.fixture
-def figures(monkeypatch):
+def figures(monkeypatch, tmp_path):
     """The figures the plot functions save (still holding their artists once closed)."""
+    monkeypatch.setenv("ZGBENCH_CACHE", str(tmp_path / "cache"))  # drawn, not copied (figcache)
     saved = []
     original = leaderboard._save
 
