@@ -48,8 +48,9 @@ def convergence(records: list[dict[str, Any]], table: pd.DataFrame) -> dict[str,
     """A task's convergence plot: per optimizer of ``table`` whose spec counts, the median and
     quartiles over seeds of the primary metric against each x of :data:`MODES` (None where
     the optimizer spends none of it: a gradient method on the evaluations axis), the start
-    and reference lines, and the y axis the page opens with (log when every value is
-    positive; the range stops short of diverged curves, as the PNG clips them)."""
+    and reference lines, and the y axis the page opens with (log when the values span
+    decades: :func:`_log_axis`; the range stops short of diverged curves,
+    as the PNG clips them)."""
     metric, direction = table["metric"].iloc[0], table["direction"].iloc[0]
     specs = _counted_specs(table)
     by_name: dict[str, list[dict[str, Any]]] = {}
@@ -68,11 +69,21 @@ def convergence(records: list[dict[str, Any]], table: pd.DataFrame) -> dict[str,
     anchors = [{"name": key, "y": _round(table[key].iloc[0])}
                for key in ("start", "reference") if key in table and len(table)]
     anchors = [a for a in anchors if a["y"] is not None]
-    drawn = np.array(values, dtype=float)  # an anchor at 0 (an exact optimum) stays off a log axis
     return {"type": "convergence", "metric": metric, "direction": direction,
             "modes": modes, "titles": {m: t for m, _, t in MODES}, "curves": curves,
-            "anchors": anchors, "ylog": bool(drawn.size and (drawn > 0).all()),
+            "anchors": anchors, "ylog": _log_axis(values, direction),
             "ymax" if direction == "min" else "ymin": _view_limit(curves, direction)}
+
+
+def _log_axis(values: list[float], direction: str) -> bool:
+    """Whether the plot opens on a log y axis: for a "min" metric whose positive values span
+    over two decades, or are all there is (the PNG's symlog for the same reason). The page
+    draws values at or below zero at the floor of the log axis, as symlog's linear part."""
+    drawn = np.array(values, dtype=float)
+    positive = drawn[drawn > 0]
+    if direction != "min" or not positive.size:
+        return False
+    return bool(positive.size == drawn.size or positive.max() > 100 * positive.min())
 
 
 def _counted_specs(table: pd.DataFrame) -> dict[str, str]:

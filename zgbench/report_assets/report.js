@@ -76,40 +76,62 @@
     return off;
   }
 
+  // The floor of a log axis: a decade below the smallest positive value drawn. Values at or
+  // below zero (an exact optimum) are drawn there, as on the PNG's symlog axis.
+  function logFloor(spec, mode) {
+    var low = Infinity;
+    spec.curves.forEach(function (c) {
+      var d = c.series[mode];
+      if (d) [d.m, d.lo, d.hi].forEach(function (ys) {
+        ys.forEach(function (y) { if (y !== null && y > 0) low = Math.min(low, y); });
+      });
+    });
+    spec.anchors.forEach(function (a) { if (a.y > 0) low = Math.min(low, a.y); });
+    return isFinite(low) ? Math.pow(10, Math.floor(Math.log10(low)) - 1) : null;
+  }
+
   function convergence(div, spec) {
     var s = state[div.dataset.plot];
     var mode = s.mode, off = hidden(div), traces = [], absent = [];
     var xmin = Infinity, xmax = -Infinity, ymin = Infinity, ymax = -Infinity;
+    var floor = s.ylog ? logFloor(spec, mode) : null, floored = false;
+    function shown(ys) {  // what is drawn: at the floor where a log axis has no room
+      return floor === null ? ys : ys.map(function (y) {
+        if (y !== null && y <= 0) { floored = true; return floor; }
+        return y;
+      });
+    }
     spec.curves.forEach(function (c) {
       var d = c.series[mode];
       if (!d) { absent.push(c.name); return; }
       var vis = off[c.name] ? "legendonly" : true, col = colour(c.name);
       d.x.forEach(function (x) { if (x !== null) { xmin = Math.min(xmin, x); xmax = Math.max(xmax, x); } });
-      [d.m, d.lo, d.hi].forEach(function (ys) {
+      var m = shown(d.m), lo = shown(d.lo), hi = shown(d.hi);
+      [m, lo, hi].forEach(function (ys) {
         ys.forEach(function (y) {
           if (y !== null && (!s.ylog || y > 0)) { ymin = Math.min(ymin, y); ymax = Math.max(ymax, y); }
         });
       });
       var common = { x: d.x, mode: "lines", legendgroup: c.name, visible: vis };
-      traces.push(Object.assign({}, common, { y: d.hi, line: { width: 0, shape: "hv", color: col },
+      traces.push(Object.assign({}, common, { y: hi, line: { width: 0, shape: "hv", color: col },
         hoverinfo: "skip", showlegend: false }));
-      traces.push(Object.assign({}, common, { y: d.lo, line: { width: 0, shape: "hv", color: col },
+      traces.push(Object.assign({}, common, { y: lo, line: { width: 0, shape: "hv", color: col },
         fill: "tonexty", fillcolor: fade(col, 0.15), hoverinfo: "skip", showlegend: false }));
-      traces.push(Object.assign({}, common, { y: d.m, name: c.name,
+      traces.push(Object.assign({}, common, { y: m, name: c.name,
         line: { width: 1.8, shape: "hv", color: col },
-        customdata: d.lo.map(function (lo, i) { return [lo, d.hi[i]]; }),
-        hovertemplate: "<b>" + c.name + "</b><br>" + mode + ": %{x:.4g}<br>median: %{y:.4g}" +
-          "<br>quartiles: %{customdata[0]:.4g} to %{customdata[1]:.4g}<extra></extra>" }));
+        customdata: d.m.map(function (v, i) { return [v, d.lo[i], d.hi[i]]; }),
+        hovertemplate: "<b>" + c.name + "</b><br>" + mode + ": %{x:.4g}<br>median: %{customdata[0]:.4g}" +
+          "<br>quartiles: %{customdata[1]:.4g} to %{customdata[2]:.4g}<extra></extra>" }));
     });
     spec.anchors.forEach(function (a) {
       if (!isFinite(xmin)) return;
-      var name = (a.name === "start" ? "start θ₀ " : "reference ") + a.y.toPrecision(3) +
-        (s.ylog && a.y <= 0 ? " (off a log axis)" : "");
-      traces.push({ x: [xmin, xmax], y: [a.y, a.y], mode: "lines", name: name, legendgroup: name,
+      var name = (a.name === "start" ? "start θ₀ " : "reference ") + a.y.toPrecision(3);
+      var y = shown([a.y])[0];
+      traces.push({ x: [xmin, xmax], y: [y, y], mode: "lines", name: name, legendgroup: name,
         visible: off[name] ? "legendonly" : true,
         line: { color: a.name === "start" ? "#666" : "#000", dash: a.name === "start" ? "dash" : "dot", width: 1.4 },
         hovertemplate: name + "<extra></extra>" });
-      if (!s.ylog || a.y > 0) { ymin = Math.min(ymin, a.y); ymax = Math.max(ymax, a.y); }
+      if (!s.ylog || y > 0) { ymin = Math.min(ymin, y); ymax = Math.max(ymax, y); }
     });
     var yaxis = { type: s.ylog ? "log" : "linear", title: { text: spec.metric + " (" +
       (spec.direction === "min" ? "lower" : "higher") + " is better)" }, exponentformat: "power" };
@@ -120,12 +142,14 @@
       var pad = (hi - lo) * 0.04;
       yaxis.range = [lo - pad, hi + pad];
     }
-    var notes = absent.length ? [{ xref: "paper", yref: "paper", x: 0, y: 1.0, yanchor: "bottom",
-      xanchor: "left", showarrow: false, font: { size: 11, color: "#777" },
-      text: "not drawn (no " + spec.titles[mode] + "): " + absent.join(", ") }] : [];
+    var words = [];
+    if (absent.length) words.push("not drawn (no " + spec.titles[mode] + "): " + absent.join(", "));
+    if (floored) words.push("values ≤ 0 drawn at " + floor.toExponential(0));
+    var note = div.parentNode.querySelector(".plotnote");  // under the plot, off the tool bar
+    if (note) note.textContent = words.length ? words.join("; ") + "." : "";
     return [traces, {
-      margin: { l: 64, r: 8, t: 28, b: 48 }, hovermode: "closest", annotations: notes,
-      xaxis: { type: "log", title: { text: spec.titles[mode] }, exponentformat: "power" },
+      margin: { l: 64, r: 8, t: 28, b: 48 }, hovermode: "closest",
+      xaxis: { type: "log", title: { text: spec.titles[mode] }, exponentformat: "power", dtick: 1 },
       yaxis: yaxis, legend: { font: { size: 11 }, tracegroupgap: 0 },
       uirevision: mode + s.ylog }];
   }
@@ -140,7 +164,7 @@
     });
     return [traces, {
       margin: { l: 56, r: 8, t: 28, b: 48 }, hovermode: "closest",
-      xaxis: { type: "log", title: { text: spec.xtitle }, exponentformat: "power",
+      xaxis: { type: "log", title: { text: spec.xtitle }, exponentformat: "power", dtick: 1,
                range: [Math.log10(spec.xrange[0]), Math.log10(spec.xrange[1])] },
       yaxis: { title: { text: "fraction of (run, target) pairs reached" }, range: [0, 1.02] },
       legend: { font: { size: 11 }, tracegroupgap: 0 } }];
