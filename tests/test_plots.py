@@ -14,9 +14,8 @@ from tests.test_leaderboard import _record
 
 
 @pytest.fixture
-def figures(monkeypatch, tmp_path):
+def figures(monkeypatch):
     """The figures the plot functions save (still holding their artists once closed)."""
-    monkeypatch.setenv("ZGBENCH_CACHE", str(tmp_path / "cache"))  # drawn, not copied (figcache)
     saved = []
     original = leaderboard._save
 

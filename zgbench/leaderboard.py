@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from zgbench import boards, declared, figcache, outputs, stats
+from zgbench import boards, declared, outputs, seeding, stats
 from zgbench.errors import UsageError
 from zgbench.record import repetition, start_metrics
 from zgbench.store import ResultStore, atomic_write_text
@@ -80,6 +80,8 @@ def runs_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """One row per run: identity, status and the final primary metric (worst if missing or
     not finite: a NaN metric is stored as null). ``optimizer`` is the optimizer's name (its
     row on the boards), ``spec`` the spec that ran (label: only non-default parameters)."""
+    records = list(records)
+    seeding.instance_set(records)  # one instance set per board: refuses a mix (UsageError)
     rows = []
     for r in records:
         task, direction = r["task"], r["task"]["metrics"][r["task"]["primary_metric"]]
@@ -537,8 +539,8 @@ def write(results: str | Path, out: str | Path, baseline: str | None = None,
         group = runs[runs["task_id"] == task_id]
         task_records = [r for r in records if (r["task"]["canonical"], r["optimizer"]["label"])
                         in counted and r["task"]["canonical"] == task_id]
-        figcache.draw(plot_task, label, group["metric"].iloc[0], group["direction"].iloc[0],
-                      curves(task_records), out / f"{slug(label)}.png", anchors(group))
+        plot_task(label, group["metric"].iloc[0], group["direction"].iloc[0],
+                  curves(task_records), out / f"{slug(label)}.png", anchors(group))
     spend = runs.assign(calls=runs["evals"] + runs["grads"]).groupby("task")["calls"].max()
     _write_stats(out, list(tables), computed["analysis"], board_order(computed["overall"]),
                  spend.to_dict())
@@ -602,16 +604,16 @@ def _write_stats(out: Path, labels: list[str], analysis: stats.Analysis,
     matrix's order), ``budgets``: each task label's largest spend in oracle calls (where its
     runtime ECDF's x axis ends)."""
     atomic_write_text(out / "win_rate.csv", analysis.win_rate.to_csv())
-    figcache.draw(plot_win_rate, analysis.win_rate, out / "win_rate.png", order)
+    plot_win_rate(analysis.win_rate, out / "win_rate.png", order)
     atomic_write_text(out / "profiles.csv", analysis.profiles.to_csv(index=False))
     overall = analysis.profiles[analysis.profiles["scope"] == "all"]
-    figcache.draw(plot_profile, overall, "all tasks", "fraction of the budget spent",
-                  out / "profiles.png", right=1.0)
+    plot_profile(overall, "all tasks", "fraction of the budget spent", out / "profiles.png",
+                 right=1.0)
     for label in labels:
         frame = analysis.profiles[analysis.profiles["scope"] == label]
         if not frame.empty:
-            figcache.draw(plot_profile, frame, label, "oracle calls (loss + gradient evaluations)",
-                          out / f"{slug(label)}.profile.png", right=(budgets or {}).get(label))
+            plot_profile(frame, label, "oracle calls (loss + gradient evaluations)",
+                         out / f"{slug(label)}.profile.png", right=(budgets or {}).get(label))
 
 
 def board_order(overall: pd.DataFrame) -> list[str]:

@@ -131,6 +131,9 @@ def build(results: str | Path, out: str | Path, title: str = "zgbench report",
     from jinja2 import Environment, FileSystemLoader
 
     results, out = Path(results), outputs.checked(results, out)  # RESULTS/report a link: refused
+    seed_figures(results / "leaderboard", out)
+    if tuned is not None:
+        seed_figures(Path(tuned) / "leaderboard", out / "tuned")
     written = (leaderboard.write_tracks(results, tuned, out, baseline) if tuned is not None
                else leaderboard.write(results, out, baseline))
     records = list(ResultStore(results))
@@ -175,6 +178,25 @@ def build(results: str | Path, out: str | Path, title: str = "zgbench report",
     path = out / "index.html"
     atomic_write_text(path, page)
     return path
+
+
+def seed_figures(board: Path, out: Path) -> int:
+    """Copy the PNGs of the leaderboard ``zgbench run`` wrote (``RESULTS/leaderboard``) into
+    ``out`` where ``out`` has none of that name yet, and return how many. The leaderboard
+    redraws a figure only when its PNG does not hold the key of what it shows (its text
+    chunk), so figures of unchanged records are not drawn twice (run, then report); a
+    stale one holds another key and is redrawn. Symbolic links are not followed."""
+    if board.is_symlink() or not board.is_dir() or board.resolve() == out.resolve():
+        return 0
+    copied = 0
+    for png in sorted(board.glob("*.png")):
+        target = out / png.name
+        if png.is_symlink() or not png.is_file() or target.exists():
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        _copy_bytes(png.read_bytes(), target)
+        copied += 1
+    return copied
 
 
 def copy_assets(out: Path) -> None:

@@ -1,7 +1,9 @@
-"""Write a static HTML report of a results folder: the overall table, the win-rate matrix,
-runtime profiles, per task its ranked table, convergence plot and the pictures the task saved,
-and the machines and versions the numbers came from. Open OUT/index.html in any browser; no
-server is needed. The leaderboard CSVs and PNGs are written into the same folder.
+"""Write an HTML report of a results folder: the overall table, the win-rate matrix,
+runtime profiles, per task its ranked table, convergence plot (evaluations or seconds) and the
+pictures the task saved, and the machines and versions the numbers came from. Tables sort and
+filter, plots show values on hover. Open OUT/index.html in any browser: the folder holds
+everything it needs (no server, no network). The leaderboard CSVs and PNGs (for papers) are
+written into the same folder; figures unchanged since an earlier build are copied, not drawn.
 
 Examples:
   zgbench report results/ -o report/
@@ -20,7 +22,7 @@ from zgbench import report
 from zgbench.cli import add_baseline_argument
 from zgbench.errors import UsageError
 
-HELP = "write a static HTML report (tables, plots, pictures, machine) from a results folder"
+HELP = "write an HTML report (sortable tables, interactive plots, pictures) from a results folder"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
