@@ -413,3 +413,20 @@ def test_report_shows_both_tracks(results, tmp_path):
     assert set(tracks.index) == {"random-search", "rge", "fd"}
     tuned_table = pd.read_csv(out / "tuned" / "step_dim=3.csv").set_index("optimizer")
     assert tuned_table.loc["rge", "spec"] == "rge[lr=0.01]"
+
+
+def test_report_starts_from_the_leaderboard_run_drew(tmp_path):
+    """run writes RESULTS/leaderboard; the report copies its PNGs into its own folder first
+    (where it has none), so the leaderboard's key check skips the figures already drawn."""
+    board, out = tmp_path / "results" / "leaderboard", tmp_path / "report"
+    board.mkdir(parents=True)
+    (board / "a.png").write_bytes(b"drawn by run")
+    (board / "b.png").write_bytes(b"drawn by run")
+    (board / "link.png").symlink_to(board / "a.png")
+    out.mkdir()
+    (out / "b.png").write_bytes(b"the report's own")
+    assert report.seed_figures(board, out) == 1
+    assert (out / "a.png").read_bytes() == b"drawn by run"
+    assert (out / "b.png").read_bytes() == b"the report's own"  # never overwritten
+    assert not (out / "link.png").exists()  # links are not followed
+    assert report.seed_figures(tmp_path / "nowhere", out) == 0
