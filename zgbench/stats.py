@@ -13,7 +13,9 @@ runtime ECDFs, so that tasks with different metrics can be compared and averaged
   diverged run counts as ``CAP`` times the baseline's distance to the best, so one catastrophe
   cannot dominate a mean over tasks, and failing is never better than finishing. A task
   without a finished baseline run, or results without a declared baseline, have no
-  normalised score.
+  normalised score. Where the baseline's median *is* the best known value (it found the
+  best), that formula would score every tie 0 and anything worse the clip; the start's
+  median then scales the score instead (:func:`score_reference`).
 - **Medians with failures** (:func:`worse_quantile`): a failed run is the worst value (+inf
   once oriented). Between two finite order statistics a quantile interpolates linearly, as
   numpy does; where one of the two neighbours is a failure it takes the worse neighbour, so
@@ -217,10 +219,11 @@ def task_stats(runs: pd.DataFrame, records: list[dict[str, Any]], *, baseline: s
     best = min(best_known(records), float(np.nanmin(matrix, initial=math.inf)))
     ref = (float(worse_median(matrix[optimizers.index(baseline)]))
            if baseline in optimizers else math.nan)
-    scores = normalise(worse_median(matrix, axis=1), best, ref, cap)  # [O]
+    scale = score_reference(best, ref, start_median(runs, direction))
+    scores = normalise(worse_median(matrix, axis=1), best, scale, cap)  # [O]
     idx = bootstrap_indices(matrix.shape[1], n_boot, derive_seed("bootstrap", task_id, seed))
     median_reps = resampled_medians(matrix, idx)
-    score_reps = normalise(median_reps, best, ref, cap)
+    score_reps = normalise(median_reps, best, scale, cap)
     rank_reps = competition_ranks(median_reps)
     table = _task_frame(optimizers, scores, median_reps, score_reps, rank_reps, direction,
                         confidence, best, ref)
@@ -228,6 +231,32 @@ def task_stats(runs: pd.DataFrame, records: list[dict[str, Any]], *, baseline: s
     table = with_separation(table, start, baseline, direction)
     return TaskStats(runs["task"].iloc[0], table, optimizers, score_reps, rank_reps, best, ref,
                      start, separates(table, start, baseline))
+
+
+def start_median(runs: pd.DataFrame, direction: str) -> float:
+    """The start's median (oriented) over the task's instances, NaN where unknown."""
+    if "start" not in runs:
+        return math.nan
+    per_seed = runs.dropna(subset=["start"]).groupby("seed")["start"].first()
+    if per_seed.empty:
+        return math.nan
+    return float(worse_median(oriented(per_seed.to_numpy(dtype=float), direction)))
+
+
+def score_reference(best: float, ref: float, start: float) -> float:
+    """The value that scores 1: the baseline's median ``ref``, unless it equals the best
+    known value (the baseline found the best, as random search does on a plateau task such as
+    ``step``). Then ``(v - best) / (ref - best)`` degenerates: every tie scores 0 and anything
+    worse the clip, so one near-miss weighs as a catastrophe in the mean over tasks. There
+    the start's median is the reference instead: the scale of what an optimizer achieves is
+    how much of the way from θ₀ to the best it went (0 = the best, which the baseline
+    reached; 1 = no better than the start). Where the start is no worse than the best
+    either (nothing moved on the task), there is no scale and no score (NaN)."""
+    if math.isfinite(ref) and math.isfinite(best) and ref > best:
+        return ref
+    if not math.isfinite(ref):
+        return ref  # no baseline ran: no normalised score, as before
+    return start if math.isfinite(start) and start > best else math.nan
 
 
 def start_interval(runs: pd.DataFrame, seeds: list[Any], idx: np.ndarray, direction: str,
