@@ -178,3 +178,126 @@ def test_remaining_and_affordable_steps_do_the_budget_arithmetic_once():
     assert unbounded.affordable_steps(evals_per_step=3) is None
     with pytest.raises(ContractError, match="counters are"):
         problem.remaining("flops")
+
+
+# ------------------------------------------------ issue 26.6: what a plugin author missed
+def _run(optimizer_cls, budget, task="sphere[dim=3]"):
+    """Run ``optimizer_cls`` (a real optimizer class, registered as a plugin) through the
+    harness and return the record's dict."""
+    import types
+
+    from zgbench import hookimpl, plugins
+    from zgbench.harness import RunSpec, execute
+    from zgbench.specs import resolve_optimizer, resolve_task
+
+    module = types.ModuleType(f"plugin_{optimizer_cls.name}")
+    module.zgbench_optimizers = hookimpl(lambda: [optimizer_cls])
+    registry = plugins.load(extra_plugins=[module])
+    run = RunSpec(resolve_task(registry, task), resolve_optimizer(registry, optimizer_cls.name),
+                  0, budget)
+    return execute(run, registry).as_dict()
+
+
+def _owns_its_loop(name, far=100.0):
+    """An optimizer whose library owns the loop: it evaluates until BudgetExhausted, then
+    reports the best point it saw (the optimum's neighbourhood), never before."""
+    from zgbench import Optimizer
+
+    class OwnsItsLoop(Optimizer):
+        def run(self, problem):
+            best, best_value = problem.initial(), math.inf
+            try:
+                while True:
+                    theta = problem.initial() * 0 + far  # a bad point, reported on the way
+                    problem.report(theta)
+                    value = float(problem.loss(problem.initial()[None])[0])
+                    if value < best_value:
+                        best, best_value = problem.initial(), value
+            except BudgetExhausted:
+                problem.report(best)  # the library learns of the budget only now
+
+    OwnsItsLoop.name = name
+    return OwnsItsLoop
+
+
+@pytest.mark.parametrize("budget", [Budget(steps=5), Budget(seconds=0.2)],
+                         ids=["steps", "seconds"])
+def test_a_report_after_budget_exhausted_is_the_result(budget):
+    record = _run(_owns_its_loop("owns-its-loop"), budget)
+    assert record["status"] == "ok", record["error"]
+    assert record["audit"]["violations"] == [] and record["audit"]["late_reports"] >= 1
+    far = 100.0 * math.sqrt(3)  # where the in-loop reports were, from the origin
+    start = record["trajectory"][0]["metrics"]["distance"]
+    assert record["final"]["metrics"]["distance"] == pytest.approx(start)
+    assert record["final"]["metrics"]["distance"] < far / 2
+    if budget.steps:
+        assert record["final"]["steps"] == 5  # the late report counted no step
+        assert record["audit"]["late_reports"] == 1
+
+
+def test_a_late_report_after_evaluating_past_the_step_limit_is_flagged():
+    from zgbench import Optimizer
+
+    class KeepsGoing(Optimizer):
+        name = "keeps-going"
+
+        def run(self, problem):
+            try:
+                problem.report(problem.initial())
+            except BudgetExhausted:
+                problem.loss(torch.zeros(8, problem.dim))  # more search, then a free report
+                problem.report(torch.zeros(problem.dim))
+
+    record = _run(KeepsGoing, Budget(steps=1, evals=100))
+    assert record["status"] == "violated"
+    assert "past the step budget" in " ".join(record["audit"]["violations"])
+
+
+def test_best_evaluated_recommendation_is_the_best_theta_the_ledger_saw():
+    from zgbench import Optimizer
+
+    class ReportsBadPoints(Optimizer):
+        name = "reports-bad-points"
+        recommend = "best-evaluated"
+
+        def run(self, problem):
+            g = self.generator("cpu")
+            while True:
+                batch = torch.randn(8, problem.dim, generator=g)
+                problem.loss(batch)
+                problem.report(batch[0] * 0 + 50.0)  # its own recommendation is poor
+
+    record = _run(ReportsBadPoints, Budget(evals=64))
+    plain = type("ReportsBadPointsPlain", (ReportsBadPoints,),
+                 {"name": "reports-bad-points-plain", "recommend": "reported"})
+    reported = _run(plain, Budget(evals=64))
+    assert record["status"] == reported["status"] == "ok"
+    best = record["final"]["best_loss"]
+    assert record["final"]["current_loss"] == pytest.approx(best)  # the best evaluated θ
+    assert reported["final"]["current_loss"] > 100 * best  # the reported one, far off
+
+
+def test_an_unknown_recommend_value_is_a_contract_error():
+    from zgbench import Optimizer
+    from zgbench.optimizer import recommends_best
+
+    class Odd(Optimizer):
+        name = "odd"
+        recommend = "best"
+
+    with pytest.raises(ContractError, match="'reported', 'best-evaluated'"):
+        recommends_best(Odd())
+
+
+def test_a_whole_batch_that_does_not_fit_raises_before_anything_is_charged():
+    problem = make_problem("sphere[dim=3]", budget=Budget(evals=10))
+    problem.loss(torch.zeros(6, 3), whole=True)
+    with pytest.raises(BudgetExhausted, match="nothing charged"):
+        problem.loss(torch.zeros(6, 3), whole=True)
+    assert problem.evals == 6 and problem.remaining("evals") == 4
+    problem.loss(torch.zeros(4, 3), whole=True)  # what fits still runs
+    assert problem.evals == 10
+    problem = make_problem("sphere[dim=3]", budget=Budget(grads=3))
+    with pytest.raises(BudgetExhausted, match="nothing charged"):
+        problem.grad(torch.zeros(4, 3), whole=True)
+    assert problem.grads == 0

@@ -28,7 +28,7 @@ import zgbench
 from zgbench import cache, fingerprint, outputs, watchdog
 from zgbench.budget import Budget, BudgetExhausted
 from zgbench.meter import Ledger
-from zgbench.optimizer import skip_reason
+from zgbench.optimizer import recommends_best, skip_reason
 from zgbench.plugins import Registry
 from zgbench.problem import Problem
 from zgbench.record import Identity, Record, environment, now, run_id
@@ -161,6 +161,7 @@ def _guarded(run: RunSpec, task_entry, opt_entry, record: Record, seeds: dict[st
     task = state["task"] = task_entry.cls(device=run.target_device, seed=seeds["task"],
                                           **run.task.kwargs)
     ledger = state["ledger"] = Ledger(task, run.budget, seeds["eval_key"])
+    ledger.recommend_best = recommends_best(optimizer)
     problem = state["problem"] = Problem(task, run.budget, seed=seeds["problem"],
                                          eval_key=seeds["eval_key"], on_progress=on_progress,
                                          ledger=ledger)

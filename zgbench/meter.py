@@ -123,6 +123,10 @@ class Ledger:
         self.best_cpu = math.inf
         self.best_theta: torch.Tensor | None = None
         self.reported: torch.Tensor | np.ndarray | None = None
+        self.late_reports = 0  # reports after the step or time budget ran out (no step)
+        #: recommend the best evaluated θ instead of the last reported one (opt-in:
+        #: ``Optimizer.recommend = "best-evaluated"``)
+        self.recommend_best = False
         self._append, self._replace_last, self._entries = _journal()
         self._dtype = task.dtype
         self._installed = False
@@ -286,6 +290,24 @@ class Ledger:
             self._check(self.steps + 1, limit, "step")
         self.steps += 1
         self.reported = theta
+        if limit is not None and self.steps == limit:  # what a late report may come after
+            self._at_step_limit = (self.evals, self.grads)
+
+    def report_late(self, theta: torch.Tensor | np.ndarray) -> None:
+        """Keep a recommendation reported after the step or time budget ran out, counting
+        no step: a library that owns its loop learns of the budget only from
+        BudgetExhausted and reports its best point then. Flagged where the budget was not
+        spent, or where the optimizer evaluated past the step limit before reporting."""
+        spent_time = self.budget.seconds is not None and self.seconds() >= (
+            self.budget.seconds * (1 - CLOCK_SLACK[1]) - CLOCK_SLACK[0])
+        spent_steps = self.budget.steps is not None and self.steps >= self.budget.steps
+        if not (spent_time or spent_steps):
+            self.flag("a report past the budget was made before the budget was spent "
+                      "(the meter was tampered with)")
+        elif not spent_time and getattr(self, "_at_step_limit", None) != (self.evals, self.grads):
+            self.flag("evaluations past the step budget preceded a late report")
+        self.late_reports += 1
+        self.reported = theta
 
     def _check(self, wanted: int, limit: int | None, what: str) -> None:
         """The ledger's own budget check. The front cuts first, so this trips only if the
@@ -372,7 +394,10 @@ class Ledger:
         return float(self.best) if self._cuda else self.best_cpu
 
     def recommendation(self) -> torch.Tensor:
-        """The last reported θ, else the best evaluated θ, else θ₀."""
+        """The last reported θ, else the best evaluated θ, else θ₀; the best evaluated θ
+        first where the optimizer asked for it (:attr:`recommend_best`)."""
+        if self.recommend_best and self.best_theta is not None:
+            return self.best_theta
         if isinstance(self.reported, np.ndarray):  # reported by a numpy library
             self.reported = torch.from_numpy(self.reported).to(self.device, self._dtype)
         if self.reported is not None:
@@ -483,7 +508,7 @@ class Ledger:
             "seconds_wall": wall, "seconds_ledger": seconds, "seconds_charged": charged_seconds,
             "budget_exceeded": exceeded, "refused_calls": self.refused,
             "failed_evals": self.failed_evals, "failed_grads": self.failed_grads,
-            "violations": list(self.violations),
+            "late_reports": self.late_reports, "violations": list(self.violations),
         }
 
 

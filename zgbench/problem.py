@@ -63,6 +63,7 @@ class Problem:
         self._ledger_call, self._ledger_report = ledger.call, ledger.report
         self._ledger_checkpoint, self._ledger_best = ledger.checkpoint, ledger.best_loss
         self._ledger_recommendation = ledger.recommendation
+        self._ledger_report_late = ledger.report_late
         self._ledger_initial, self._ledger_start = ledger.initial, ledger.start
         self._ledger_final = ledger.final
         self._ledger_trajectory = ledger._entries
@@ -203,13 +204,20 @@ class Problem:
         """A fresh key for :meth:`loss`; reuse one key for common random numbers."""
         return self._keys.getrandbits(63)
 
-    def loss(self, thetas: torch.Tensor | np.ndarray, key: int | None = None) -> torch.Tensor:
+    def loss(self, thetas: torch.Tensor | np.ndarray, key: int | None = None, *,
+             whole: bool = False) -> torch.Tensor:
         """Loss of each row of ``thetas`` ``[B, dim]`` -> ``[B]``; counts ``B`` evaluations.
 
         ``thetas`` may be a numpy array (what numpy-based libraries such as pycma ask): it is
-        converted once, with no torch call before the conversion."""
+        converted once, with no torch call before the conversion. A batch larger than the
+        evaluations left is cut, evaluated, and BudgetExhausted raised; with ``whole=True``
+        (all or nothing) it raises BudgetExhausted before anything is evaluated or charged,
+        for an optimizer that cannot use part of a generation (vectorised differential
+        evolution)."""
         thetas, owned = self._batch(thetas)
         n = self._allowed(thetas.shape[0], self._budget.evals, self._evals, "evaluation")
+        if whole and n < thetas.shape[0]:
+            raise self._not_whole(thetas.shape[0], n, "evaluation")
         cut = n < thetas.shape[0]
         if cut:
             thetas = thetas[:n]
@@ -223,11 +231,15 @@ class Problem:
         self._after_call(cut=cut)
         return values
 
-    def grad(self, thetas: torch.Tensor, key: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(loss[B], grad[B, dim])`` from the task's autodiff; counts ``B`` gradients."""
+    def grad(self, thetas: torch.Tensor, key: int | None = None, *,
+             whole: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss[B], grad[B, dim])`` from the task's autodiff; counts ``B`` gradients
+        (``whole``: all or nothing, as for :meth:`loss`)."""
         self._require("grad")
         thetas, _ = self._batch(thetas)
         n = self._allowed(thetas.shape[0], self._budget.grads, self._grads, "gradient")
+        if whole and n < thetas.shape[0]:
+            raise self._not_whole(thetas.shape[0], n, "gradient")
         key = self.new_key() if key is None else key
         values, grads = self._ledger_grad(thetas[:n], key)
         self._grads += n
@@ -260,25 +272,44 @@ class Problem:
 
         θ is copied (the optimizer may change it in place later). A numpy θ stays numpy until
         a checkpoint needs it: reporting every generation of a numpy library costs no torch
-        call."""
-        if isinstance(theta, np.ndarray):
-            if theta.size != self._dim:
-                raise self._report_error(theta)
-            # a copy, in the task's dtype where numpy has it (else converted by recommendation)
-            theta = np.array(theta, dtype=self._np_dtype).reshape(self._dim)
-        elif not isinstance(theta, torch.Tensor) or theta.numel() != self._dim:
-            raise self._report_error(theta)
-        else:
-            if theta.requires_grad:
-                theta = theta.detach()
-            if theta.dim() != 1:
-                theta = theta.reshape(self._dim)
-            theta = theta.to(device=self._device, dtype=self._dtype, copy=True)
+        call. After the step or time budget ran out (once BudgetExhausted was raised) a
+        report is still taken, counting no step: a library that owns its loop learns of the
+        budget only from the exception, and reports its best point then. (After the
+        evaluation budget ran out a report counts its step as before.)"""
+        theta = self._reported(theta)
+        if self._late():
+            self._ledger_report_late(theta)
+            return
         self._ledger_report(theta)
         self._steps += 1
         self._after_call(cut=False)
         if self._budget.steps is not None and self._steps >= self._budget.steps:
             raise BudgetExhausted(f"step budget spent ({self._budget.steps} steps)")
+
+    def _reported(self, theta: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+        """The problem's own copy of a reported θ, checked."""
+        if isinstance(theta, np.ndarray):
+            if theta.size != self._dim:
+                raise self._report_error(theta)
+            # a copy, in the task's dtype where numpy has it (else converted by recommendation)
+            return np.array(theta, dtype=self._np_dtype).reshape(self._dim)
+        if not isinstance(theta, torch.Tensor) or theta.numel() != self._dim:
+            raise self._report_error(theta)
+        if theta.requires_grad:
+            theta = theta.detach()
+        if theta.dim() != 1:
+            theta = theta.reshape(self._dim)
+        return theta.to(device=self._device, dtype=self._dtype, copy=True)
+
+    def _late(self) -> bool:
+        """Whether the step or time budget has run out: a report now is a late one."""
+        b = self._budget
+        return ((b.steps is not None and self._steps >= b.steps)
+                or (b.seconds is not None and self.seconds >= b.seconds))
+
+    def _not_whole(self, asked: int, fits: int, what: str) -> BudgetExhausted:
+        return BudgetExhausted(f"a whole batch of {asked} {what}s was asked and {fits} are "
+                               "left: nothing evaluated, nothing charged")
 
     def _report_error(self, theta: Any) -> ContractError:
         return ContractError(
