@@ -243,3 +243,41 @@ def test_hook_without_decorator_is_reported():
 
 def test_builtin_plugins_have_no_hook_errors(registry):
     assert not [e for e in registry.errors if "hook" in e.message], registry.errors
+
+
+class LogsEveryGeneration(Optimizer):
+    """A plugin wrapping a library that configures its own INFO logger on import and logs
+    each generation, as EvoTorch does."""
+    name = "logs-every-generation"
+
+    def run(self, problem):
+        import logging
+
+        log = logging.getLogger("evotorch.algorithms")
+        while True:
+            problem.loss(problem.initial()[None])
+            log.info("generation done")
+            problem.report(problem.initial())
+
+
+def test_library_loggers_do_not_flood_the_progress_display():
+    import io
+    import logging
+
+    from zgbench.testing import run_once
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    library = logging.getLogger("evotorch")
+    library.addHandler(handler)
+    library.setLevel(logging.INFO)  # what the library does when imported
+    try:
+        registry = plugins.load(extra_plugins=[_plugin("logs", optimizers=[LogsEveryGeneration])])
+        record = run_once("sphere[dim=2]", "logs-every-generation", evals=20, registry=registry)
+        assert record["status"] == "ok"
+        assert "generation done" not in stream.getvalue()
+        logging.getLogger("evotorch.algorithms").warning("a real problem")
+        assert "a real problem" in stream.getvalue()  # warnings still come through
+    finally:
+        library.removeHandler(handler)
+        library.setLevel(logging.NOTSET)

@@ -29,6 +29,7 @@ from zgbench import cache, fingerprint, outputs, watchdog
 from zgbench.budget import Budget, BudgetExhausted
 from zgbench.meter import Ledger
 from zgbench.optimizer import recommends_best, skip_reason
+from zgbench.progress import quiet_library_loggers
 from zgbench.plugins import Registry
 from zgbench.problem import Problem
 from zgbench.record import Identity, Record, environment, now, run_id
@@ -166,6 +167,7 @@ def _guarded(run: RunSpec, task_entry, opt_entry, record: Record, seeds: dict[st
                                          eval_key=seeds["eval_key"], on_progress=on_progress,
                                          ledger=ledger)
     torch.manual_seed(seeds["optimizer"] % 2**63)  # for optimizers using the global RNG
+    quiet_library_loggers()  # EvoTorch's per-generation INFO lines would flood the display
     problem.start()
     try:
         optimizer.run(problem)  # its return value is ignored: the ledger is the record

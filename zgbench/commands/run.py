@@ -48,6 +48,7 @@ import os
 from contextlib import nullcontext
 from pathlib import Path
 
+import pandas as pd
 import torch
 from rich.console import Console
 from rich.markup import escape
@@ -58,7 +59,7 @@ from zgbench import suite as suites
 from zgbench.cli import add_baseline_argument, load_registry
 from zgbench.errors import UsageError
 from zgbench.executors import InProcessExecutor, PoolExecutor, RayExecutor, import_ray
-from zgbench.progress import RichReporter
+from zgbench.progress import reporter_for
 from zgbench.store import ResultStore
 
 HELP = "run tasks × optimizers × seeds (default: the quick suite) and store the records"
@@ -89,41 +90,82 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "they ran, and those recorded without a code fingerprint")
 
 
+#: Width the end-of-run summary fits (a terminal's, or this where the output is a file).
+SUMMARY_WIDTH = 100
+
+
+def summary_console(console: Console) -> Console:
+    """A console for the end-of-run tables on ``console``'s stream, at most
+    :data:`SUMMARY_WIDTH` columns wide (a log file gets 100, not rich's default 80)."""
+    width = min(console.width, SUMMARY_WIDTH) if console.is_terminal else SUMMARY_WIDTH
+    return Console(file=console.file, width=width, force_terminal=console.is_terminal,
+                   no_color=not console.is_terminal, highlight=False)
+
+
+def _footnotes(overall) -> dict[str, int]:
+    """Footnote number of each distinct caveat, in board order (caveats are long sentences:
+    as a column they wrapped every row to 10-12 lines)."""
+    notes: dict[str, int] = {}
+    for text in overall.get("caveat", []):
+        if isinstance(text, str) and text and text not in notes:
+            notes[text] = len(notes) + 1
+    return notes
+
+
 def _overall_table(overall) -> Table:
-    """The overall main board (optimizers ranked on enough tasks), as overall.csv has it."""
-    table = Table(title="Overall (mean rank over tasks, 95% interval; partial coverage in "
-                        "overall.csv)", title_justify="left")
-    caveats = "caveat" in overall
-    for column in ("position", "optimizer", "mean rank", "interval", "coverage") + (
-            ("caveat (the suite's; see its claim)",) if caveats else ()):
-        table.add_column(column)
+    """The overall main board (optimizers ranked on enough tasks), as overall.csv has it;
+    caveats as footnote marks (:func:`_say_caveats` prints the notes)."""
+    table = Table(title="Overall (mean rank over tasks, 95% interval)", title_justify="left")
+    notes = _footnotes(overall)
+    for column in ("pos", "optimizer", "mean rank", "interval", "coverage") + (
+            ("note",) if notes else ()):
+        table.add_column(column, no_wrap=column != "optimizer")
     for _, row in overall[overall["board"] == "main"].iterrows():
+        mark = notes.get(row.get("caveat", ""), "")
         table.add_row(f"{int(row['position'])}", escape(str(row["optimizer"])),
                       f"{row['mean_rank']:.3g}", f"{row['rank_lo']:.3g}-{row['rank_hi']:.3g}",
-                      str(row["coverage"]), *((escape(str(row["caveat"])),) if caveats else ()))
+                      str(row["coverage"]), *((f"[{mark}]" if mark else "",) if notes else ()))
     return table
 
 
+def _say_caveats(console: Console, overall) -> None:
+    """The footnotes of :func:`_overall_table`, then the optimizers of the partial table
+    (ranked on too few tasks for the main board), so that none goes unmentioned."""
+    for text, mark in _footnotes(overall).items():
+        console.print(f"[{mark}] {text} (the suite's caveat; see its claim)", markup=False)
+    partial = overall[overall["board"] != "main"]
+    if not partial.empty:
+        listed = ", ".join(f"{row['optimizer']} ({row['coverage']})"
+                           for _, row in partial.iterrows())
+        console.print(f"partial coverage (ranked on too few tasks for the main board; see "
+                      f"overall.csv): {listed}", markup=False)
+
+
 def _results_table(written: dict) -> Table:
-    """What the run found, at a glance: each task's winner (rank 1 by its primary metric's
-    median over seeds) and the optimizer's place on the overall main board."""
+    """What the run found, at a glance: each task's winners (every optimizer at rank 1 by
+    its primary metric's median over seeds: ties are named, not just the first) and their
+    places on the overall main board."""
     overall = written["overall"]
     position = {row["optimizer"]: row["position"] for _, row in overall.iterrows()
                 if row.get("board") == "main"}
     table = Table(title="Winners (median over seeds; overall position on the main board)",
                   title_justify="left")
-    for column in ("task", "winner", "metric", "median", "overall"):
-        table.add_column(column)
+    for column in ("task", "winner (overall position)", "metric", "median"):
+        table.add_column(column, no_wrap=column in ("median",))
     for label, frame in written["tasks"].items():
         best = frame[frame["rank"] == 1]
+        if "counted" in best:
+            best = best[best["counted"].astype(bool)]
         if best.empty:
             continue
+        names = []
+        for _, row in best.iterrows():
+            place = position.get(row["optimizer"])
+            names.append(f"{row.get('spec', row['optimizer'])} "
+                         f"({'-' if place is None or place is pd.NA else int(place)})")
         row = best.iloc[0]
-        name = row["optimizer"]
-        place = position.get(name)
-        table.add_row(escape(label), escape(str(row.get("spec", name))),
-                      escape(f"{row['metric']} ({row['direction']})"), f"{row['median']:.4g}",
-                      "-" if place is None else f"{int(place)}")
+        table.add_row(escape(label), escape(", ".join(names)),
+                      escape(f"{row['metric']} ({row['direction']})"), f"{row['median']:.4g}")
     return table
 
 
@@ -211,7 +253,7 @@ def main(args: argparse.Namespace) -> int:
         declared.save(out, declarations)
     try:
         with executor if hasattr(executor, "__enter__") else nullcontext():  # stops workers
-            summary = harness.run_all(runs, registry, out, executor, RichReporter(console),
+            summary = harness.run_all(runs, registry, out, executor, reporter_for(console),
                                       rerun_stale=args.rerun_stale)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
@@ -225,14 +267,17 @@ def main(args: argparse.Namespace) -> int:
     if not args.no_leaderboard and runs:
         planned = {(run.task.canonical, run.optimizer.canonical) for run in runs}
         written = leaderboard.write(out, out / "leaderboard", planned=planned)
-        console.print(_overall_table(written["overall"]))
-        console.print(_results_table(written))
+        tables = summary_console(console)
+        tables.print(_results_table(written))
+        tables.print(_overall_table(written["overall"]))
+        _say_caveats(tables, written["overall"])
         console.print(f"leaderboard: {out / 'leaderboard'} ({len(written['tasks'])} tasks)",
-                      markup=False)
+                      markup=False, soft_wrap=True)
     if args.report and runs:
         from zgbench import report
 
-        console.print(f"report: {report.build(out, args.report)}", markup=False)
+        console.print(f"report: {report.build(out, args.report)}", markup=False,
+                      soft_wrap=True)  # a path cut in two cannot be pasted
     return 1 if args.strict and summary.failed else 0
 
 
