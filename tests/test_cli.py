@@ -262,3 +262,14 @@ def test_end_of_run_summary_fits_100_columns_names_ties_and_partial_coverage(tmp
     assert len(board) == 1 and board[0].rstrip("│ ").endswith("[1]")
     assert f"[1] {caveat}" in " ".join(text.split())
     assert "partial coverage" in text and "lucky (1/4)" in text
+
+
+def test_list_one_component_shows_each_parameters_bounds(capsys):
+    assert main(["list", "random-search"]) == 0
+    rows = {line.split("│")[1].strip(): line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("│")}
+    assert "integer >= 1" in rows["batch"]  # a declared bound, with its type
+    assert "step size > 0" in rows["sigma"]
+    assert main(["list", "sphere"]) == 0
+    out = capsys.readouterr().out
+    assert "allowed values" in out and "any integer" in out  # none declared, and said so
