@@ -22,7 +22,9 @@ Schema version 2 (a JSON object; bump :data:`SCHEMA` on any incompatible change)
                    killed worker: the cause first; where the task broke its contract, it
                    begins "task error: " and names what the task did wrong); for "n/a" the reason; for "violated" the
                    violations, one per clause, then any traceback
-    environment   {hostname, platform, python, torch, zgbench, device_name}
+    environment   {hostname, platform, python, torch, zgbench, device_name, cpu_model,
+                   cpu_cores, memory_gib, pycma, nevergrad, mitsuba, phiflow (versions, null:
+                   not installed)}
     code          (absent in records written before it existed) the code that ran:
                    {zgbench: version, git: `git describe --always --dirty` of the checkout
                    zgbench runs from (absent when it is not a git checkout), task, optimizer:
@@ -79,8 +81,10 @@ still resume, rank and compare.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 import platform
 import socket
 from collections.abc import Mapping
@@ -224,7 +228,15 @@ def run_id(identity: Mapping[str, Any]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
+#: Libraries whose version moves results, by distribution name -> the record's key.
+LIBRARIES = {"cma": "pycma", "nevergrad": "nevergrad", "mitsuba": "mitsuba",
+             "phiflow": "phiflow"}
+
+
 def environment(device: torch.device) -> dict[str, Any]:
+    """The machine and versions a run ran on (``machine.json`` lists the distinct ones): CPU
+    model, cores and memory, and the versions of torch and of the libraries that move results
+    (pycma, Nevergrad, Mitsuba, PhiFlow; None where not installed)."""
     name = platform.processor() or platform.machine()
     if device.type == "cuda" and torch.cuda.is_available():
         name = torch.cuda.get_device_name(device)
@@ -235,7 +247,45 @@ def environment(device: torch.device) -> dict[str, Any]:
         "torch": torch.__version__,
         "zgbench": zgbench.__version__,
         "device_name": name,
+        **_machine(),
     }
+
+
+@functools.lru_cache(maxsize=1)
+def _machine() -> dict[str, Any]:
+    """What does not change within a process: read once (the versions from the installed
+    distributions' metadata, importlib.metadata, so no library is imported for it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions: dict[str, Any] = {}
+    for dist, key in LIBRARIES.items():
+        try:
+            versions[key] = version(dist)
+        except PackageNotFoundError:
+            versions[key] = None
+    return {"cpu_model": _cpu_model(), "cpu_cores": os.cpu_count(),
+            "memory_gib": _memory_gib(), **versions}
+
+
+def _cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo`` on Linux; ``platform.processor()``, often
+    just the architecture, elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gib() -> float | None:
+    """Physical memory in GiB (POSIX sysconf), None where the system does not say."""
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def now() -> str:
