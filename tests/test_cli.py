@@ -273,3 +273,24 @@ def test_list_one_component_shows_each_parameters_bounds(capsys):
     assert main(["list", "sphere"]) == 0
     out = capsys.readouterr().out
     assert "allowed values" in out and "any integer" in out  # none declared, and said so
+
+
+def test_suite_and_tasks_keep_the_suites_budget_for_a_task_it_names(tmp_path, capsys):
+    suite = tmp_path / "mini.toml"
+    suite.write_text(
+        '[suite]\nseeds = 1\noptimizers = ["random-search"]\n'
+        '[[tasks]]\nspec = "sphere[dim=2]"\nbudget = { evals = 50 }\n'
+        '[[tasks]]\nname = "rastrigin"\nparams = { dim = 2 }\nbudget = { evals = 60 }\n')
+    out = tmp_path / "r"
+    assert main(["run", "--suite", str(suite), "--tasks", "rastrigin,sphere[dim=2],step[dim=2]",
+                 "--out", str(out), "--no-leaderboard"]) == 0
+    records = {r["task"]["label"]: r for r in
+               (json.loads(p.read_text()) for p in (out / "runs").glob("*.json"))}
+    # `rastrigin` is the suite's only rastrigin: its instance and budget; sphere: the same
+    # instance; step is not in the suite: its own default budget (and the suite's optimizers)
+    assert records["rastrigin[dim=2]"]["final"]["evals"] == 60
+    assert records["sphere[dim=2]"]["final"]["evals"] == 50
+    from zgbench import plugins
+    default = plugins.load().task("step").cls.default_budget
+    assert records["step[dim=2]"]["identity"]["budget"]["evals"] == default.evals
+    assert {r["optimizer"]["name"] for r in records.values()} == {"random-search"}

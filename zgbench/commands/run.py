@@ -2,7 +2,9 @@
 
 With no --tasks/--optimizers/--suite it runs the quick suite (tasks/quick.toml: every task at
 a small size, every optimizer, on the CPU, in minutes). --tasks and --optimizers replace the
-suite's lists; --evals/--grads/--steps/--seconds replace every task's budget limits.
+suite's lists; with --suite S, a task of --tasks that S names (the same instance, or by bare
+name S's only instance of it) keeps S's budget and optimizers; --evals/--grads/--steps/--seconds
+replace every task's budget limits.
 A suite's task or optimizer whose optional dependency is missing is skipped with its install
 line and the rest runs; one named with --tasks/--optimizers stops the run (exit 2) instead.
 Finished runs in --out are skipped (resume); a failed run is recorded with its traceback and
@@ -303,9 +305,8 @@ def _resolve(args: argparse.Namespace, registry):
     optimizers = ([specs.resolve_optimizer(registry, o) for o in specs.split_list(args.optimizers)]
                   if args.optimizers else None)
     if args.tasks:
-        tasks = [specs.resolve_task(registry, t) for t in specs.split_list(args.tasks)]
-        entries = [(t, registry.task(t.name).cls.default_budget.override(**budget_override),
-                    optimizers) for t in tasks]
+        entries = [_task_entry(text, suite, registry, optimizers, budget_override)
+                   for text in specs.split_list(args.tasks)]
     else:
         entries = [(t.spec, t.budget.override(**budget_override),
                     optimizers or t.optimizers or suite.optimizers) for t in suite.tasks]
@@ -316,6 +317,33 @@ def _resolve(args: argparse.Namespace, registry):
         raise UsageError(f"--seeds must be at least 1, got {seeds}.")
     device = args.device or (suite.device if suite else "cpu")
     return entries, seeds, device, _declarations(args, suite, registry)
+
+
+def _task_entry(text: str, suite, registry, optimizers, budget_override: dict):
+    """One ``--tasks`` entry: with ``--suite``, a task the suite names (the same instance, or
+    the suite's only instance of that name) keeps the suite's budget and optimizer list, as
+    in the suite's own run; any other task gets its default budget. ``--evals`` and the like
+    replace either."""
+    task = specs.resolve_task(registry, text)
+    named = _in_suite(task, suite, bare="[" not in text)
+    budget = named.budget if named else registry.task(task.name).cls.default_budget
+    if named and task.canonical != named.spec.canonical:
+        task = named.spec  # `--tasks step` means the suite's step instance
+    chosen = optimizers or (named.optimizers if named else None) or (
+        suite.optimizers if suite else None)
+    return task, budget.override(**budget_override), chosen
+
+
+def _in_suite(task: specs.Spec, suite, bare: bool):
+    """The suite's entry for ``task``: the same instance, else the only instance of its
+    name when ``task`` was given by bare name; None where the suite does not name it."""
+    if suite is None:
+        return None
+    same = [t for t in suite.tasks if t.spec.canonical == task.canonical]
+    if same:
+        return same[0]
+    by_name = [t for t in suite.tasks if t.spec.name == task.name]
+    return by_name[0] if bare and len(by_name) == 1 else None
 
 
 def _devices(text: str) -> tuple[str, list[str]]:
