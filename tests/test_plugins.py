@@ -281,3 +281,23 @@ def test_library_loggers_do_not_flood_the_progress_display():
     finally:
         library.removeHandler(handler)
         library.setLevel(logging.NOTSET)
+
+
+def test_testing_helpers_and_a_nan_safe_loss_helper_are_at_the_top_level():
+    import math
+    import subprocess
+    import sys
+
+    import torch
+
+    import zgbench
+
+    # a fresh interpreter: `import zgbench` alone gives zgbench.testing
+    code = "import zgbench; print(zgbench.testing.run_once.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "run_once"
+    assert "WorstForNaN" in zgbench.__all__ and "testing" in zgbench.__all__
+    fix = zgbench.WorstForNaN()
+    assert fix([1.0, math.nan, 3.0, math.inf]) == [1.0, 7.0, 3.0, 7.0]  # last, beyond 3
+    fixed = fix(torch.tensor([math.nan, 2.0], dtype=torch.float64))
+    assert fixed.dtype == torch.float64 and fixed.tolist() == [7.0, 2.0]
