@@ -301,3 +301,39 @@ def test_testing_helpers_and_a_nan_safe_loss_helper_are_at_the_top_level():
     assert fix([1.0, math.nan, 3.0, math.inf]) == [1.0, 7.0, 3.0, 7.0]  # last, beyond 3
     fixed = fix(torch.tensor([math.nan, 2.0], dtype=torch.float64))
     assert fixed.dtype == torch.float64 and fixed.tolist() == [7.0, 2.0]
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def test_readme_lists_every_built_in_optimizer_and_task(registry):
+    # issue 26.5: cbxpy was missing from the README's list
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    built = text[text.index("What is built in"):text.index("- **Specs**")]
+    for kind in (registry.tasks, registry.optimizers):
+        for name, entry in kind.items():
+            if entry.cls.__module__.startswith("zgbench."):  # built in, not a plugin's
+                assert f"`{name}`" in built, f"{name} is not in the README's list"
+
+
+def test_plugin_guide_documents_every_record_field_and_param_option():
+    # issue 26.6: the record schema in the guide itself, not a pointer to record.py
+    import dataclasses
+
+    from zgbench import Param
+    from zgbench.testing import run_once
+
+    guide = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+    schema = guide[guide.index("## What a run's record holds"):]
+    record = run_once("sphere[dim=2]", "random-search", evals=20)
+    for key in record:
+        assert f"`{key}`" in schema, f"record field {key!r} is not in docs/plugins.md"
+    for key in list(record["audit"]) + list(record["environment"]) + list(record["task"]):
+        assert f"{key}" in schema, f"record field {key!r} is not in docs/plugins.md"
+    for field in dataclasses.fields(Param):
+        if field.init and field.name not in ("default", "help"):  # positional
+            assert f"{field.name}=" in guide, f"Param({field.name}=) is not in docs/plugins.md"
+    for name in ("Task.family", "problem.dim", "problem.device", "execution=True",
+                 "whole=True", 'recommend = "best-evaluated"', "WorstForNaN", "zgbench.testing",
+                 "BudgetExhausted"):
+        assert name in guide

@@ -51,7 +51,8 @@ Schema version 2 (a JSON object; bump :data:`SCHEMA` on any incompatible change)
                    itself because the problem's counters or clock were changed;
                    failed_evals, failed_grads: (absent in older records) evaluations in
                    calls the task broke (it raised or returned a wrong result), performed
-                   but never charged; violations:
+                   but never charged; late_reports: (absent in older records) reports
+                   taken after the step or time budget ran out (no step counted); violations:
                    [reason, ...], non-empty exactly when status is "violated"}
     start         (absent in records written before it existed, and in runs that failed
                    before their first checkpoint with no sanity metrics) the held-out metrics
