@@ -294,3 +294,19 @@ def test_suite_and_tasks_keep_the_suites_budget_for_a_task_it_names(tmp_path, ca
     default = plugins.load().task("step").cls.default_budget
     assert records["step[dim=2]"]["identity"]["budget"]["evals"] == default.evals
     assert {r["optimizer"]["name"] for r in records.values()} == {"random-search"}
+
+
+def test_leaderboard_report_and_show_default_to_results_and_show_advises_no_rerun_of_tasks_that_draw_nothing(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--tasks", "sphere[dim=2],procedural[res=16]", "--optimizers",
+                 "random-search", "--seeds", "1", "--evals", "20", "--no-leaderboard"]) == 0
+    assert main(["leaderboard"]) == 0 and (tmp_path / "results/leaderboard/overall.csv").is_file()
+    assert main(["report"]) == 0 and (tmp_path / "results/report/index.html").is_file()
+    capsys.readouterr()
+    assert main(["show"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert (tmp_path / "results/pictures").is_dir()
+    # sphere draws no picture: one plain line, and no advice to re-run it (201 such lines)
+    assert "no pictures for tasks that draw none: sphere (1 runs)" in err
+    assert "re-run" not in err
