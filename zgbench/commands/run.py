@@ -131,16 +131,18 @@ def _overall_table(overall) -> Table:
 
 
 def _say_caveats(console: Console, overall) -> None:
-    """The footnotes of :func:`_overall_table`, then the optimizers of the partial table
-    (ranked on too few tasks for the main board), so that none goes unmentioned."""
-    for text, mark in _footnotes(overall).items():
-        console.print(f"[{mark}] {text} (the suite's caveat; see its claim)", markup=False)
+    """The optimizers of the partial table (ranked on too few tasks for the main board), so
+    that none goes unmentioned, then the footnotes of both (caveats, marked ``[n]``)."""
+    notes = _footnotes(overall)
     partial = overall[overall["board"] != "main"]
     if not partial.empty:
-        listed = ", ".join(f"{row['optimizer']} ({row['coverage']})"
-                           for _, row in partial.iterrows())
+        marks = [notes.get(row.get("caveat", "")) for _, row in partial.iterrows()]
+        listed = ", ".join(f"{row['optimizer']} ({row['coverage']}){f' [{m}]' if m else ''}"
+                           for (_, row), m in zip(partial.iterrows(), marks))
         console.print(f"partial coverage (ranked on too few tasks for the main board; see "
                       f"overall.csv): {listed}", markup=False)
+    for text, mark in notes.items():
+        console.print(f"[{mark}] {text} (the suite's caveat; see its claim)", markup=False)
 
 
 def _results_table(written: dict) -> Table:
