@@ -301,3 +301,12 @@ def test_a_whole_batch_that_does_not_fit_raises_before_anything_is_charged():
     with pytest.raises(BudgetExhausted, match="nothing charged"):
         problem.grad(torch.zeros(4, 3), whole=True)
     assert problem.grads == 0
+
+
+def test_a_late_report_is_taken_then_raises_again():
+    problem = make_problem("sphere[dim=2]", budget=Budget(steps=1))
+    with pytest.raises(BudgetExhausted):
+        problem.report(torch.zeros(2))
+    with pytest.raises(BudgetExhausted, match="late report"):
+        problem.report(torch.full((2,), 3.0))  # what a library learns it should report now
+    assert problem.steps == 1 and problem.recommendation().tolist() == [3.0, 3.0]

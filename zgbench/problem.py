@@ -273,13 +273,15 @@ class Problem:
         θ is copied (the optimizer may change it in place later). A numpy θ stays numpy until
         a checkpoint needs it: reporting every generation of a numpy library costs no torch
         call. After the step or time budget ran out (once BudgetExhausted was raised) a
-        report is still taken, counting no step: a library that owns its loop learns of the
-        budget only from the exception, and reports its best point then. (After the
-        evaluation budget ran out a report counts its step as before.)"""
+        report is still taken as the result, counting no step: a library that owns its loop
+        learns of the budget only from the exception, and reports its best point then.
+        BudgetExhausted is raised again after taking it (let it propagate: the harness
+        catches it), so that a loop that only reports still ends. (After the evaluation
+        budget ran out a report counts its step as before.)"""
         theta = self._reported(theta)
-        if self._late():
+        if self._late():  # taken, then raised again: a loop of reports still ends
             self._ledger_report_late(theta)
-            return
+            raise BudgetExhausted("budget spent: this late report is the run's result")
         self._ledger_report(theta)
         self._steps += 1
         self._after_call(cut=False)
