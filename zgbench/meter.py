@@ -32,6 +32,7 @@ only easy path and that the cheats a plugin author finds first are counted or vi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -44,7 +45,8 @@ import numpy as np
 import torch
 
 from zgbench.budget import Budget, BudgetExhausted
-from zgbench.task import Task
+from zgbench.plain import bare, modes_active
+from zgbench.task import Cost, Task, capability_costs, rows_of, theta_argument
 from zgbench.errors import ContractError
 
 #: Audit events that find objects the optimizer was not given; flagged during a run.
@@ -92,6 +94,8 @@ class Ledger:
     def __init__(self, task: Task, budget: Budget, eval_key: int = 0) -> None:
         self.budget = budget
         self.provides = frozenset(task.provides)
+        #: each capability's declared cost: the bill :meth:`call` charges at least
+        self.costs: dict[str, Cost] = capability_costs(task)
         self.dim = int(task.dim)
         self.device = task.device
         self.name = task.name
@@ -191,7 +195,11 @@ class Ledger:
         start = time.perf_counter()
         self.depth += 1
         try:
-            values = self._loss(thetas, key)
+            if modes_active():  # the optimizer's torch modes must not see the task's work
+                with bare():
+                    values = self._loss(thetas, key)
+            else:
+                values = self._loss(thetas, key)
         except Exception as exc:
             raise self._task_failed("loss", n, 0, exc) from exc
         finally:
@@ -222,7 +230,23 @@ class Ledger:
         self._observe(thetas, values)
         return values, grads
 
+    def bill(self, capability: str, args: tuple, kwargs: dict[str, Any]) -> tuple[int, int]:
+        """``(evals, grads)`` the task's declared :class:`~zgbench.task.Cost` charges for
+        this call of ``capability`` (the rows are counted in its θ argument)."""
+        cost = self.costs[capability]
+        if cost.per == "call" or not (cost.evals or cost.grads):
+            return cost.bill(1)
+        theta = theta_argument(self._original[capability], args, kwargs)
+        return cost.bill(rows_of(theta, self.dim))
+
     def call(self, capability: str, args: tuple, kwargs: dict, evals: int, grads: int) -> Any:
+        """Call a capability charged ``evals`` and ``grads`` (what the front computed: at
+        least the task's bill, else the front was changed and the bill is charged)."""
+        owed = self.bill(capability, args, kwargs)
+        if evals < owed[0] or grads < owed[1]:
+            self.flag(f"a {capability} call was charged less than the task's bill "
+                      "(the meter was tampered with)")
+            evals, grads = max(evals, owed[0]), max(grads, owed[1])
         self._check(self.evals + evals, self.budget.evals, "evaluation")
         self._check(self.grads + grads, self.budget.grads, "gradient")
         self.evals += evals
@@ -305,7 +329,11 @@ class Ledger:
         start = time.perf_counter()
         self.depth += 1
         try:
-            out = fn(*args, **kwargs)
+            if modes_active():  # the optimizer's torch modes must not see the task's work
+                with bare():
+                    out = fn(*args, **kwargs)
+            else:
+                out = fn(*args, **kwargs)
         finally:
             self.depth -= 1
         if self._cuda:
@@ -391,7 +419,7 @@ class Ledger:
         theta = self.recommendation()
         self.depth += 1
         try:
-            with torch.no_grad():
+            with torch.no_grad(), (bare() if modes_active() else contextlib.nullcontext()):
                 metrics = self._held_out(theta)
                 current = self._current(theta)
         finally:
