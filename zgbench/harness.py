@@ -29,6 +29,7 @@ from zgbench import cache, fingerprint, outputs, watchdog
 from zgbench.budget import Budget, BudgetExhausted
 from zgbench.meter import Ledger
 from zgbench.optimizer import skip_reason
+from zgbench.plain import reset_torch_state
 from zgbench.plugins import Registry
 from zgbench.problem import Problem
 from zgbench.record import Identity, Record, environment, now, run_id
@@ -138,6 +139,7 @@ def execute(run: RunSpec, registry: Registry, results: Path | None = None,
     except Exception:
         record.status, record.error = "failed", traceback.format_exc()
         _salvage(state.get("ledger"))
+    reset_torch_state()
     ledger, problem, task = state.get("ledger"), state.get("problem"), state.get("task")
     if ledger is not None:
         _audit(record, ledger, problem)
@@ -153,6 +155,7 @@ def _guarded(run: RunSpec, task_entry, opt_entry, record: Record, seeds: dict[st
     run here (``n/a`` if not, before the task is built: a skipped pair costs nothing), build
     the task, run, then draw the pictures. Sets ``record.status`` (``ok`` or ``n/a``); what
     it built goes into ``state`` so that a failure can still be salvaged and audited."""
+    reset_torch_state()  # a default dtype an earlier run's plugin code set stays there
     optimizer = opt_entry.cls(seed=seeds["optimizer"], **run.optimizer.kwargs)
     reason = skip_reason(optimizer, task_entry.cls, run.task.kwargs)
     if reason:
@@ -172,6 +175,7 @@ def _guarded(run: RunSpec, task_entry, opt_entry, record: Record, seeds: dict[st
         pass
     finally:
         ledger.stop()
+        reset_torch_state()  # the final checkpoint, pictures and anchors: torch's defaults
     ledger.detach()
     problem.finish()
     record.status = "ok"

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from zgbench.budget import Budget, BudgetExhausted
-from zgbench.plain import bare, modes_active
+from zgbench.plain import bare, disturbed
 from zgbench.task import Cost, Task, capability_costs, rows_of, theta_argument
 from zgbench.errors import ContractError
 
@@ -63,6 +63,22 @@ FLAGGED_EVENTS = frozenset({"gc.get_objects", "gc.get_referrers", "gc.get_refere
 CLOCK_SLACK = (0.25, 0.01)
 
 _MARK = "__zgbench_tap__"
+
+
+def gradient_limit(budget: Budget) -> int | None:
+    """The gradients a run may spend: ``budget.grads``; where that is unset but evaluations
+    are bounded, none (a zeroth-order budget). Why: an unset limit that meant unlimited
+    made gradients free beside a bounded evaluation count, so a run that took 200 honestly
+    charged gradients outranked every zeroth-order method on an evaluation budget. A
+    budget of steps or seconds alone still bounds gradients by those."""
+    if budget.grads is None and budget.evals is not None:
+        return 0
+    return budget.grads
+
+
+#: Why a gradient was refused where :func:`gradient_limit` is 0 by default.
+NO_GRADIENTS = ("this budget allots no gradients (it bounds evaluations only): give it "
+                "grads= (--grads) to allot them")
 _active: Ledger | None = None  # the ledger of the optimizer code running now, if any
 
 
@@ -130,6 +146,7 @@ class Ledger:
         self._append, self._replace_last, self._entries = _journal()
         self._dtype = task.dtype
         self._installed = False
+        self._grad_limit = gradient_limit(budget)
         self._limit_seconds = (None if budget.seconds is None else
                                budget.seconds * (1 + CLOCK_SLACK[1]) + CLOCK_SLACK[0])
 
@@ -195,7 +212,7 @@ class Ledger:
         start = time.perf_counter()
         self.depth += 1
         try:
-            if modes_active():  # the optimizer's torch modes must not see the task's work
+            if disturbed():  # the optimizer's torch modes and defaults must not reach the task
                 with bare():
                     values = self._loss(thetas, key)
             else:
@@ -217,7 +234,7 @@ class Ledger:
 
     def grad(self, thetas: torch.Tensor, key: int) -> tuple[torch.Tensor, torch.Tensor]:
         n = thetas.shape[0]
-        self._check(self.grads + n, self.budget.grads, "gradient")
+        self._check(self.grads + n, self._grad_limit, "gradient")
         self.grads += n
         try:
             values, grads = self._timed(self._grad, thetas, key)
@@ -248,7 +265,7 @@ class Ledger:
                       "(the meter was tampered with)")
             evals, grads = max(evals, owed[0]), max(grads, owed[1])
         self._check(self.evals + evals, self.budget.evals, "evaluation")
-        self._check(self.grads + grads, self.budget.grads, "gradient")
+        self._check(self.grads + grads, self._grad_limit, "gradient")
         self.evals += evals
         self.grads += grads
         self.declared_evals += evals
@@ -329,7 +346,7 @@ class Ledger:
         start = time.perf_counter()
         self.depth += 1
         try:
-            if modes_active():  # the optimizer's torch modes must not see the task's work
+            if disturbed():  # the optimizer's torch modes and defaults must not reach the task
                 with bare():
                     out = fn(*args, **kwargs)
             else:
@@ -419,7 +436,7 @@ class Ledger:
         theta = self.recommendation()
         self.depth += 1
         try:
-            with torch.no_grad(), (bare() if modes_active() else contextlib.nullcontext()):
+            with torch.no_grad(), (bare() if disturbed() else contextlib.nullcontext()):
                 metrics = self._held_out(theta)
                 current = self._current(theta)
         finally:
@@ -498,7 +515,7 @@ class Ledger:
         if seconds - charged_seconds > CLOCK_SLACK[0] + CLOCK_SLACK[1] * seconds:
             self.flag(f"the problem's clock was set back: it charged {charged_seconds:.3f} s "
                       f"of {seconds:.3f} s")
-        limits = self.budget.as_dict()
+        limits = {**self.budget.as_dict(), "grads": self._grad_limit}
         exceeded = any(limits[k] is not None and performed[k] > limits[k] for k in performed)
         exceeded = exceeded or (
             self._limit_seconds is not None and seconds > self._limit_seconds)

@@ -171,20 +171,43 @@ def _overrides_dispatch(cls: type) -> bool:
     return False
 
 
-def modes_active() -> bool:
-    """Whether a torch function or dispatch mode is on (two C calls: the hot path asks)."""
-    return bool(torch._C._len_torch_function_stack() or torch._C._len_torch_dispatch_stack())
+#: The default dtype tasks are built and run under: torch's own, which the task contract
+#: assumes (``Task.dtype`` is float32).
+DEFAULT_DTYPE = torch.float32
+
+
+def disturbed() -> bool:
+    """Whether the optimizer changed torch's global state a task computes under: a torch
+    function or dispatch mode on (``with torch.device(...)`` is one), or another default
+    dtype. Three C calls: the hot path asks it on every task call."""
+    return bool(torch.get_default_dtype() is not DEFAULT_DTYPE
+                or torch._C._len_torch_function_stack()
+                or torch._C._len_torch_dispatch_stack())
 
 
 @contextlib.contextmanager
 def bare() -> Iterator[None]:
-    """Run the task with the caller's torch function and dispatch modes set aside (a
-    ``with torch.device(...)`` block of the optimizer's included), restored afterwards."""
+    """Run the task in torch's default state: the caller's torch function and dispatch
+    modes set aside (a ``with torch.device(...)`` block of the optimizer's included) and
+    the default dtype :data:`DEFAULT_DTYPE`; the caller's state is restored afterwards."""
+    dtype = torch.get_default_dtype()
     modes = [torch._C._pop_torch_function_stack()
              for _ in range(torch._C._len_torch_function_stack())]
+    torch.set_default_dtype(DEFAULT_DTYPE)
     try:
         with _disable_current_modes():
             yield
     finally:
+        torch.set_default_dtype(dtype)
         for mode in reversed(modes):
             torch._C._push_on_torch_function_stack(mode)
+
+
+def reset_torch_state() -> None:
+    """Put back what a run's plugin code may have changed in torch's global defaults (the
+    default dtype and device), so that it cannot change later runs' task instances in the
+    same process: the harness calls it before each run builds its task and after it."""
+    if torch.get_default_dtype() is not DEFAULT_DTYPE:
+        torch.set_default_dtype(DEFAULT_DTYPE)
+    if torch.get_default_device() != torch.device("cpu"):
+        torch.set_default_device(None)

@@ -27,7 +27,7 @@ from zgbench.budget import Budget, BudgetExhausted
 from zgbench.plain import plain_array, plain_key, plain_tensor, plain_value
 from zgbench.task import Cost, Task
 from zgbench.errors import ContractError
-from zgbench.meter import Ledger
+from zgbench.meter import NO_GRADIENTS, Ledger, gradient_limit
 from zgbench.params import Step
 
 #: Fractions of the budget at which checkpoints are taken (plus one at 0 and one at the end).
@@ -74,6 +74,7 @@ class Problem:
         self._ledger_trajectory = ledger._entries
         self._ledger_task_seconds = functools.partial(getattr, ledger, "task_seconds")
         self._budget = budget
+        self._grad_limit = gradient_limit(budget)  # 0 on an evaluations-only budget
         self._dim = int(task.dim)
         self._device = task.device
         self._dtype = task.dtype
@@ -184,7 +185,8 @@ class Problem:
             return evals
         left = {
             "evals": evals,
-            "grads": None if b.grads is None else max(b.grads - self._grads, 0),
+            "grads": (None if self._grad_limit is None else
+                      max(self._grad_limit - self._grads, 0)),
             "steps": None if b.steps is None else max(b.steps - self._steps, 0),
             "seconds": None if b.seconds is None else max(b.seconds - self.seconds, 0.0),
         }
@@ -240,7 +242,7 @@ class Problem:
         """``(loss[B], grad[B, dim])`` from the task's autodiff; counts ``B`` gradients."""
         self._require("grad")
         thetas, _ = self._batch(thetas)
-        n = self._allowed(thetas.shape[0], self._budget.grads, self._grads, "gradient")
+        n = self._allowed(thetas.shape[0], self._grad_limit, self._grads, "gradient")
         key = self.new_key() if key is None else plain_key(key)
         values, grads = self._ledger_grad(thetas[:n], key)
         self._grads += n
@@ -265,7 +267,11 @@ class Problem:
         evals, grads = max(evals, bill_evals), max(grads, bill_grads)
         b = self._budget
         if (b.evals is not None and self._evals + evals > b.evals) or (
-                b.grads is not None and self._grads + grads > b.grads):
+                grads and self._grad_limit is not None and
+                self._grads + grads > self._grad_limit):
+            if grads and self._grad_limit == 0 and b.grads is None:
+                raise BudgetExhausted(f"{capability} call needs {grads} gradient(s): "
+                                      f"{NO_GRADIENTS}")
             raise BudgetExhausted(
                 f"{capability} call needs {evals} evaluation(s) and {grads} gradient(s), more "
                 f"than the budget left ({self.remaining('evals')} and {self.remaining('grads')})")
@@ -385,6 +391,8 @@ class Problem:
             return asked
         left = limit - used
         if left <= 0:
+            if what == "gradient" and self._budget.grads is None:
+                raise BudgetExhausted(NO_GRADIENTS)
             raise BudgetExhausted(f"{what} budget spent ({limit} {what}s)")
         return min(asked, left)
 
