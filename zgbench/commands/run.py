@@ -214,6 +214,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     ResultStore(out).check_writable()
     _check_instance_set(out, key)
+    del key  # the runs carry their derived seeds: no reference to the key is left here
     for folder in ("artifacts", "quarantine") + (() if args.no_leaderboard else ("leaderboard",)):
         outputs.checked(out, out / folder)  # a symbolic link there: refused before any run
     if declarations is not None:
