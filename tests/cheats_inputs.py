@@ -11,7 +11,6 @@ from torch.overrides import TorchFunctionMode
 
 from zgbench import Optimizer, hookimpl
 from zgbench.budget import BudgetExhausted
-from zgbench.errors import ContractError
 
 #: What the spies saw of the task: tensors of the problem's dimension that they did not
 #: hand over themselves (the hidden optimum of a synthetic function, if anything).
@@ -130,4 +129,4 @@ def zgbench_optimizers():
     return CHEATS
 
 
-__all__ = ["CAPTURED", "CHEATS", "ContractError", "DispatchSpy", "Spy", "Watch"]
+__all__ = ["CAPTURED", "CHEATS", "DispatchSpy", "Spy", "Watch"]
