@@ -55,6 +55,9 @@ SECTIONS: tuple[tuple[str, float, float], ...] = (
     ("radiosity-step", 30, 90),
 )
 
+#: The least time an item still to come is left by the items before it (seconds).
+MIN_ITEM_S = 2.0
+
 #: Loss agreement, device against CPU: (relative tolerance, why). The measure is
 #: max_i |l_dev(θ_i) − l_cpu(θ_i)| / max_i |l_cpu(θ_i)| over a batch of θ on one key.
 #: float32 has ε = 6e-8; a sum over n terms reassociated by a GPU reduction differs by
@@ -312,16 +315,23 @@ class Context:
     def left(self) -> float:
         return self.limit - (time.perf_counter() - self.started)
 
-    def item(self, name: str, fn: Callable[[], dict[str, Any]], share: float = 1.0) -> None:
-        """Run ``fn`` as one item under its own limit (``share`` of the time left, less a
-        margin): its data, or its traceback; the section goes on either way."""
+    def item(self, name: str, fn: Callable[[], dict[str, Any]], after: int = 0,
+             factor: float = 3.0, guard: bool = True) -> None:
+        """Run ``fn`` as one item under its own limit (``self.item_limit``): ``factor`` times
+        an equal share of the time left among it and the ``after`` items still to come, but
+        never so much that those get less than :data:`MIN_ITEM_S` each. Records its data or
+        its traceback; the section goes on either way. ``guard=False``: ``fn`` keeps
+        ``self.item_limit`` itself (a zgbench run has its own watchdog, and an inner watchdog
+        would disarm an outer one)."""
         from zgbench import watchdog
 
-        limit = max(self.left() * share - 2.0, 1.0)
+        left = self.left() - 2.0
+        limit = self.item_limit = max(
+            min(left - MIN_ITEM_S * after, factor * left / (after + 1)), 1.0)
         t0 = time.perf_counter()
         entry: dict[str, Any] = {"item": name}
         try:
-            with watchdog.guard(limit):
+            with watchdog.guard(limit if guard else None):
                 entry["data"] = fn()
             entry["status"] = "ok"
         except watchdog.RunTimeout:

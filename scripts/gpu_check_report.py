@@ -102,6 +102,10 @@ def _quick(report: dict[str, Any]) -> list[str]:
              "0.25 s a call, at most 64)."
              + (" On the CPU this compares two independently built CPU instances: a "
                 "determinism check, not a device check." if device == "cpu" else ""), ""]
+    agree = [(i.get("data") or {}).get("agree") for i in items]
+    lines += [f"Within tolerance: {agree.count(True)} of {len(items)} tasks; outside: "
+              f"{agree.count(False)}; n/a (no CPU instance, or the item failed): "
+              f"{len(items) - agree.count(True) - agree.count(False)}.", ""]
     lines += table(["task", "d", "status", "rel. diff", "tolerance", "agree", "batch",
                     "evals/s", "peak MiB"], rows)
     whys = {}
@@ -109,7 +113,11 @@ def _quick(report: dict[str, Any]) -> list[str]:
         d = i.get("data") or {}
         if d.get("why"):
             whys[i["item"].split("[")[0]] = (d["tolerance"], d["why"])
-    lines += ["Why each tolerance:", ""]
+    for i in items:
+        if (i.get("data") or {}).get("cpu_error"):
+            lines += [f"- `{i['item']}`: no CPU instance, agreement n/a: "
+                      f"{i['data']['cpu_error']}"]
+    lines += ["", "Why each tolerance:", ""]
     lines += [f"- `{name}` ({fmt(tol)}): {why}" for name, (tol, why) in sorted(whys.items())]
     return lines + [""]
 
