@@ -55,6 +55,10 @@ SECTIONS: tuple[tuple[str, float, float], ...] = (
     ("radiosity-step", 30, 90),
 )
 
+#: A section whose process was killed or died goes on in a fresh one if this much is left.
+RESTART_S = 10.0
+#: How long past its own limit an item may run before its process is killed.
+ITEM_GRACE_S = 10.0
 #: The least time an item still to come is left by the items before it (seconds).
 MIN_ITEM_S = 2.0
 
@@ -160,6 +164,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--options", help=argparse.SUPPRESS)
     parser.add_argument("--results", help=argparse.SUPPRESS)
     parser.add_argument("--limit", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--skip", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -175,39 +180,98 @@ def options_from(args: argparse.Namespace) -> Options:
 
 
 def run_section(name: str, limit: float, opts: Options, scratch: Path) -> dict[str, Any]:
-    """Run one section in a child process under ``limit`` seconds; its items as far as it
-    got, and its exit status, traceback or time-out."""
-    results = scratch / f"{name}.jsonl"
-    options = scratch / "options.json"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--options",
-           str(options), "--results", str(results), "--limit", str(limit)]
+    """Run one section in child processes under ``limit`` seconds in all; its items as far
+    as they got. A child that hangs past the limit is killed, one that dies is noted; in
+    both cases the item it was on is recorded with the cause and the log's tail, and a fresh
+    child goes on with the items after it while at least :data:`RESTART_S` seconds are left
+    (an item stuck in native code, where no Python-level time-out reaches it, then costs
+    that item only)."""
     started = time.perf_counter()
-    log = scratch / f"{name}.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                                start_new_session=True)  # its own group: killed as one
-        status, error = "ok", None
-        try:
-            code = proc.wait(timeout=limit)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            status, error = "timeout", f"section passed its limit of {limit:.0f} s and was killed"
-        else:
-            if code != 0:
-                status, error = "failed", f"child exited with status {code}"
-    section = {"name": name, "limit_s": limit, "seconds": round(time.perf_counter() - started, 2),
-               "status": status, "error": error, "items": [], "log_tail": None}
-    plan = _read_items(results, section)
-    if status != "ok":
-        section["log_tail"] = log.read_bytes()[-4000:].decode("utf-8", "replace")
+    section: dict[str, Any] = {"name": name, "limit_s": limit, "status": "ok", "error": None,
+                               "items": [], "log_tail": None, "children": 0}
+    plan: list[str] = []
+    while True:
+        left = limit - (time.perf_counter() - started)
+        skip = [i["item"] for i in section["items"]]
+        status, error, log = _child(name, left, opts, scratch, skip, section["children"])
+        section["children"] += 1
+        plan = _read_items(scratch / f"{name}.{section['children']}.jsonl", section) or plan
+        if status == "ok":
+            break
+        section["status"], section["error"] = status, error
+        section["log_tail"] = log
+        done = {i["item"] for i in section["items"]}
+        stuck = next((item for item in plan if item not in done), None)
+        if stuck is None:
+            break
+        section["items"].append({"item": stuck, "status": status,
+                                 "error": f"{error}\n--- the section's output, last lines:\n{log}"})
+        if limit - (time.perf_counter() - started) < RESTART_S:
+            break
+    section["seconds"] = round(time.perf_counter() - started, 2)
     done = {item["item"] for item in section["items"]}
     for item in plan:
         if item not in done:
             section["items"].append({"item": item, "status": "not reached",
-                                     "error": error or "the section ended before this item"})
-    if status == "ok" and any(i["status"] != "ok" for i in section["items"]):
+                                     "error": section["error"] or "the section ended before it"})
+    if section["status"] == "ok" and any(i["status"] != "ok" for i in section["items"]):
         section["status"] = "partial"
     return section
+
+
+def _child(name: str, limit: float, opts: Options, scratch: Path, skip: list[str],
+           index: int) -> tuple[str, str | None, str | None]:
+    """One child process of a section: (status, error, tail of its output if not ok)."""
+    results = scratch / f"{name}.{index + 1}.jsonl"
+    (scratch / f"{name}.skip.json").write_text(json.dumps(skip))
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--options",
+           str(scratch / "options.json"), "--results", str(results), "--limit", str(limit),
+           "--skip", str(scratch / f"{name}.skip.json")]
+    log = scratch / f"{name}.{index + 1}.log"
+    deadline = time.time() + limit
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                start_new_session=True)  # its own group: killed as one
+        while True:
+            try:
+                code = proc.wait(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            overrun = _overrun(results)
+            if overrun or time.time() > deadline:
+                _kill_group(proc)
+                why = overrun or (f"the section's time ran out ({limit:.0f} s for this "
+                                  "process) and it was killed")
+                return "timeout", why, _tail(log)
+    if code != 0:
+        return "failed", f"the section's process exited with status {code}", _tail(log)
+    return "ok", None, None
+
+
+def _overrun(results: Path) -> str | None:
+    """Why to kill the child now, if the item it is on has run :data:`ITEM_GRACE_S` past its
+    own limit (its Python-level time-out did not reach it: stuck in native code)."""
+    if not results.exists():
+        return None
+    current = None
+    for line in results.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if "start" in entry:
+            current = entry
+        elif "item" in entry:
+            current = None
+    if current and time.time() > current["at"] + current["limit"] + ITEM_GRACE_S:
+        return (f"item {current['start']!r} ran {ITEM_GRACE_S:.0f} s past its limit of "
+                f"{current['limit']:.0f} s (not interruptible: native code) and was killed")
+    return None
+
+
+def _tail(log: Path) -> str:
+    return log.read_bytes()[-4000:].decode("utf-8", "replace")
 
 
 def _read_items(results: Path, section: dict[str, Any]) -> list[str]:
@@ -300,6 +364,7 @@ class Context:
         self.limit = limit
         self.started = time.perf_counter()
         self._out = open(results, "a", buffering=1)
+        self.skip: set[str] = set()  # items an earlier process of the section did
         torch.set_num_threads(opts.threads)
         from zgbench import plugins
 
@@ -325,9 +390,12 @@ class Context:
         would disarm an outer one)."""
         from zgbench import watchdog
 
+        if name in self.skip:
+            return
         left = self.left() - 2.0
         limit = self.item_limit = max(
             min(left - MIN_ITEM_S * after, factor * left / (after + 1)), 1.0)
+        self.emit({"start": name, "limit": limit, "at": time.time()})
         t0 = time.perf_counter()
         entry: dict[str, Any] = {"item": name}
         try:
@@ -359,6 +427,8 @@ def child_main(args: argparse.Namespace) -> int:
     import gpu_check_sections  # beside this file
 
     ctx = Context(opts, Path(args.results), args.limit)
+    if args.skip:
+        ctx.skip = set(json.loads(Path(args.skip).read_text()))
     getattr(gpu_check_sections, "section_" + args.child.replace("-", "_"))(ctx)
     return 0
 

@@ -74,12 +74,51 @@ def test_section_past_its_limit_is_killed_and_reported(tmp_path):
     t0 = time.perf_counter()
     section = gpu_check.run_section("tasks-quick", 0.5, opts, tmp_path)
     assert time.perf_counter() - t0 < 15
-    assert section["status"] == "timeout" and "passed its limit" in section["error"]
+    assert section["status"] == "timeout" and "time ran out" in section["error"]
     report = {"options": opts.__dict__, "command": "test", "started": "now", "seconds": 1.0,
               "sections": {"tasks-quick": section}}
     gpu_check.write_outputs(report, tmp_path)
     markdown = (tmp_path / "gpu-check.md").read_text()
-    assert "| tasks-quick | timeout |" in markdown and "passed its limit" in markdown
+    assert "| tasks-quick | timeout |" in markdown and "was killed" in markdown
+
+
+def test_stuck_item_is_killed_and_the_section_goes_on(tmp_path, monkeypatch):
+    """An item stuck past its limit (native code: no Python time-out reaches it) costs that
+    item only: its process is killed and a fresh one does the items after it."""
+    calls = []
+
+    def fake_child(name, limit, opts, scratch, skip, index):
+        calls.append(list(skip))
+        lines = [{"plan": ["a", "b", "c"]}]
+        if index == 0:  # does a, hangs in b
+            lines += [{"start": "a", "limit": 5, "at": 0}, {"item": "a", "status": "ok"},
+                      {"start": "b", "limit": 5, "at": 0}]
+            outcome = ("timeout", "item 'b' ran past its limit", "log of the first process")
+        else:  # told to skip a and b, does c
+            lines += [{"start": "c", "limit": 5, "at": 0}, {"item": "c", "status": "ok"}]
+            outcome = ("ok", None, None)
+        path = scratch / f"{name}.{index + 1}.jsonl"
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        return outcome
+
+    monkeypatch.setattr(gpu_check, "_child", fake_child)
+    section = gpu_check.run_section("env", 100.0, gpu_check.Options(device="cpu"), tmp_path)
+    assert calls == [[], ["a", "b"]]
+    items = {i["item"]: i for i in section["items"]}
+    assert [items[k]["status"] for k in "abc"] == ["ok", "timeout", "ok"]
+    assert "log of the first process" in items["b"]["error"]
+    assert section["status"] == "timeout" and section["children"] == 2
+
+
+def test_overrun_names_the_stuck_item(tmp_path):
+    results = tmp_path / "r.jsonl"
+    results.write_text(json.dumps({"start": "x", "limit": 1.0, "at": time.time() - 60}) + "\n")
+    assert "'x'" in gpu_check._overrun(results)
+    with results.open("a") as handle:
+        handle.write(json.dumps({"item": "x", "status": "timeout"}) + "\n")
+    assert gpu_check._overrun(results) is None
+    results.write_text(json.dumps({"start": "y", "limit": 60.0, "at": time.time()}) + "\n")
+    assert gpu_check._overrun(results) is None
 
 
 def test_unknown_section_is_refused():
