@@ -46,13 +46,13 @@ ROOT = Path(__file__).resolve().parent.parent
 #: device add up to 450 s: with start-up, inside the 8 minutes of the issue on one H200.
 SECTIONS: tuple[tuple[str, float, float], ...] = (
     ("env", 25, 60),
-    ("tasks-quick", 95, 240),
-    ("tasks-paper", 100, 180),
+    ("tasks-quick", 85, 240),
+    ("tasks-paper", 95, 180),
     ("optimizers", 70, 240),
     ("cross-product", 50, 150),
     ("mesh-fit-step", 35, 90),
     ("cge-step", 45, 120),
-    ("radiosity-step", 30, 90),
+    ("radiosity-step", 45, 90),
 )
 
 #: A section whose process was killed or died goes on in a fresh one if this much is left.

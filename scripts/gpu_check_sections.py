@@ -398,17 +398,12 @@ def section_mesh_fit_step(ctx: Context) -> None:
     text = ("mesh-fit[verts=162,res=32,views=2,heldout=1]" if ctx.small
             else "mesh-fit[verts=10242,res=256,views=8,heldout=8]")
     opt = "zerograds[lr=abs:0.0005,sigma=abs:0.025]"
-    ctx.plan([text])
-
-    def measure() -> dict[str, Any]:
-        spec = specs.resolve_task(ctx.registry, text)
-        t0 = time.perf_counter()
-        task = build(ctx, spec, ctx.device)
-        setup = time.perf_counter() - t0
-        return {"spec": label(spec), "dim": int(task.dim), "setup_s": setup,
-                **steps_of(ctx, task, opt, 2 if ctx.small else 6)}
-
-    ctx.item(text, measure)
+    spec = specs.resolve_task(ctx.registry, text)
+    ctx.plan(["setup", opt])
+    state: dict[str, Any] = {}
+    ctx.item("setup", lambda: instance(ctx, spec, state), after=1)
+    ctx.item(opt, lambda: {**instance(ctx, spec, state),
+                           **steps_of(ctx, state["task"], opt, 2 if ctx.small else 6)})
 
 
 def section_cge_step(ctx: Context) -> None:
@@ -424,12 +419,25 @@ def section_cge_step(ctx: Context) -> None:
     batch = 4 if ctx.small else 256
     share = 0.0004 if ctx.small else 0.03
     text = f"classify[dataset=cifar10,model=resnet20,batch={batch}]"
-    ctx.plan(["cge", "cge[reuse=true]"])
+    ctx.plan(["setup", "cge", "cge[reuse=true]"])
     spec = specs.resolve_task(ctx.registry, text, {"data": cifar})
     state: dict[str, Any] = {}
+    ctx.item("setup", lambda: instance(ctx, spec, state), after=2)
     for optimizer in ("cge", "cge[reuse=true]"):
         ctx.item(optimizer, lambda o=optimizer: cge_step(ctx, spec, o, share, state),
                  after=1 if optimizer == "cge" else 0, factor=1.0)
+
+
+def instance(ctx: Context, spec, state: dict[str, Any]) -> dict[str, Any]:
+    """Build a section's task instance once (an item of its own, so that the timed items
+    after it share the time that is left equally); the items build it themselves if this
+    one failed or ran in an earlier process of the section."""
+    if "task" not in state:
+        t0 = time.perf_counter()
+        state["task"] = build(ctx, spec, ctx.device)
+        sync(ctx.device)
+        state["setup_s"] = time.perf_counter() - t0
+    return {"spec": label(spec), "dim": int(state["task"].dim), "setup_s": state["setup_s"]}
 
 
 def cge_step(ctx: Context, spec, optimizer: str, share: float,
@@ -437,8 +445,7 @@ def cge_step(ctx: Context, spec, optimizer: str, share: float,
     from zgbench import Budget, specs
     from zgbench.problem import Problem
 
-    if "task" not in state:
-        state["task"] = build(ctx, spec, ctx.device)
+    instance(ctx, spec, state)
     task = state["task"]
     opt_spec = specs.resolve_optimizer(ctx.registry, optimizer)
     opt = ctx.registry.optimizer(opt_spec.name).cls(seed=0, **opt_spec.kwargs)
@@ -493,15 +500,12 @@ def section_radiosity_step(ctx: Context) -> None:
         "log2_table": 18, "base_res": 16, "max_res": 1024, "hidden": 256, "layers": 4}
     params["ref_spp"] = 4 if ctx.small else gc_.TIMING_REF_SPP
     spec = specs.resolve_task(ctx.registry, "radiosity[scene=cornell-box]", params)
-    ctx.plan(["full-gradient", "semi-gradient"])
+    ctx.plan(["setup", "full-gradient", "semi-gradient"])
     state: dict[str, Any] = {}
+    ctx.item("setup", lambda: instance(ctx, spec, state), after=2)
 
     def measure(optimizer: str) -> dict[str, Any]:
-        if "task" not in state:
-            t0 = time.perf_counter()
-            state["task"] = build(ctx, spec, ctx.device)
-            state["setup_s"] = time.perf_counter() - t0
-        out = {"spec": label(spec), "dim": int(state["task"].dim), "setup_s": state["setup_s"],
+        out = {**instance(ctx, spec, state),
                **steps_of(ctx, state["task"], optimizer, 3 if ctx.small else 10)}
         if "full" in state:
             out["full_over_semi"] = state["full"] / out["seconds_per_step"]
