@@ -45,7 +45,7 @@ def test_gpu_check_on_cpu_small(tmp_path, registry):
     assert set(registry.optimizers) <= set(optimizers)
     for name, item in optimizers.items():
         assert item["status"] == "ok", (name, item.get("error"))
-        assert item["data"]["steps"] + item["data"]["evals"] + item["data"]["grads"] > 0, name
+        assert item["data"]["steps"] >= 1, (name, item["data"])  # at least one whole step
 
     markdown = (out / "gpu-check.md").read_text()
     assert "## Tasks at the quick sizes" in markdown and "## Every optimizer" in markdown
