@@ -312,6 +312,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return child_main(args)
     opts = options_from(args)
+    import importlib.util
+
+    missing = [m for m in ("torch", "pluggy") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise SystemExit(f"gpu-check: {sys.executable} cannot import {', '.join(missing)}: run "
+                         "scripts/setup.sh (the checkout's .venv) or set PYTHON to an "
+                         "interpreter that has them (on a GPU image: python3).")
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
