@@ -310,3 +310,207 @@ def test_a_late_report_is_taken_then_raises_again():
     with pytest.raises(BudgetExhausted, match="late report"):
         problem.report(torch.full((2,), 3.0))  # what a library learns it should report now
     assert problem.steps == 1 and problem.recommendation().tolist() == [3.0, 3.0]
+
+
+# --------------------------------------------------- the task's bill (issue 24.1)
+from zgbench.task import Cost, Task, capability_costs  # noqa: E402
+
+
+class Billed(Task):
+    """A task with a declared per-call capability, an undeclared one and a free one."""
+
+    name = "billed"
+    provides = frozenset({"grad", "probe", "trace", "meta"})
+    costs = {"probe": Cost(evals=3, per="call"), "meta": Cost()}
+    metrics = {"loss": "min"}
+    primary_metric = "loss"
+    dim = 4
+
+    def setup(self):
+        self.seen = []
+
+    def initial(self):
+        return torch.zeros(self.dim)
+
+    def loss(self, thetas, key):
+        self.seen.append((type(thetas), thetas))
+        return (thetas**2).sum(1)
+
+    def grad(self, thetas, key):
+        return (thetas**2).sum(1), 2 * thetas
+
+    def probe(self, theta, key=None):
+        self.seen.append((type(theta), theta))
+        return theta.sum() + torch.tensor(0.0)  # a factory: in the default dtype
+
+    def trace(self, thetas=None, key=None, *, inputs=None):
+        self.seen.append((type(thetas), thetas, inputs))
+        return None if thetas is None else thetas.sum(-1)
+
+    def meta(self):
+        return "free"
+
+    def evaluate(self, theta):
+        return {"loss": float((theta**2).sum())}
+
+
+def _billed(budget=None):
+    task = Billed(seed=0)
+    problem = Problem(task, budget or Budget(evals=100, grads=100), seed=0)
+    problem.start()
+    return task, problem
+
+
+def test_a_capability_is_charged_what_the_task_declares():
+    task, problem = _billed()
+    assert problem.costs == {"grad": Cost(grads=1), "probe": Cost(evals=3, per="call"),
+                             "trace": Cost(evals=1), "meta": Cost()}
+    problem.call("grad", torch.zeros(5, 4), 0)  # names no charge: 1 gradient per row
+    assert (problem.evals, problem.grads) == (0, 5)
+    problem.call("probe", torch.zeros(6, 4))  # per call, whatever the rows
+    assert problem.evals == 3
+    problem.call("probe", torch.zeros(4), evals=1)  # naming less changes nothing
+    assert problem.evals == 6
+    problem.call("probe", torch.zeros(4), evals=10)  # naming more raises it
+    assert problem.evals == 16
+    problem.call("trace", torch.zeros(7, 4), 0)  # undeclared: one evaluation per row
+    problem.call("trace", thetas=torch.zeros(2, 4))  # by name too
+    problem.call("trace")  # no θ: metadata, free
+    assert problem.evals == 25
+    assert problem.call("meta") == "free" and problem.evals == 25
+    with pytest.raises(BudgetExhausted):
+        problem.call("trace", torch.zeros(80, 4))  # all or nothing
+    assert problem.evals == 25
+
+
+def test_the_ledger_charges_the_bill_even_if_the_front_is_changed():
+    from zgbench.meter import Ledger
+
+    task = Billed(seed=0)
+    ledger = Ledger(task, Budget(evals=100, grads=100))
+    problem = Problem(task, Budget(evals=100, grads=100), ledger=ledger)
+    problem.start()
+    problem._ledger_bill = lambda *args: (0, 0)  # a tampered front bills nothing
+    problem.call("trace", torch.zeros(3, 4), 0)
+    assert ledger.evals == 3 and problem.evals == 0
+    audit = ledger.audit(problem)
+    assert any("less than the task's bill" in v for v in audit["violations"])
+
+
+def test_cost_declarations_are_checked():
+    with pytest.raises(ContractError, match="whole number"):
+        Cost(evals=-1)
+    with pytest.raises(ContractError, match="'row' or 'call'"):
+        Cost(per="batch")
+
+    class Unit(Billed):
+        costs = {"grad": Cost(grads=2)}
+
+    with pytest.raises(ContractError, match="budget's unit"):
+        capability_costs(Unit)
+
+    class Elsewhere(Billed):
+        costs = {"render": Cost(evals=1)}
+
+    with pytest.raises(ContractError, match="does not provide"):
+        capability_costs(Elsewhere)
+
+
+def test_an_evaluations_only_budget_allots_no_gradients():
+    _, problem = _billed(Budget(evals=50))
+    with pytest.raises(BudgetExhausted, match="allots no gradients"):
+        problem.grad(torch.zeros(1, 4))
+    with pytest.raises(BudgetExhausted, match="allots no gradients"):
+        problem.call("grad", torch.zeros(1, 4), 0)
+    assert problem.grads == 0 and problem.remaining("grads") == 0
+    _, steps_only = _billed(Budget(steps=5))
+    steps_only.grad(torch.zeros(3, 4))  # steps bound the run: gradients are not refused
+    assert steps_only.grads == 3
+
+
+# ------------------------------------------------------ only plain data (issue 24.2)
+class Spy(torch.Tensor):
+    calls: list = []
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        cls.calls.append(func)
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def test_the_task_gets_plain_copies_it_owns():
+    task, problem = _billed()
+    mine = torch.ones(2, 4)
+    problem.loss(mine)
+    kind, got = task.seen[-1]
+    assert kind is torch.Tensor and got.data_ptr() != mine.data_ptr()
+    Spy.calls.clear()
+    problem.loss(torch.ones(3, 4).as_subclass(Spy))
+    problem.report(torch.ones(4).as_subclass(Spy))
+    problem.call("probe", torch.ones(4).as_subclass(Spy), key=torch.tensor(3).as_subclass(Spy))
+    assert Spy.calls == []  # converted without running the subclass's code
+    assert all(entry[0] is torch.Tensor for entry in task.seen)
+    assert type(problem.recommendation()) is torch.Tensor
+
+    class Array(np.ndarray):
+        pass
+
+    problem.loss(np.ones((2, 4)).view(Array))
+    assert task.seen[-1][0] is torch.Tensor
+
+
+def test_a_dispatch_subclass_or_a_foreign_object_is_refused():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from cheats_inputs import DispatchSpy
+
+    task, problem = _billed()
+    with pytest.raises(ContractError, match="__torch_dispatch__"):
+        problem.loss(DispatchSpy(torch.ones(2, 4)))
+
+    class Carrier:
+        def __init__(self):
+            self.hidden = torch.ones(4).as_subclass(Spy)
+
+    with pytest.raises(ContractError, match="cannot cross"):
+        problem.call("trace", torch.ones(1, 4), inputs=Carrier())
+    with pytest.raises(ContractError, match="key is an integer"):
+        problem.loss(torch.ones(1, 4), key=1.5)
+    problem.loss(torch.ones(1, 4), key=np.int64(7))  # a numpy integer is an integer
+
+
+def test_call_arguments_keep_the_callers_graph():
+    task, problem = _billed()
+    theta = torch.nn.Parameter(torch.ones(4))
+    out = problem.call("probe", theta)
+    out.backward()
+    assert torch.equal(theta.grad, torch.ones(4))  # the gradient reached the caller's θ
+    assert task.seen[-1][0] is torch.Tensor and task.seen[-1][1].data_ptr() != theta.data_ptr()
+
+
+def test_the_optimizers_torch_mode_and_default_dtype_do_not_reach_the_task():
+    from torch.overrides import TorchFunctionMode
+
+    seen = []
+
+    class Watch(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            seen.extend(a for a in args if isinstance(a, torch.Tensor))
+            return func(*args, **(kwargs or {}))
+
+    problem = make_problem("sphere[dim=3]", budget=Budget(evals=1000))
+    x_star = Sphere(dim=3, seed=0).x_star
+    with Watch():
+        values = problem.loss(torch.zeros(1, 3))
+    assert seen and values.shape == (1,)  # the mode saw the front's own work ...
+    assert not any(a.shape == x_star.shape and torch.equal(a, x_star) for a in seen)  # only
+    _, billed = _billed()
+    theta = torch.ones(4)
+    torch.set_default_dtype(torch.float64)
+    try:
+        out = billed.call("probe", theta)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert out.dtype == torch.float32  # the task ran in torch's default dtype

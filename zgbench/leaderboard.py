@@ -67,7 +67,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from zgbench import boards, declared, outputs, stats
+from zgbench import boards, declared, outputs, seeding, stats
 from zgbench.errors import UsageError
 from zgbench.record import repetition, start_metrics
 from zgbench.store import ResultStore, atomic_write_text
@@ -81,6 +81,8 @@ def runs_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """One row per run: identity, status and the final primary metric (worst if missing or
     not finite: a NaN metric is stored as null). ``optimizer`` is the optimizer's name (its
     row on the boards), ``spec`` the spec that ran (label: only non-default parameters)."""
+    records = list(records)
+    seeding.instance_set(records)  # one instance set per board: refuses a mix (UsageError)
     rows = []
     for r in records:
         task, direction = r["task"], r["task"]["metrics"][r["task"]["primary_metric"]]

@@ -32,6 +32,7 @@ only easy path and that the cheats a plugin author finds first are counted or vi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -44,7 +45,8 @@ import numpy as np
 import torch
 
 from zgbench.budget import Budget, BudgetExhausted
-from zgbench.task import Task
+from zgbench.plain import bare, disturbed
+from zgbench.task import Cost, Task, capability_costs, rows_of, theta_argument
 from zgbench.errors import ContractError
 
 #: Audit events that find objects the optimizer was not given; flagged during a run.
@@ -61,6 +63,22 @@ FLAGGED_EVENTS = frozenset({"gc.get_objects", "gc.get_referrers", "gc.get_refere
 CLOCK_SLACK = (0.25, 0.01)
 
 _MARK = "__zgbench_tap__"
+
+
+def gradient_limit(budget: Budget) -> int | None:
+    """The gradients a run may spend: ``budget.grads``; where that is unset but evaluations
+    are bounded, none (a zeroth-order budget). Why: an unset limit that meant unlimited
+    made gradients free beside a bounded evaluation count, so a run that took 200 honestly
+    charged gradients outranked every zeroth-order method on an evaluation budget. A
+    budget of steps or seconds alone still bounds gradients by those."""
+    if budget.grads is None and budget.evals is not None:
+        return 0
+    return budget.grads
+
+
+#: Why a gradient was refused where :func:`gradient_limit` is 0 by default.
+NO_GRADIENTS = ("this budget allots no gradients (it bounds evaluations only): give it "
+                "grads= (--grads) to allot them")
 _active: Ledger | None = None  # the ledger of the optimizer code running now, if any
 
 
@@ -92,6 +110,8 @@ class Ledger:
     def __init__(self, task: Task, budget: Budget, eval_key: int = 0) -> None:
         self.budget = budget
         self.provides = frozenset(task.provides)
+        #: each capability's declared cost: the bill :meth:`call` charges at least
+        self.costs: dict[str, Cost] = capability_costs(task)
         self.dim = int(task.dim)
         self.device = task.device
         self.name = task.name
@@ -130,6 +150,7 @@ class Ledger:
         self._append, self._replace_last, self._entries = _journal()
         self._dtype = task.dtype
         self._installed = False
+        self._grad_limit = gradient_limit(budget)
         self._limit_seconds = (None if budget.seconds is None else
                                budget.seconds * (1 + CLOCK_SLACK[1]) + CLOCK_SLACK[0])
 
@@ -195,7 +216,11 @@ class Ledger:
         start = time.perf_counter()
         self.depth += 1
         try:
-            values = self._loss(thetas, key)
+            if disturbed():  # the optimizer's torch modes and defaults must not reach the task
+                with bare():
+                    values = self._loss(thetas, key)
+            else:
+                values = self._loss(thetas, key)
         except Exception as exc:
             raise self._task_failed("loss", n, 0, exc) from exc
         finally:
@@ -213,7 +238,7 @@ class Ledger:
 
     def grad(self, thetas: torch.Tensor, key: int) -> tuple[torch.Tensor, torch.Tensor]:
         n = thetas.shape[0]
-        self._check(self.grads + n, self.budget.grads, "gradient")
+        self._check(self.grads + n, self._grad_limit, "gradient")
         self.grads += n
         try:
             values, grads = self._timed(self._grad, thetas, key)
@@ -226,9 +251,25 @@ class Ledger:
         self._observe(thetas, values)
         return values, grads
 
+    def bill(self, capability: str, args: tuple, kwargs: dict[str, Any]) -> tuple[int, int]:
+        """``(evals, grads)`` the task's declared :class:`~zgbench.task.Cost` charges for
+        this call of ``capability`` (the rows are counted in its θ argument)."""
+        cost = self.costs[capability]
+        if cost.per == "call" or not (cost.evals or cost.grads):
+            return cost.bill(1)
+        theta = theta_argument(self._original[capability], args, kwargs)
+        return cost.bill(rows_of(theta, self.dim))
+
     def call(self, capability: str, args: tuple, kwargs: dict, evals: int, grads: int) -> Any:
+        """Call a capability charged ``evals`` and ``grads`` (what the front computed: at
+        least the task's bill, else the front was changed and the bill is charged)."""
+        owed = self.bill(capability, args, kwargs)
+        if evals < owed[0] or grads < owed[1]:
+            self.flag(f"a {capability} call was charged less than the task's bill "
+                      "(the meter was tampered with)")
+            evals, grads = max(evals, owed[0]), max(grads, owed[1])
         self._check(self.evals + evals, self.budget.evals, "evaluation")
-        self._check(self.grads + grads, self.budget.grads, "gradient")
+        self._check(self.grads + grads, self._grad_limit, "gradient")
         self.evals += evals
         self.grads += grads
         self.declared_evals += evals
@@ -327,7 +368,11 @@ class Ledger:
         start = time.perf_counter()
         self.depth += 1
         try:
-            out = fn(*args, **kwargs)
+            if disturbed():  # the optimizer's torch modes and defaults must not reach the task
+                with bare():
+                    out = fn(*args, **kwargs)
+            else:
+                out = fn(*args, **kwargs)
         finally:
             self.depth -= 1
         if self._cuda:
@@ -416,7 +461,7 @@ class Ledger:
         theta = self.recommendation()
         self.depth += 1
         try:
-            with torch.no_grad():
+            with torch.no_grad(), (bare() if disturbed() else contextlib.nullcontext()):
                 metrics = self._held_out(theta)
                 current = self._current(theta)
         finally:
@@ -495,7 +540,7 @@ class Ledger:
         if seconds - charged_seconds > CLOCK_SLACK[0] + CLOCK_SLACK[1] * seconds:
             self.flag(f"the problem's clock was set back: it charged {charged_seconds:.3f} s "
                       f"of {seconds:.3f} s")
-        limits = self.budget.as_dict()
+        limits = {**self.budget.as_dict(), "grads": self._grad_limit}
         exceeded = any(limits[k] is not None and performed[k] > limits[k] for k in performed)
         exceeded = exceeded or (
             self._limit_seconds is not None and seconds > self._limit_seconds)

@@ -15,7 +15,16 @@ Schema version 2 (a JSON object; bump :data:`SCHEMA` on any incompatible change)
     task          {name, label, canonical, params, plugin, plugin_version,
                    primary_metric, metrics: {name: "min"|"max"}, provides, family}
     optimizer     {name, label, canonical, params, plugin, plugin_version, requires}
-    seeds         {task, optimizer, problem, eval_key}: the derived seeds actually used
+    seeds         {task, optimizer, problem, eval_key}: the derived seeds actually used (on
+                   secret instances the task seed and eval_key are the secret ones: share
+                   such records only once their key is retired)
+    instances     "public" | "secret" (absent in records written before it existed: public):
+                   the instance set, i.e. whether task seeds were salted with the
+                   organizer's key (zgbench run --instances secret; zgbench.seeding); a
+                   secret run's identity carries "instances": "secret:<key id>" (public
+                   identities have no such key, so their run ids are unchanged)
+    instance_key  (secret runs only) the public id of the key (12 hex chars): runs on one
+                   key's instances share it; boards rank one instance set
     status        "ok" | "failed" | "violated" | "n/a"; "violated": the run broke its budget
                    or tampered with the meter (ranked as a failure, like "failed")
     error         null, or the traceback text of a failed run (for a timeout, an exit or a
@@ -91,7 +100,10 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
-from typing import Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+if TYPE_CHECKING:  # typing has it from Python 3.11; annotations are not evaluated here
+    from typing_extensions import NotRequired
 
 import torch
 
@@ -114,6 +126,8 @@ class Identity(TypedDict):
     budget: dict[str, float | None]
     device: str
     zgbench: str
+    #: Only on secret instances: ``"secret:<key id>"``.
+    instances: NotRequired[str]
 
 
 class Code(TypedDict, total=False):
@@ -134,6 +148,10 @@ class Record:
     task: dict[str, Any]
     optimizer: dict[str, Any]
     seeds: dict[str, int] = field(default_factory=dict)
+    #: ``"public"`` or ``"secret"`` (:mod:`zgbench.seeding`); older records: public.
+    instances: str = "public"
+    #: The public id of the key of secret instances; ``None`` on public ones.
+    instance_key: str | None = None
     #: ``None`` only while the harness is still running it.
     status: Status | None = None
     error: str | None = None
@@ -162,7 +180,7 @@ class Record:
         ``reference`` with its note when they were not computed (a null reference with a
         note means the task has none)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        for optional in ("audit", "code", "start", "sanity"):
+        for optional in ("audit", "code", "start", "sanity", "instance_key"):
             if data[optional] is None:
                 del data[optional]
         if data["reference_note"] is None:

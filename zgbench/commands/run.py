@@ -56,7 +56,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from zgbench import declared, harness, leaderboard, outputs, specs, watchdog
+from zgbench import declared, harness, leaderboard, outputs, seeding, specs, watchdog
 from zgbench import suite as suites
 from zgbench.cli import add_baseline_argument, load_registry
 from zgbench.errors import UsageError
@@ -90,6 +90,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rerun-stale", action="store_true",
                         help="rerun finished runs whose task or optimizer source changed since "
                              "they ran, and those recorded without a code fingerprint")
+    parser.add_argument("--instances", choices=("public", "secret"), default="public",
+                        help="task instances: public (seeds anyone can derive; the published "
+                             "boards) or secret (seeds salted with the organizer's key, from "
+                             "$ZGBENCH_INSTANCE_KEY or --instance-key-file; a leaderboard "
+                             "of untrusted optimizers)")
+    parser.add_argument("--instance-key-file", metavar="PATH",
+                        help="the organizer's key for --instances secret (outside --out)")
 
 
 #: Width the end-of-run summary fits (a terminal's, or this where the output is a file).
@@ -238,6 +245,7 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    key = _instance_key(args)  # first: no worker process is started with it in its environment
     registry = load_registry(args)
     entries, seeds, device, declarations = _resolve(args, registry)
     device, devices = _devices(device)
@@ -247,10 +255,12 @@ def main(args: argparse.Namespace) -> int:
         _check_dependencies(entries, registry)
     else:  # a suite runs what is installed and says what it skipped
         entries = _installed_only(entries, registry, console)
-    runs = harness.plan(entries, seeds, device)
+    runs = harness.on_instances(harness.plan(entries, seeds, device), key)
     _check_unique(runs)
     out = Path(args.out)
     ResultStore(out).check_writable()
+    _check_instance_set(out, key)
+    del key  # the runs carry their derived seeds: no reference to the key is left here
     for folder in ("artifacts", "quarantine") + (() if args.no_leaderboard else ("leaderboard",)):
         outputs.checked(out, out / folder)  # a symbolic link there: refused before any run
     if declarations is not None:
@@ -283,6 +293,28 @@ def main(args: argparse.Namespace) -> int:
         console.print(f"report: {report.build(out, args.report)}", markup=False,
                       soft_wrap=True)  # a path cut in two cannot be pasted
     return 1 if args.strict and summary.failed else 0
+
+
+def _instance_key(args: argparse.Namespace) -> seeding.InstanceKey | None:
+    """The organizer's key for ``--instances secret`` (read once, then dropped from the
+    environment: see :func:`zgbench.seeding.load_instance_key`); ``None`` for public."""
+    if getattr(args, "instances", "public") != "secret":
+        if getattr(args, "instance_key_file", None):
+            raise UsageError("--instance-key-file is the key of secret instances: add "
+                             "--instances secret")
+        return None
+    return seeding.load_instance_key(args.out, args.instance_key_file)
+
+
+def _check_instance_set(out: Path, key: seeding.InstanceKey | None) -> None:
+    """Refuse to add runs on one instance set to a results folder of another: its boards
+    rank one set (:func:`zgbench.seeding.instance_set`)."""
+    planned = seeding.PUBLIC if key is None else f"{seeding.SECRET}:{key.id}"
+    there = {seeding.record_instances(r) for r in ResultStore(out)} - {planned}
+    if there:
+        raise UsageError(f"{out} holds runs on other instances ({', '.join(sorted(there))}) "
+                         f"than these ({planned}): boards rank one instance set, so give "
+                         "these runs their own --out folder")
 
 
 def _declarations(args: argparse.Namespace, suite, registry) -> declared.Declarations | None:
