@@ -29,12 +29,13 @@ from zgbench.optimizer import Optimizer, TaskInfo
 from zgbench.params import Param, Step
 from zgbench.problem import Problem
 from zgbench.store import atomic_write
-from zgbench.task import Task
+from zgbench.task import Cost, Task
 
 __all__ = [
     "Budget",
     "BudgetExhausted",
     "ContractError",
+    "Cost",
     "EstimatesGradient",
     "GradientEstimator",
     "MissingExtra",

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from zgbench import Budget, ContractError, Param, Task, UsageError, cache_dir, hookimpl
-from zgbench.task import Cost
+from zgbench import Cost
 from zgbench.tasks import _anchors, _cifar, _nets
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"

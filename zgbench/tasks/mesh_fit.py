@@ -79,7 +79,7 @@ import numpy as np
 import torch
 
 from zgbench import Budget, MissingExtra, Param, Task, UsageError, hookimpl
-from zgbench.task import Cost
+from zgbench import Cost
 from zgbench.tasks import _anchors, _meshes, _raster, _softras
 
 DISTANCE, FOV = 3.0, 45.0

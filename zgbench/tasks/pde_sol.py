@@ -46,7 +46,7 @@ from typing import Any, ClassVar
 import torch
 
 from zgbench import Budget, Param, Task, UsageError, atomic_write, cache_dir, cache_key, hookimpl
-from zgbench.task import Cost
+from zgbench import Cost
 from zgbench.tasks import _anchors
 
 #: Bump when the stored reference changes meaning (physics, layout).

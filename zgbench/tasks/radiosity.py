@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from zgbench import Budget, Param, Task, UsageError, hookimpl
-from zgbench.task import Cost
+from zgbench import Cost
 from zgbench.tasks import _anchors, _mitsuba
 from zgbench.tasks._gridenc import GridEncoding
 from zgbench.tasks._scenes import RHS_UNIFORMS, SCENES, Queries, Tracer, reference

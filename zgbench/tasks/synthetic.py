@@ -20,7 +20,7 @@ import math
 import torch
 
 from zgbench import Budget, Param, Task, UsageError, hookimpl
-from zgbench.task import Cost
+from zgbench import Cost
 
 
 class Synthetic(Task):
