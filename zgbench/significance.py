@@ -167,7 +167,7 @@ def block_matrix(tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, list[st
         columns[label] = pd.Series(stats.oriented(ranked["median"].to_numpy(float), direction),
                                    index=list(ranked["optimizer"]))
     matrix = pd.DataFrame(columns).T  # [task, optimizer]
-    coverage = matrix.notna().sum(0)
+    coverage = matrix.notna().sum(axis=0)
     keep = sorted(coverage.index[coverage * 2 >= len(matrix)])
     left_out = sorted(set(matrix.columns) - set(keep))
     return matrix[keep].dropna(), left_out
