@@ -77,7 +77,7 @@ def rank_sum(runs: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
     counted runs; failures hold the worst value), Holm-corrected over the task's pairs: one
     row per pair (a before b by name) with both medians, U, raw and corrected p-values,
     ``significant`` and ``better`` (the optimizer with the better median where significant)."""
-    _, sp = _libraries()
+    scipy_stats, sp = _libraries()
     ran = runs[runs["status"] != "n/a"]
     direction = ran["direction"].iloc[0] if len(ran) else "min"
     values = {name: stats.oriented(group["value"].to_numpy(float), direction)
@@ -89,19 +89,18 @@ def rank_sum(runs: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     frame = pd.DataFrame({"optimizer": np.repeat(names, [len(values[n]) for n in names]),
                           "value": np.concatenate([values[n] for n in names])})
-    raw = _matrix(sp.posthoc_mannwhitney(frame, val_col="value", group_col="optimizer"))
     holm = _matrix(sp.posthoc_mannwhitney(frame, val_col="value", group_col="optimizer",
                                           p_adjust="holm"))
-    scipy_stats, _ = _libraries()
     rows = []
     sign = 1.0 if direction == "min" else -1.0
     for a, b in itertools.combinations(names, 2):
         ma, mb = (float(stats.worse_median(values[n])) for n in (a, b))
-        u = float(scipy_stats.mannwhitneyu(values[a], values[b]).statistic)
+        test = scipy_stats.mannwhitneyu(values[a], values[b])  # the same test, uncorrected
+        p = 1.0 if math.isnan(test.pvalue) else float(test.pvalue)
         significant = bool(holm.loc[a, b] < alpha)
         better = (a if ma < mb else b if mb < ma else "") if significant else ""
-        rows.append([a, b, len(values[a]), len(values[b]), sign * ma, sign * mb, u,
-                     float(raw.loc[a, b]), float(holm.loc[a, b]), significant, better])
+        rows.append([a, b, len(values[a]), len(values[b]), sign * ma, sign * mb,
+                     float(test.statistic), p, float(holm.loc[a, b]), significant, better])
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -311,7 +311,7 @@ def plot(title: str, ecdf: pd.DataFrame, art: pd.DataFrame | None, path: Path,
     # log axes, which took most of the time of writing these pictures.
     fig, grid = plt.subplots(nrows, len(axes_used), figsize=(width + 1.7, 3.0 * nrows + 0.4),
                              dpi=90, squeeze=False)
-    fig.subplots_adjust(left=0.55 / (width + 1.7), right=width / (width + 1.7), wspace=0.35,
+    fig.subplots_adjust(left=0.8 / (width + 1.7), right=width / (width + 1.7), wspace=0.35,
                         hspace=0.4, top=1 - 0.45 / (3.0 * nrows + 0.4),
                         bottom=0.45 / (3.0 * nrows + 0.4))
     names = sorted(ecdf["optimizer"].unique()) if art is None else sorted(
@@ -371,20 +371,22 @@ def _art_panel(ax, art: pd.DataFrame, axis: str, styles: dict[str, tuple[str, st
                     ls=style, marker=".", markersize=3)
             drawn = True
     ax.set_xscale("log")
-    ax.invert_xaxis()
+    fractions = art["gap_fraction"].to_numpy(float)
+    ax.set_xlim(1.5, float(fractions.min()) / 1.5)  # every target, easiest on the left
     if drawn:
         ax.set_yscale("log")
     ax.set_xlabel("target: remaining fraction of start's gap to reference", fontsize=8)
     ax.set_ylabel(f"aRT ({AXIS_LABELS[axis]})", fontsize=8)
-    _light(ax)
+    _light(ax, minor_y=True)  # aRT often spans less than a decade: minor labels then
 
 
-def _light(ax) -> None:
+def _light(ax, minor_y: bool = False) -> None:
     """Grid, small labels and no minor ticks: on log axes matplotlib builds dozens of minor
     ticks per panel, which were most of the time spent drawing these pictures."""
     from matplotlib.ticker import NullLocator
 
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.yaxis.set_minor_locator(NullLocator())
+    if not minor_y:
+        ax.yaxis.set_minor_locator(NullLocator())
     ax.grid(True, alpha=0.3)
-    ax.tick_params(labelsize=7)
+    ax.tick_params(which="both", labelsize=7)
