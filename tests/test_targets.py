@@ -114,3 +114,24 @@ def test_write_files_and_sections(tmp_path):
     assert len(computed["runtimes_table"]) == 2 * 4 * targets.N_TARGETS
     (section,) = analysis.sections(tmp_path)
     assert section.csvs[0] == "targets/tasks.csv" and "targets/family_fam.png" in section.pngs
+
+
+def test_leaderboard_writes_the_analysis_folders(tmp_path):
+    """``zgbench leaderboard`` writes targets/ (and significance/ with the analysis extra)
+    beside its boards, from the runs the boards count."""
+    from zgbench import analysis, leaderboard
+    from zgbench.store import ResultStore
+
+    store = ResultStore(tmp_path / "results")
+    for r in two_optimizers() + two_optimizers("u"):
+        store.put({**r, "schema": 2, "environment": {"hostname": "h"}})
+    leaderboard.write(tmp_path / "results", tmp_path / "lb")
+    titles = [s.title for s in analysis.sections(tmp_path / "lb")]
+    assert titles[0] == "Fixed-target runtimes"
+    assert (tmp_path / "lb" / "targets" / "art.csv").is_file()
+    try:
+        import scikit_posthocs  # noqa: F401
+    except ImportError:
+        return
+    assert titles[1] == "Significance"
+    assert (tmp_path / "lb" / "significance" / "pairs.csv").is_file()
