@@ -8,8 +8,12 @@ zgbench/export.py for the mapping (COCO's gap to fopt, IOHprofiler's raw metric)
 
 Examples:
   zgbench export --format coco results/quick -o export/coco
-  python -m cocopp export/coco/cma-es export/coco/random-search
   zgbench export --format ioh results/quick -o export/ioh --axis grads
+
+cocopp's full pipeline (HTML, figures) compares with BBOB's reference algorithm, which has no
+entry for these tasks; switch it off:
+  python -c "import cocopp; cocopp.testbedsettings.GECCOBBOBTestbed.settings[
+  'reference_algorithm_filename'] = ''; cocopp.main('export/coco/cma-es export/coco/cge')"
 """
 
 from __future__ import annotations
