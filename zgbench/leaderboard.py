@@ -550,6 +550,8 @@ def write(results: str | Path, out: str | Path, baseline: str | None = None,
         spend[label] = _most_spent(task_records, axis)
     _write_stats(out, list(tables), computed["analysis"], board_order(computed["overall"]),
                  spend)
+    from zgbench import analysis as field_analysis  # targets/ and significance/ (issue 26)
+    field_analysis.write(out, computed)
     analysis = computed["analysis"]
     return {"tasks": tables, "overall": computed["overall"], "families": computed["families"],
             "records": len(records), "stats": computed["stats"], "win_rate": analysis.win_rate,
