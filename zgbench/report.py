@@ -71,7 +71,8 @@ _EXPLAIN = {
 KEY_COLUMNS = {
     "board": ["position", "optimizer", "mean_rank", "rank_lo", "rank_hi", "coverage", "wins",
               "n/a", "failed_tasks", "norm_score", "norm_score_lo", "norm_score_hi"],
-    "task": ["rank", "optimizer", "spec", "median", "median_lo", "median_hi", "final_over_start", "norm_score", "rank_lo", "rank_hi", "runs_ok", "runs_failed",
+    "task": ["rank", "optimizer", "spec", "median", "tied_with_best", "median_lo", "median_hi",
+             "final_over_start", "norm_score", "rank_lo", "rank_hi", "runs_ok", "runs_failed",
              "evals", "grads", "seconds", "beats_start", "beats_baseline"],
 }
 #: A task table's columns that hold one value for the whole task: said once above the table.
@@ -96,6 +97,12 @@ class Section:
     plots: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+#: A section's CSV with more rows than this is linked, not shown (art.csv: 4,600 rows).
+MAX_SECTION_ROWS = 400
+#: One with more rows than this is shown folded (its summary line names it).
+OPEN_SECTION_ROWS = 40
+
+
 def files_section(out: Path, title: str, anchor: str, note: str = "",
                   csvs: Iterable[str] = (), pngs: Iterable[str] = ()) -> Section | None:
     """A :class:`Section` of the CSVs (sortable tables) and PNGs (linked figures) that exist
@@ -111,10 +118,51 @@ def files_section(out: Path, title: str, anchor: str, note: str = "",
 
 def extra_sections(out: Path, written: dict[str, Any]) -> list[Section]:
     """The sections other analyses add to every report, from the files
-    :func:`zgbench.leaderboard.write` left in ``out`` (``written``: what it returned). This is
-    the place to add them, e.g. ``files_section(out, "Fixed-target runtimes", "targets",
-    csvs=["targets*.csv"], pngs=["ecdf*.png"])``; each may return None (nothing written)."""
-    return [s for s in () if s is not None]
+    :func:`zgbench.leaderboard.write` left in ``out`` (``written``: what it returned): the
+    fixed-target runtimes and significance tests (:func:`zgbench.analysis.sections`). Add
+    more here, e.g. ``files_section(out, "Title", "anchor", csvs=["x/*.csv"],
+    pngs=["x/*.png"])`` (None when nothing was written)."""
+    from zgbench import analysis
+
+    found = [files_section(out, s.title, f"extra-{leaderboard.slug(s.title).lower()}", s.text,
+                           s.csvs, s.pngs) for s in analysis.sections(out)]
+    return [s for s in found if s is not None]
+
+
+def _section_tables(section: Section) -> list[dict[str, Any]]:
+    """A section's tables as the page shows them: small ones open, larger ones folded, the
+    largest only linked (their rows would make the page long and slow)."""
+    shown = []
+    for caption, frame, csv in section.tables:
+        rows = len(frame)
+        shown.append({"caption": caption, "csv": csv, "rows": rows,
+                      "open": rows <= OPEN_SECTION_ROWS,
+                      "html": html_table(frame, csv=csv) if rows <= MAX_SECTION_ROWS else ""})
+    return shown
+
+
+def _task_figures(sections: list[Section], tasks: list[dict[str, Any]]) -> None:
+    """Move a section's per-task figures (a PNG named after a task: targets/<task>.png) into
+    that task's view, where one task at a time is shown; the section keeps the others."""
+    by_name = {t["slug"]: t for t in tasks}
+    for section in sections:
+        kept = []
+        for png in section.figures:
+            task = by_name.get(Path(png).stem)
+            if task is None:
+                kept.append(png)
+            else:
+                task["figures"].append({"title": section.title, "path": png})
+        section.figures = kept
+
+
+def _significance(out: Path) -> pd.DataFrame:
+    """significance/tasks.csv (Holm-corrected rank-sum tests against each task's best), or
+    an empty frame where the leaderboard wrote none."""
+    path = out / "significance" / "tasks.csv"
+    if not path.is_file():
+        return pd.DataFrame(columns=["task", "optimizer"])
+    return pd.read_csv(path, keep_default_na=True)
 
 
 def build(results: str | Path, out: str | Path, title: str = "zgbench report",
@@ -145,12 +193,16 @@ def build(results: str | Path, out: str | Path, title: str = "zgbench report",
         by_task.setdefault(r["task"]["label"], []).append(r)
     tuned_tasks = written["tuned"]["tasks"] if tuned is not None else {}
     plots: dict[str, dict[str, Any]] = {}
+    significance = _significance(out)
     tasks = [_task_context(label, table, pictures.get(label, []), out, by_task.get(label, []),
-                           written["profiles"], plots, tuned_tasks.get(label))
+                           written["profiles"], plots, tuned_tasks.get(label),
+                           significance[significance["task"] == label])
              for label, table in written["tasks"].items()]
     extra = [*sections, *extra_sections(out, written)]
+    _task_figures(extra, tasks)
     for section in extra:
         plots.update(section.plots)
+    shown_sections = [{"section": s, "tables": _section_tables(s)} for s in extra]
     plots.update(_board_plots(written, order))
     overall = written["overall"]
     main = overall[overall["board"] == "main"] if "board" in overall else overall
@@ -171,7 +223,7 @@ def build(results: str | Path, out: str | Path, title: str = "zgbench report",
                        if tuned is not None else ""),
         win_rate=html_table(written["win_rate"].reset_index(), csv="win_rate.csv"),
         machines=html_table(pd.DataFrame(json.loads((out / "machine.json").read_text()))),
-        plugins=html_table(plugin_versions(records)), sections=extra,
+        plugins=html_table(plugin_versions(records)), sections=shown_sections,
         colours=report_plots.colours(order + sorted({n for t in tasks for n in t["names"]}
                                                     - set(order))),
         plots=plots, claims=claims_html(Path(claims) if claims is not None else results, out))
@@ -391,26 +443,35 @@ def _tracks_note(written: dict[str, Any]) -> str:
 def _task_context(label: str, table: pd.DataFrame, pictures: list[dict[str, Any]],
                   out: Path, records: list[dict[str, Any]], profiles: pd.DataFrame,
                   plots: dict[str, dict[str, Any]],
-                  tuned: pd.DataFrame | None = None) -> dict[str, Any]:
-    """What the page shows of one task; its interactive plots go into ``plots`` by id."""
+                  tuned: pd.DataFrame | None = None,
+                  significance: pd.DataFrame | None = None) -> dict[str, Any]:
+    """What the page shows of one task; its interactive plots go into ``plots`` by id.
+    ``significance``: the task's rows of significance/tasks.csv, whose ``tied_with_best``
+    (no Holm-corrected rank-sum difference from the best) and ``p_holm_vs_best`` join the
+    table."""
     name = leaderboard.slug(label)
     profile = f"{name}.profile.png"
     anchor = f"task-{name}"
     plots[f"{anchor}-convergence"] = report_plots.convergence(records, table)
-    spend = max((((r.get("final") or {}).get("evals") or 0) + ((r.get("final") or {}).get(
-        "grads") or 0) for r in records), default=None)
-    ecdf = report_plots.ecdf(profiles[profiles["scope"] == label], right=spend)
+    ecdf = report_plots.ecdf(profiles[profiles["scope"] == label],
+                             right=report_plots.most_spent(records, profiles, label))
     if ecdf is not None:
         plots[f"{anchor}-ecdf"] = ecdf
     shown = table.drop(columns=["reference_note", "metric", "direction", "start", "reference",
                                 "counted", *TASK_CONSTANTS], errors="ignore")
     if "spec" in shown and (shown["spec"] == shown["optimizer"]).all():
         shown = shown.drop(columns=["spec"])  # every optimizer ran its defaults
+    if significance is not None and len(significance):
+        marks = significance[["optimizer", "tied_with_best", "p_holm_vs_best"]]
+        shown = shown.merge(marks.drop_duplicates("optimizer"), on="optimizer", how="left")
+        at = list(shown.columns).index("median") + 1 if "median" in shown else len(shown.columns)
+        shown.insert(at, "tied_with_best", shown.pop("tied_with_best"))
     return {
         "tuned": None if tuned is None else {"table": html_table(tuned, "task",
                                                                  f"tuned/{name}.csv"),
                                              "plot": f"tuned/{name}.png"},
         "label": label, "anchor": anchor, "names": sorted(set(table["optimizer"])),
+        "slug": name, "figures": [],
         "table": html_table(shown, "task", f"{name}.csv"),
         "metric": table["metric"].iloc[0], "csv": f"{name}.csv", "plot": f"{name}.png",
         "direction": "lower is better" if table["direction"].iloc[0] == "min"

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from zgbench import leaderboard
+from zgbench import leaderboard, stats
 
 #: Significant digits kept in the page's data (a plot cannot show more).
 DIGITS = 5
@@ -168,8 +168,10 @@ def ecdf(profiles: pd.DataFrame, right: float | None = None) -> dict[str, Any] |
     reached), as in the PNG; None without rows."""
     if profiles.empty:
         return None
-    fraction = (profiles["x_kind"] == "budget_fraction").all()
+    kinds = set(profiles["x_kind"])
+    fraction = kinds == {"budget_fraction"}
     floor = 1e-3 if fraction else 1.0
+    right = 1.0 if fraction else right
     spent = profiles["x"].to_numpy(float)
     edge = max([floor, *spent[np.isfinite(spent)].tolist(), *([right] if right else [])])
     curves = []
@@ -179,8 +181,29 @@ def ecdf(profiles: pd.DataFrame, right: float | None = None) -> dict[str, Any] |
         ys = np.concatenate([[0.0], ys, ys[-1:] if len(ys) else [0.0]])
         curves.append({"name": name, "x": _list(xs), "y": _list(ys)})
     return {"type": "ecdf", "curves": curves, "xrange": [floor, max(edge, 10 * floor)],
-            "xtitle": "fraction of the budget spent" if fraction
-            else "oracle calls (loss + gradient evaluations)"}
+            "xtitle": _axis_title(kinds)}
+
+
+def _axis_title(kinds: set[str]) -> str:
+    """The x title of an ECDF whose rows have these ``x_kind`` values (the task's spend axis,
+    :data:`zgbench.stats.SPEND_AXES`)."""
+    names = getattr(stats, "SPEND_AXES", {})
+    if len(kinds) == 1:
+        (kind,) = kinds
+        return names.get(kind, "fraction of the budget spent" if kind == "budget_fraction"
+                         else "oracle calls (loss + gradient evaluations)")
+    return "spend"
+
+
+def most_spent(records: list[dict[str, Any]], profiles: pd.DataFrame,
+               scope: str) -> float | None:
+    """Where a task's ECDF ends: the largest final spend of its runs on its ECDF's axis (a
+    counter of :data:`MODES`), None where that axis is not a counter (budget fraction)."""
+    kinds = set(profiles.loc[profiles["scope"] == scope, "x_kind"])
+    if len(kinds) != 1 or next(iter(kinds)) not in ("evals", "grads", "steps"):
+        return None
+    key = next(iter(kinds))
+    return max((float((r.get("final") or {}).get(key) or 0) for r in records), default=None)
 
 
 def win_rate(rate: pd.DataFrame, order: list[str]) -> dict[str, Any]:
