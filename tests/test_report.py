@@ -169,7 +169,11 @@ def _pipe_above(low):
 
 PAGE_STATE = """JSON.stringify({
   title: document.title,
-  tables: document.querySelectorAll('table.data').length,
+  tables: document.querySelectorAll('section:not(.extra-section) table.data').length,
+  sections: Array.from(document.querySelectorAll('section.extra-section h2')).map(
+    h => h.textContent),
+  taskFigures: Array.from(document.querySelectorAll('section.task details.task-figure img')).map(
+    i => i.getAttribute('src')),
   overallRows: document.querySelectorAll('#overall table tbody tr').length,
   taskSections: Array.from(document.querySelectorAll('section.task h2')).map(h => h.textContent),
   images: Array.from(document.images).map(i => ({src: i.getAttribute('src'),
@@ -229,6 +233,11 @@ def test_report_renders_in_chromium(results, page, browser, tmp_path):
     assert state["tables"] == 7 and state["overallRows"] == 3
     assert state["width"] <= 1400  # nothing scrolls sideways at 1,400 px
     assert state["taskSections"] == ["picture-sphere[dim=3]", "step[dim=3]"]
+    # the fixed-target analysis the leaderboard wrote, as a section, each task's figure in
+    # its own view
+    assert "Fixed-target runtimes" in state["sections"]
+    assert {"targets/step_dim=3.png", "targets/picture-sphere_dim=3.png"} <= set(
+        state["taskFigures"])
     assert state["shownTasks"] == ["task-picture-sphere_dim=3"]  # one task at a time
     # one self-contained folder: every script and style sheet is a file beside the page
     assert sorted(state["sources"]) == ["plotly.min.js", "report.css", "report.js",
