@@ -1,7 +1,8 @@
 """The data behind the report's interactive plots (drawn in the browser by plotly.js, which
 the report folder carries as a local file): per task the convergence curves against loss
-evaluations, gradient evaluations and seconds (the page switches between them), the runtime
-ECDFs, and the win-rate matrix.
+evaluations, gradient evaluations, optimizer steps and seconds (the page switches between them;
+it opens on the task's own spend axis, as its PNG), the runtime ECDFs, and the win-rate
+matrix.
 
 Each function returns a plain JSON-able dict (no plotly Python objects: building figures in
 the browser keeps the page small and ``zgbench report`` fast); ``report.js`` turns it into
@@ -30,6 +31,7 @@ MAX_POINTS = 240
 #: x axes of the convergence plots: (name shown, trajectory key, axis title).
 MODES = (("evaluations", "evals", "loss evaluations"),
          ("gradients", "grads", "gradient evaluations"),
+         ("steps", "steps", "optimizer steps"),
          ("seconds", "seconds", "seconds (wall clock: optimizer + task)"))
 #: Colours by board order (plotly's Dark24), the same optimizer the same colour in every plot.
 PALETTE = ["#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A", "#B68100",
@@ -66,11 +68,16 @@ def convergence(records: list[dict[str, Any]], table: pd.DataFrame) -> dict[str,
         values += [v for s in series.values() if s for k in ("m", "lo", "hi") for v in s[k]
                    if v is not None]
     modes = [m for m, _, _ in MODES if any(c["series"][m] for c in curves)]
+    # open on the task's own spend axis, as its PNG (stats.spend_axis: the budget's counter)
+    axis = stats.spend_axis(r for runs in by_name.values() for r in runs) if by_name else None
+    default = next((m for m, key, _ in MODES if key == axis and m in modes),
+                   modes[0] if modes else None)
     anchors = [{"name": key, "y": _round(table[key].iloc[0])}
                for key in ("start", "reference") if key in table and len(table)]
     anchors = [a for a in anchors if a["y"] is not None]
     return {"type": "convergence", "metric": metric, "direction": direction,
-            "modes": modes, "titles": {m: t for m, _, t in MODES}, "curves": curves,
+            "modes": modes, "default": default, "titles": {m: t for m, _, t in MODES},
+            "curves": curves,
             "anchors": anchors, "ylog": _log_axis(values, direction),
             "ymax" if direction == "min" else "ymin": _view_limit(curves, direction)}
 
@@ -187,11 +194,9 @@ def ecdf(profiles: pd.DataFrame, right: float | None = None) -> dict[str, Any] |
 def _axis_title(kinds: set[str]) -> str:
     """The x title of an ECDF whose rows have these ``x_kind`` values (the task's spend axis,
     :data:`zgbench.stats.SPEND_AXES`)."""
-    names = getattr(stats, "SPEND_AXES", {})
     if len(kinds) == 1:
         (kind,) = kinds
-        return names.get(kind, "fraction of the budget spent" if kind == "budget_fraction"
-                         else "oracle calls (loss + gradient evaluations)")
+        return stats.SPEND_AXES.get(kind, kind)
     return "spend"
 
 

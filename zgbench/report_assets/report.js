@@ -220,7 +220,7 @@
   Object.keys(PLOTS).forEach(function (id) {
     var spec = PLOTS[id];
     if (spec.type !== "convergence") return;
-    state[id] = { mode: spec.modes[0], ylog: spec.ylog };
+    state[id] = { mode: spec.default || spec.modes[0], ylog: spec.ylog };
     var box = document.querySelector('div.modes[data-for="' + id + '"]');
     if (box) buttons(box, id, spec);
   });
