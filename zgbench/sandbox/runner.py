@@ -1,0 +1,418 @@
+"""The trusted side of an isolated run: the task, the ledger and the problem stay here; the
+optimizer runs in a child process (:mod:`zgbench.sandbox.child`) and reaches the problem
+through a socket carrying plain data (:mod:`zgbench.sandbox.wire`).
+
+:func:`work` is what a pool worker runs for each run under ``--isolate``: it loads the task's
+plugin and the built-ins, never the optimizer's plugin, and hands
+:func:`zgbench.harness.execute` a registry whose optimizer entry is a :class:`RemoteOptimizer`
+class, so the harness runs, audits and records the run exactly as in-process. The optimizer's
+process (its process group, its PID namespace under bwrap) is killed when ``run`` returns.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import types
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from zgbench.errors import UsageError
+from zgbench.optimizer import Optimizer, TaskInfo
+from zgbench.plugins import Entry, Registry
+from zgbench.problem import Problem
+from zgbench.sandbox import bwrap, wire
+
+#: Seconds the trusted side waits for the optimizer's process to be built (imports included).
+START_TIMEOUT = 300.0
+
+
+class SandboxViolation(Exception):
+    """The optimizer's process broke the protocol (a malformed or unknown message)."""
+
+
+class OptimizerFailed(Exception):
+    """The optimizer raised in its own process; the message is its traceback there."""
+
+
+# --------------------------------------------------------------------- what crosses, where
+def describe(entry: Entry) -> dict[str, Any]:
+    """What a worker needs to know of an optimizer without importing it: plain data from the
+    driver's registry (where to import it from in the optimizer's process, the record's
+    fields). Raises UsageError for a class that no fresh process can import."""
+    cls = entry.cls
+    module = sys.modules.get(cls.__module__)
+    path = getattr(module, "__file__", None)
+    if cls.__module__ == "__main__" or "<locals>" in cls.__qualname__ or path is None:
+        raise UsageError(
+            f"optimizer {cls.name!r} ({cls.__module__}.{cls.__qualname__}) cannot run under "
+            "--isolate: its process imports the optimizer's class by module and name, and "
+            "this class is defined where no other process can import it. Define it at the "
+            "top level of a module (an installed plugin, or a plugin module on sys.path).")
+    return {"name": cls.name, "plugin": entry.plugin, "version": entry.version,
+            "requires": sorted(cls.requires), "module": cls.__module__,
+            "qualname": cls.__qualname__, "file": str(Path(path).resolve())}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a worker runs isolated runs: the sandbox mode, the folders the optimizer must not
+    see, and the optimizers' descriptions (:func:`describe`) by name."""
+
+    mode: str
+    hide: tuple[str, ...]
+    optimizers: dict[str, dict[str, Any]]
+    #: each task's plugin name and, for a plugin module on sys.path, its module name
+    tasks: dict[str, tuple[str, str | None]]
+
+
+# ------------------------------------------------------------------------------ the worker
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+def work(run, blocked: Sequence[str], threads: int | None, timeout: float | None,
+         modules: Sequence[str], settings: Settings):
+    """Execute one run with its optimizer in a sandboxed process; the record and its
+    pictures' bytes, as :func:`zgbench.executors.work`. Loads the built-in plugins and the
+    task's plugin only (``modules``: plugin modules the driver loaded; the task's is
+    imported, the others are not)."""
+    from zgbench import plugins
+    from zgbench.executors import _import
+    from zgbench.harness import execute
+
+    if threads:
+        torch.set_num_threads(threads)
+    meta = settings.optimizers[run.optimizer.name]
+    plugin, module = settings.tasks[run.task.name]
+    extra = [_import(module)] if module and module in modules else []
+    registry = plugins.load(blocked=tuple(blocked) + tuple(_entry_points(plugin)),
+                            extra_plugins=extra)
+    isolated = IsolatedRegistry(registry, meta, settings, torch.get_num_threads())
+    try:
+        with tempfile.TemporaryDirectory(prefix="zgbench-run-") as scratch:
+            record = execute(run, isolated, Path(scratch), timeout=timeout)
+            files = {rel: (Path(scratch) / rel).read_bytes() for rel in record.artifacts}
+    finally:
+        for box in list(_LIVE):
+            box.close()
+    return record, files
+
+
+def _entry_points(keep: str | None) -> list[str]:
+    """Names of installed plugins other than ``keep``: the trusted worker does not load
+    them (an optimizer's plugin runs in the optimizer's process only)."""
+    import importlib.metadata
+
+    from zgbench import hookspecs
+
+    return [ep.name for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT)
+            if ep.name != keep]
+
+
+class IsolatedRegistry:
+    """A registry whose tasks are real and whose optimizer is remote: what
+    :func:`zgbench.harness.execute` looks components up in for an isolated run."""
+
+    def __init__(self, registry: Registry, meta: dict[str, Any], settings: Settings,
+                 threads: int) -> None:
+        self._registry, self.blocked, self.manager = registry, registry.blocked, registry.manager
+        self._entry = Entry(remote_class(meta, settings, threads), meta["plugin"],
+                            meta["version"])
+
+    def task(self, name: str) -> Entry:
+        return self._registry.task(name)
+
+    def optimizer(self, name: str) -> Entry:
+        if name != self._entry.cls.name:
+            raise UsageError(f"unknown optimizer {name!r} in this isolated run")
+        return self._entry
+
+
+def remote_class(meta: dict[str, Any], settings: Settings, threads: int) -> type[Optimizer]:
+    """An :class:`Optimizer` class standing for the optimizer ``meta`` describes: its name,
+    ``requires`` and source file (so the record's code fingerprint is the real one; the file
+    is hashed, not run), and instances that run it in a sandboxed process."""
+    module = types.ModuleType(f"zgbench.sandbox.remote.{meta['module']}")
+    module.__file__ = meta["file"]
+    sys.modules[module.__name__] = module
+    return type(meta["qualname"].rpartition(".")[2], (RemoteOptimizer,), {
+        "name": meta["name"], "requires": frozenset(meta["requires"]),
+        "__module__": module.__name__, "_meta": meta, "_settings": settings,
+        "_threads": threads})
+
+
+class RemoteOptimizer(Optimizer):
+    """The trusted side's stand-in for an optimizer running in a sandboxed process."""
+
+    _meta: dict[str, Any] = {}
+    _settings: Settings | None = None
+    _threads = 1
+
+    def __init__(self, *, seed: int = 0, **params: Any) -> None:  # noqa: D107
+        self.seed = int(seed)  # the parameters are the real class's: checked over there
+        build = dict(self._meta, seed=self.seed, kwargs=params, threads=self._threads,
+                     path=list(sys.path), torch_seed=self.seed)
+        self._box = Sandbox(build, self._settings)
+
+    def skip(self, task: TaskInfo) -> str | None:
+        reason = self._box.skip(task)
+        if reason:
+            self._box.close()
+        return reason
+
+    def run(self, problem: Problem) -> None:
+        try:
+            self._box.run(problem)
+        finally:
+            self._box.close()
+
+
+# ----------------------------------------------------------------------------- the process
+class Sandbox:
+    """One optimizer process and the trusted end of its socket."""
+
+    def __init__(self, build: dict[str, Any], settings: Settings) -> None:
+        import pickle
+
+        self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        gpu = settings.mode == "bwrap" and torch.cuda.is_available()
+        argv = [sys.executable, "-m", "zgbench.sandbox.child", str(theirs.fileno())]
+        if settings.mode == "bwrap":
+            argv = bwrap.wrap(argv, settings.hide, gpu=gpu)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tempfile.gettempdir(),
+               "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+               "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": str(build["threads"])}
+        for name in ("CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH"):
+            if name in os.environ:
+                env[name] = os.environ[name]
+        self._process = subprocess.Popen(
+            argv, pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=_die_with_parent if settings.mode != "bwrap"
+            else None)
+        theirs.close()
+        self._closed = False
+        _LIVE.add(self)
+        wire.send(self._sock, {"build": np.frombuffer(pickle.dumps(build), dtype=np.uint8)})
+        self._expect("built", timeout=START_TIMEOUT)
+
+    # ------------------------------------------------------------------ the steps
+    def skip(self, task: TaskInfo) -> str | None:
+        wire.send(self._sock, {"skip": [task.name, sorted(task.provides), _plain_params(
+            task.params)]})
+        (reason,) = self._expect("skipped", timeout=START_TIMEOUT)
+        if reason is not None and type(reason) is not str:
+            raise SandboxViolation(f"skip() answered {reason!r}, not a reason or null")
+        return reason
+
+    def run(self, problem: Problem) -> None:
+        """Serve the optimizer's calls on ``problem`` until its ``run`` ends."""
+        info = {"budget": problem.budget.as_dict(), "dim": problem.dim,
+                "device": str(problem.device), "dtype": wire._TORCH_NAMES[problem.dtype],
+                "provides": sorted(problem.provides), "name": problem._name,
+                "scale": problem.scale, "uniform_scale": problem._uniform_scale,
+                "keys": _key_state(problem)}
+        self._sock.settimeout(None)
+        wire.send(self._sock, {"run": info})
+        handles = wire.Handles()
+        serve = Server(problem, handles)
+        while True:
+            try:
+                message = self._receive(problem.device, handles)
+            except (wire.WireError, EOFError) as exc:
+                if isinstance(exc, EOFError) or self._process.poll() is not None:
+                    self._died()
+                raise _violation(problem, f"the optimizer's process sent a malformed message "
+                                          f"({exc})") from None
+            op, args = _op(message, problem)
+            if op in END:
+                return self._ended(op, args, problem)
+            wire.send(self._sock, serve(op, args), handles)
+
+    # ---------------------------------------------------------------- the endings
+    def _ended(self, op: str, args: list[Any], problem: Problem) -> None:
+        if op == "done":
+            return
+        if op == "failed" and len(args) == 1 and type(args[0]) is str:
+            raise OptimizerFailed("the optimizer raised (in its sandboxed process):\n" + args[0])
+        if op == "exit" and len(args) == 2 and args[0] == "SystemExit":
+            raise SystemExit(args[1] if type(args[1]) in (int, str) else None)
+        if op == "exit" and len(args) == 2 and args[0] == "KeyboardInterrupt":
+            raise KeyboardInterrupt
+        raise _violation(problem, f"the optimizer's process ended with a malformed {op!r}")
+
+    def _died(self) -> None:
+        try:
+            code = self._process.wait(5)
+        except subprocess.TimeoutExpired:
+            code = None
+        raise OptimizerFailed(f"the optimizer's process {_exit_words(code)}")
+
+    def _expect(self, what: str, timeout: float) -> list[Any]:
+        self._sock.settimeout(timeout)
+        try:
+            message = self._receive(None, None)
+        except TimeoutError:
+            raise OptimizerFailed(f"the optimizer's process sent nothing in {timeout:g} s")
+        except (EOFError, ConnectionError, wire.WireError) as exc:
+            if isinstance(exc, EOFError) or self._process.poll() is not None:
+                self._died()
+            raise SandboxViolation(f"the optimizer's process sent a malformed message ({exc})")
+        if (type(message) is not list or len(message) != 2 or type(message[1]) is not list):
+            raise SandboxViolation(f"the optimizer's process answered {str(message)[:80]!r}")
+        if message[0] == "failed" and message[1] and type(message[1][0]) is str:
+            raise OptimizerFailed("building the optimizer failed (in its sandboxed process):\n"
+                                  + message[1][0])
+        if message[0] != what:
+            raise SandboxViolation(f"expected {what!r} from the optimizer's process, got "
+                                   f"{str(message[0])[:40]!r}")
+        return message[1]
+
+    def _receive(self, device: torch.device | None, handles: wire.Handles | None) -> Any:
+        doc, blobs = wire.receive(self._sock)
+        return wire.decode(doc, blobs, handles, device)
+
+    def close(self) -> None:
+        """Kill the optimizer's process group (and so, under bwrap, its PID namespace) and
+        close the socket: nothing the optimizer started outlives its run."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            os.killpg(self._process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self._process.kill()
+        except OSError:
+            pass
+        try:
+            self._process.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        self._sock.close()
+
+
+#: Messages that end a run.
+END = frozenset({"done", "failed", "exit"})
+
+
+class Server:
+    """Answers one metered call on the real problem: ``[value, error, counters]``."""
+
+    def __init__(self, problem: Problem, handles: wire.Handles) -> None:
+        self.problem, self.handles = problem, handles
+
+    def __call__(self, op: str, args: list[Any]) -> list[Any]:
+        problem = self.problem
+        try:
+            value = _CALLS[op](problem, *args)
+            error = None
+        except Exception as exc:  # into the optimizer, as in-process (BudgetExhausted, ...)
+            value, error = None, [type(exc).__name__, str(exc)]
+        seconds = problem.seconds
+        return [value, error, [problem.evals, problem.grads, problem.steps, seconds]]
+
+
+def _key(key: Any) -> int | None:
+    if key is not None and type(key) is not int:
+        from zgbench.errors import ContractError
+
+        raise ContractError(f"a key is an int (problem.new_key()), got {type(key).__name__}")
+    return key
+
+
+def _call(problem: Problem, capability: Any, args: Any, kwargs: Any, evals: Any,
+          grads: Any) -> Any:
+    if (type(capability) is not str or type(args) is not list or type(kwargs) is not dict
+            or type(evals) is not int or type(grads) is not int):
+        raise SandboxViolation("a malformed capability call")
+    return problem.call(capability, *args, evals=evals, grads=grads, **kwargs)
+
+
+_CALLS = {
+    "loss": lambda p, thetas, key: p.loss(thetas, _key(key)),
+    "grad": lambda p, thetas, key: p.grad(thetas, _key(key)),
+    "call": _call,
+    "report": lambda p, theta: p.report(theta),
+    "initial": lambda p: p.initial(),
+    "best_loss": lambda p: p.best_loss,
+    "recommendation": lambda p: p.recommendation(),
+    "trajectory": lambda p: list(p.trajectory),
+    "task_seconds": lambda p: p.task_seconds,
+}
+_ARITY = {"loss": 2, "grad": 2, "call": 5, "report": 1, "initial": 0, "best_loss": 0,
+          "recommendation": 0, "trajectory": 0, "task_seconds": 0}
+
+
+def _op(message: Any, problem: Problem) -> tuple[str, list[Any]]:
+    """``message`` as ``(op, args)`` if it is a known call of the right arity, else the run
+    is violated."""
+    if (type(message) is list and len(message) == 2 and type(message[0]) is str
+            and type(message[1]) is list):
+        op, args = message
+        if op in END or (op in _ARITY and len(args) == _ARITY[op]):
+            return op, args
+    raise _violation(problem, f"the optimizer's process sent an unknown request "
+                              f"{str(message)[:80]!r}")
+
+
+def _violation(problem: Problem, reason: str) -> SandboxViolation:
+    """Note ``reason`` in the run's ledger (the run ends ``violated``) and return the error
+    that ends it."""
+    ledger = getattr(problem._ledger_report, "__self__", None)
+    if ledger is not None:
+        ledger.flag(reason)
+    return SandboxViolation(reason)
+
+
+def _key_state(problem: Problem) -> list[Any]:
+    version, state, gauss = problem._keys.getstate()
+    return [version, list(state), gauss]
+
+
+def _plain_params(params: Any) -> dict[str, Any]:
+    """A task instance's parameters as plain data (a value that is not is sent as text)."""
+    out = {}
+    for name, value in dict(params).items():
+        try:
+            wire.encode(value)
+            out[str(name)] = value
+        except wire.WireError:
+            out[str(name)] = str(value)
+    return out
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec (process separation without bwrap): SIGKILL when the
+    trusted worker dies (Linux's PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _exit_words(code: int | None) -> str:
+    if code is None:
+        return "did not exit after closing its connection"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        hint = {"SIGKILL": " (killed: out of memory, or by the system)",
+                "SIGABRT": " (os.abort() or a failed C assertion)",
+                "SIGSEGV": " (a segmentation fault in native code)"}.get(name, "")
+        return f"was killed by signal {name}{hint}"
+    return f"exited with status {code} before its run ended (os._exit?)"
