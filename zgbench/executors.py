@@ -527,9 +527,8 @@ def _worker_main(conn, blocked: tuple[str, ...], threads: int | None, timeout: f
 
 def _sandbox_settings(runs: Sequence[RunSpec], registry: Registry, results: Path,
                       modules: Sequence[str]):
-    """What workers need to run ``runs`` isolated: the sandbox mode (bwrap where it works,
-    said once where it does not), the folders to hide and each optimizer's description."""
-    from zgbench import cache
+    """What workers need to run ``runs`` isolated (:func:`zgbench.sandbox.runner.settings`);
+    where bubblewrap does not work, say so once."""
     from zgbench.sandbox import bwrap, runner
 
     mode, reason = bwrap.resolve()
@@ -539,13 +538,8 @@ def _sandbox_settings(runs: Sequence[RunSpec], registry: Registry, results: Path
 
         warnings.warn(f"--isolate: {reason}; the optimizer runs in a separate process without "
                       "the bubblewrap sandbox (read-only filesystem, no network)", stacklevel=3)
-    optimizers = {run.optimizer.name: runner.describe(registry.optimizer(run.optimizer.name))
-                  for run in runs}
-    tasks = {}
-    for run in runs:
-        plugin = registry.task(run.task.name).plugin
-        tasks[run.task.name] = (plugin, _importable(registry, plugin))
-    return runner.Settings(mode, (str(results), str(cache.root())), optimizers, tasks)
+    return runner.settings(mode, runs, registry, results,
+                           lambda plugin: _importable(registry, plugin))
 
 
 _SAID_NO_BWRAP: list[str] = []

@@ -33,6 +33,8 @@ def main(argv: list[str]) -> None:
         import torch
 
         torch.set_num_threads(settings["threads"])
+        import torch._dynamo  # noqa: F401 (what harness.warm_up_torch imports: before the clock)
+
         optimizer = _build(settings)
     except BaseException:
         _finish(sock, wire, ["failed", [traceback.format_exc()]])
@@ -60,10 +62,8 @@ def _run(optimizer: Any, info: dict[str, Any], sock: socket.socket,
     import torch
 
     from zgbench.budget import BudgetExhausted
-    from zgbench.harness import warm_up_torch
     from zgbench.sandbox.proxy import ProxyProblem
 
-    warm_up_torch()
     problem = ProxyProblem(sock, info)
     torch.manual_seed(settings["torch_seed"] % 2**63)  # for optimizers using the global RNG
     try:

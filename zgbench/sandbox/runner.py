@@ -76,6 +76,31 @@ class Settings:
     tasks: dict[str, tuple[str, str | None]]
 
 
+def settings(mode: str, runs: Sequence[Any], registry: Registry, results: Path,
+             importable: Any) -> Settings:
+    """The :class:`Settings` of ``runs`` (driver side). Hidden from the optimizer: the
+    results folder, zgbench's cache, the built-in tasks' source and each plugin task's
+    package (an optimizer has no business importing the task it is scored on; an
+    optimizer's own package stays visible). ``importable(plugin)``: the module name of a
+    plugin module on ``sys.path``, else None."""
+    import zgbench.tasks
+    from zgbench import cache
+
+    optimizers = {run.optimizer.name: describe(registry.optimizer(run.optimizer.name))
+                  for run in runs}
+    own = {Path(meta["file"]).parent for meta in optimizers.values()}
+    hide = [str(results), str(cache.root()), str(Path(zgbench.tasks.__file__).parent)]
+    tasks = {}
+    for run in runs:
+        entry = registry.task(run.task.name)
+        tasks[run.task.name] = (entry.plugin, importable(entry.plugin))
+        module = sys.modules.get(entry.cls.__module__)
+        path = Path(getattr(module, "__file__", None) or ".").resolve()
+        if path.name == "__init__.py" and path.parent not in own:
+            hide.append(str(path.parent))
+    return Settings(mode, tuple(dict.fromkeys(hide)), optimizers, tasks)
+
+
 # ------------------------------------------------------------------------------ the worker
 _LIVE: weakref.WeakSet = weakref.WeakSet()
 

@@ -83,6 +83,12 @@ class Handle:
     def __repr__(self) -> str:
         return f"Handle({self.number})"
 
+    def __getattr__(self, name: str) -> None:
+        raise AttributeError(
+            f"{name!r}: under --isolate an object a task's capability returns that is not "
+            "plain data (tensors, arrays, numbers, lists, tuples, dicts) stays in the trusted "
+            "worker; the optimizer gets this handle and can only pass it back to problem.call")
+
 
 # ------------------------------------------------------------------------------ encoding
 def encode(obj: Any, handles: Handles | None = None) -> tuple[bytes, list[memoryview]]:
