@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # System packages: libLLVM >= 16 for Mitsuba's CPU backend (Debian 12's LLVM 15 crashes
 # Dr.Jit), and Chromium for the HTML report's browser test.
-packages=(libllvm19 chromium)
+packages=(libllvm19 chromium bubblewrap)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -223,6 +223,6 @@ def test_the_optimizer_sees_no_network_and_a_read_only_disk(reg, tmp_path):
     record = next(iter(_isolated(reg, runs, results, workers=1).values()))
     assert record["status"] == "failed"
     facts = json.loads(record["error"].strip().splitlines()[-1].split("PROBE ", 1)[1])
-    assert facts["network"].startswith("OSError") and facts["write_home"].startswith("OSError")
+    assert facts["network"].startswith("OSError") and facts["write_disk"].startswith("OSError")
     assert facts["results_visible"] is False and facts["tasks_importable"] is False
     assert facts["tmp_private"] is True
