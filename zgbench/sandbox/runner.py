@@ -248,20 +248,15 @@ class Sandbox:
                 "keys": _key_state(problem)}
         self._sock.settimeout(None)
         wire.send(self._sock, {"run": info})
-        handles = wire.Handles()
-        serve = Server(problem, handles)
-        while True:
-            try:
-                message = self._receive(problem.device, handles)
-            except (wire.WireError, EOFError) as exc:
-                if isinstance(exc, EOFError) or self._process.poll() is not None:
-                    self._died()
-                raise _violation(problem, f"the optimizer's process sent a malformed message "
-                                          f"({exc})") from None
-            op, args = _op(message, problem)
-            if op in END:
-                return self._ended(op, args, problem)
-            wire.send(self._sock, serve(op, args), handles)
+        try:
+            op, args = serve(self._sock, problem)
+        except EOFError:
+            self._died()
+        except SandboxViolation:
+            if self._process.poll() is not None:  # it broke off a message as it died
+                self._died()
+            raise
+        return self._ended(op, args, problem)
 
     # ---------------------------------------------------------------- the endings
     def _ended(self, op: str, args: list[Any], problem: Problem) -> None:
@@ -329,6 +324,25 @@ class Sandbox:
 
 #: Messages that end a run.
 END = frozenset({"done", "failed", "exit"})
+
+
+def serve(sock: socket.socket, problem: Problem) -> tuple[str, list[Any]]:
+    """Answer the metered calls arriving on ``sock`` with ``problem`` until a message that
+    ends the run; return it. A malformed message flags the run's ledger and raises
+    :class:`SandboxViolation`; EOFError if the other side is gone."""
+    handles = wire.Handles()
+    server = Server(problem, handles)
+    while True:
+        try:
+            doc, blobs = wire.receive(sock)
+            message = wire.decode(doc, blobs, handles, problem.device)
+        except wire.WireError as exc:
+            raise _violation(problem, f"the optimizer's process sent a malformed message "
+                                      f"({exc})") from None
+        op, args = _op(message, problem)
+        if op in END:
+            return op, args
+        wire.send(sock, server(op, args), handles)
 
 
 class Server:
