@@ -192,7 +192,7 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    registry = load_registry(args)
+    registry = load_registry(args) if not args.isolate else _described_registry(args)
     entries, seeds, device, declarations = _resolve(args, registry)
     device, devices = _devices(device)
     executor = _executor(args, devices, per_core=True)
@@ -234,6 +234,23 @@ def main(args: argparse.Namespace) -> int:
 
         console.print(f"report: {report.build(out, args.report)}", markup=False)
     return 1 if args.strict and summary.failed else 0
+
+
+def _described_registry(args: argparse.Namespace):
+    """--isolate: the registry without importing plugin code here (built-ins are zgbench's
+    own; each installed plugin is described by a process of its own, zgbench.sandbox.catalog)."""
+    from zgbench.sandbox import catalog
+
+    blocked = []
+    for option in getattr(args, "plugin_options", []):
+        if not option.startswith("no:") or len(option) <= 3:
+            raise UsageError(f"-p {option}: only -p no:NAME (disable a plugin) is supported.")
+        blocked.append(option[3:])
+    registry = catalog.load(tuple(blocked))
+    for error in registry.errors:
+        Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(str(error))}",
+                                   highlight=False)
+    return registry
 
 
 def _declarations(args: argparse.Namespace, suite, registry) -> declared.Declarations | None:

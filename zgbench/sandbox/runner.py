@@ -51,6 +51,10 @@ def describe(entry: Entry) -> dict[str, Any]:
     driver's registry (where to import it from in the optimizer's process, the record's
     fields). Raises UsageError for a class that no fresh process can import."""
     cls = entry.cls
+    origin = getattr(cls, "_origin", None)  # a stand-in of the catalog (zgbench.sandbox.catalog)
+    if origin is not None:
+        return {"name": cls.name, "plugin": entry.plugin, "version": entry.version,
+                "requires": sorted(cls.requires), **origin}
     module = sys.modules.get(cls.__module__)
     path = getattr(module, "__file__", None)
     if cls.__module__ == "__main__" or "<locals>" in cls.__qualname__ or path is None:
