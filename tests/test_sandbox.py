@@ -226,3 +226,41 @@ def test_the_optimizer_sees_no_network_and_a_read_only_disk(reg, tmp_path):
     assert facts["network"].startswith("OSError") and facts["write_disk"].startswith("OSError")
     assert facts["results_visible"] is False and facts["tasks_importable"] is False
     assert facts["tmp_private"] is True
+
+
+def _install_as_entry_point(folder: Path) -> dict[str, str]:
+    """tests/cheats_patch.py as an installed plugin (a dist-info with an entry point) for a
+    subprocess's ``sys.path`` only; the environment that makes it visible."""
+    info = folder / "cheat_patch-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: cheat-patch\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[zgbench]\ncheat-patch = cheats_patch\n")
+    path = os.pathsep.join([str(folder), str(Path(__file__).parent), *sys.path])
+    return dict(os.environ, PYTHONPATH=path)
+
+
+def _cli(env: dict[str, str], out: Path, *flags: str) -> dict[str, dict]:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "zgbench", "run", "--tasks", "sphere[dim=10]", "--optimizers",
+         "random-search,cheat-import", "--evals", "1000", "--seeds", "1", "--threads", "1",
+         "--no-leaderboard", "--out", str(out), *flags],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return {r["optimizer"]["name"]: r for r in ResultStore(out)}
+
+
+@needs_bwrap
+def test_a_plugin_patching_zgbench_at_import_patches_only_its_own_process(tmp_path):
+    env = _install_as_entry_point(tmp_path / "site")
+    # in-process the patch wins: random-search sabotaged, the honest record rewritten
+    control = _cli(env, tmp_path / "inprocess", "--in-process")
+    assert "sigma=50" in control["random-search"]["optimizer"]["canonical"]
+    assert control["random-search"]["status"] == "violated"
+    records = _cli(env, tmp_path / "isolated", "--isolate", "--workers", "2")
+    honest = records["random-search"]
+    assert honest["status"] == "ok" and "sigma=0.3" in honest["optimizer"]["canonical"]
+    cheat = records["cheat-import"]
+    assert cheat["status"] == "violated" and "malformed" in cheat["error"]
+    assert cheat["audit"]["violations"]
