@@ -301,6 +301,10 @@ class PoolExecutor:
     def deadline(self, run: RunSpec) -> float:
         """Seconds after a run's start at which the driver kills its worker."""
         limit = default_timeout(run.budget.seconds) if self.timeout is None else self.timeout
+        if self.isolate:  # plus the start of the optimizer's process, outside the run's limit
+            from zgbench.sandbox.runner import START_TIMEOUT
+
+            limit += START_TIMEOUT
         return limit + self.kill_grace
 
     def map(self, runs: Sequence[RunSpec], registry: Registry, results: Path,

@@ -36,8 +36,8 @@ def main(argv: list[str]) -> None:
         import torch._dynamo  # noqa: F401 (what harness.warm_up_torch imports: before the clock)
 
         optimizer = _build(settings)
-    except BaseException:
-        _finish(sock, wire, ["failed", [traceback.format_exc()]])
+    except BaseException as exc:
+        _finish(sock, wire, ["failed", [traceback.format_exc() + _hint(exc)]])
     wire.send(sock, ["built", []])
     name, provides, params = _message(sock, wire)["skip"]
     from zgbench.optimizer import TaskInfo
@@ -96,6 +96,17 @@ def _build(settings: dict[str, Any]) -> Any:
     for part in settings["qualname"].split("."):
         cls = getattr(cls, part)
     return cls(seed=settings["seed"], **settings["kwargs"])
+
+
+def _hint(exc: BaseException) -> str:
+    """Why an import failed where it works outside the sandbox: task code is hidden."""
+    name = getattr(exc, "name", None) or ""
+    if isinstance(exc, ImportError) and name.startswith("zgbench.tasks"):
+        return (f"(under --isolate the optimizer's process cannot import {name}: the sandbox "
+                "hides task code from optimizers; import what the optimizer needs from "
+                "zgbench's public API, or import task modules inside functions that "
+                "do not run under --isolate)\n")
+    return ""
 
 
 def _message(sock: socket.socket, wire: Any) -> Any:

@@ -33,8 +33,9 @@ from zgbench.plugins import Entry, Registry
 from zgbench.problem import Problem
 from zgbench.sandbox import bwrap, wire
 
-#: Seconds the trusted side waits for the optimizer's process to be built (imports included).
-START_TIMEOUT = 300.0
+#: Seconds the trusted side waits for the optimizer's process to be built (imports included);
+#: outside the run's --timeout, which starts after it (the driver's kill waits that much more).
+START_TIMEOUT = 120.0
 
 
 class SandboxViolation(Exception):
@@ -122,11 +123,20 @@ def work(run, blocked: Sequence[str], threads: int | None, timeout: float | None
     if threads:
         torch.set_num_threads(threads)
     meta = settings.optimizers[run.optimizer.name]
+    threads = torch.get_num_threads()
+    seed = run.seeds()["optimizer"]
+    # started first: the optimizer's process imports torch while this one loads the task's
+    # plugin, and its start is not charged to the run's --timeout (it is not the plugin's)
+    box = Sandbox(build_settings(meta, seed, run.optimizer.kwargs, threads), settings)
     plugin, module = settings.tasks[run.task.name]
     extra = [_import(module)] if module and module in modules else []
     registry = plugins.load(blocked=tuple(blocked) + tuple(_entry_points(plugin)),
                             extra_plugins=extra)
-    isolated = IsolatedRegistry(registry, meta, settings, torch.get_num_threads())
+    try:
+        box.ready()
+    except (OptimizerFailed, SandboxViolation):
+        pass  # raised again when execute() builds the optimizer: the run's record says it
+    isolated = IsolatedRegistry(registry, meta, settings, threads, box)
     try:
         with tempfile.TemporaryDirectory(prefix="zgbench-run-") as scratch:
             record = execute(run, isolated, Path(scratch), timeout=timeout)
@@ -153,9 +163,9 @@ class IsolatedRegistry:
     :func:`zgbench.harness.execute` looks components up in for an isolated run."""
 
     def __init__(self, registry: Registry, meta: dict[str, Any], settings: Settings,
-                 threads: int) -> None:
+                 threads: int, box: Sandbox | None = None) -> None:
         self._registry, self.blocked, self.manager = registry, registry.blocked, registry.manager
-        self._entry = Entry(remote_class(meta, settings, threads), meta["plugin"],
+        self._entry = Entry(remote_class(meta, settings, threads, box), meta["plugin"],
                             meta["version"])
 
     def task(self, name: str) -> Entry:
@@ -167,7 +177,16 @@ class IsolatedRegistry:
         return self._entry
 
 
-def remote_class(meta: dict[str, Any], settings: Settings, threads: int) -> type[Optimizer]:
+def build_settings(meta: dict[str, Any], seed: int, kwargs: dict[str, Any],
+                   threads: int) -> dict[str, Any]:
+    """What the optimizer's process builds the optimizer from (sent pickled, trusted to
+    untrusted)."""
+    return dict(meta, seed=int(seed), kwargs=dict(kwargs), threads=threads, path=list(sys.path),
+                torch_seed=int(seed))
+
+
+def remote_class(meta: dict[str, Any], settings: Settings, threads: int,
+                 box: Sandbox | None = None) -> type[Optimizer]:
     """An :class:`Optimizer` class standing for the optimizer ``meta`` describes: its name,
     ``requires`` and source file (so the record's code fingerprint is the real one; the file
     is hashed, not run), and instances that run it in a sandboxed process."""
@@ -177,7 +196,7 @@ def remote_class(meta: dict[str, Any], settings: Settings, threads: int) -> type
     return type(meta["qualname"].rpartition(".")[2], (RemoteOptimizer,), {
         "name": meta["name"], "requires": frozenset(meta["requires"]),
         "__module__": module.__name__, "_meta": meta, "_settings": settings,
-        "_threads": threads})
+        "_threads": threads, "_started": [box] if box is not None else []})
 
 
 class RemoteOptimizer(Optimizer):
@@ -187,11 +206,19 @@ class RemoteOptimizer(Optimizer):
     _settings: Settings | None = None
     _threads = 1
 
+    _started: list[Sandbox] = []
+
     def __init__(self, *, seed: int = 0, **params: Any) -> None:  # noqa: D107
         self.seed = int(seed)  # the parameters are the real class's: checked over there
-        build = dict(self._meta, seed=self.seed, kwargs=params, threads=self._threads,
-                     path=list(sys.path), torch_seed=self.seed)
-        self._box = Sandbox(build, self._settings)
+        build = build_settings(self._meta, self.seed, params, self._threads)
+        started = self._started.pop() if self._started else None
+        if started is not None and started.build == build:
+            self._box = started
+        else:  # built again, or with other settings than the one started ahead
+            if started is not None:
+                started.close()
+            self._box = Sandbox(build, self._settings)
+        self._box.ready()
 
     def skip(self, task: TaskInfo) -> str | None:
         reason = self._box.skip(task)
@@ -229,10 +256,22 @@ class Sandbox:
             start_new_session=True, preexec_fn=_die_with_parent if settings.mode != "bwrap"
             else None)
         theirs.close()
-        self._closed = False
+        self._closed, self._bwrap = False, settings.mode == "bwrap"
         _LIVE.add(self)
+        self.build, self._failure, self._built = build, None, False
         wire.send(self._sock, {"build": np.frombuffer(pickle.dumps(build), dtype=np.uint8)})
-        self._expect("built", timeout=START_TIMEOUT)
+
+    def ready(self) -> None:
+        """Wait until the optimizer is built in its process (once); raise why not (again, on
+        each call: the first may come before the run's record exists)."""
+        if not self._built and self._failure is None:
+            try:
+                self._expect("built", timeout=START_TIMEOUT)
+                self._built = True
+            except (OptimizerFailed, SandboxViolation) as exc:
+                self._failure = exc
+        if self._failure is not None:
+            raise type(self._failure)(str(self._failure))
 
     # ------------------------------------------------------------------ the steps
     def skip(self, task: TaskInfo) -> str | None:
@@ -279,6 +318,8 @@ class Sandbox:
             code = self._process.wait(5)
         except subprocess.TimeoutExpired:
             code = None
+        if self._bwrap and code is not None and code > 128:  # bwrap says 128 + signal
+            code = 128 - code
         raise OptimizerFailed(f"the optimizer's process {_exit_words(code)}")
 
     def _expect(self, what: str, timeout: float) -> list[Any]:
