@@ -293,12 +293,48 @@ class Probe(Optimizer):
         raise RuntimeError("PROBE " + json.dumps(facts))
 
 
+#: The lingering process's command line: ``sleep`` for this many seconds (a marker to find).
+LINGER = "4242.4242"
+
+
+class Linger(Optimizer):
+    """Leaves a process behind: a fork in a session of its own (out of the process group),
+    which becomes ``sleep 4242.4242``, then a thread; returns at once."""
+
+    name = "cheat-linger"
+
+    def run(self, problem):
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.execvp("sleep", ["sleep", LINGER])
+            os._exit(0)
+        threading.Thread(target=time.sleep, args=(3600,)).start()  # not a daemon
+        for _ in range(500):  # until the sleep runs: the test looks for it after the run
+            if lingering():
+                break
+            time.sleep(0.01)
+        _report_quietly(problem, problem.initial())
+
+
+def lingering() -> list[int]:
+    """Processes running ``sleep LINGER`` that this process can see."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and LINGER.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
 CHEATS = [RebuildTask, Forker, LedgerOriginal, PatchChecks, Subclass, Garbage, Memory,
           LeftoverThread]
 
 
 @hookimpl
 def zgbench_optimizers():
-    return CHEATS + [RewriteRecords, Probe]
+    return CHEATS + [RewriteRecords, Probe, Linger]
 
 

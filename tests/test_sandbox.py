@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +182,23 @@ def test_forks_are_charged_and_end_with_the_run(reg, tmp_path):
     audit = record["audit"]
     assert audit["evals_performed"] == audit["evals_charged"] == 1000  # all forks' calls
     assert not audit["budget_exceeded"]
+
+
+@pytest.mark.parametrize("mode", ["bwrap", "process"])
+def test_no_process_or_thread_outlives_its_run(reg, tmp_path, monkeypatch, mode):
+    """A fork in a session of its own (out of the process group) dies with the run: with
+    its PID namespace under bwrap, as an orphan the trusted worker reaps (its subreaper)
+    without; a non-daemon thread does not hold the run open."""
+    if mode == "bwrap" and not BWRAP:
+        pytest.skip(f"no bubblewrap sandbox here: {bwrap.unavailable()}")
+    monkeypatch.setenv(bwrap.ENV, mode)
+    assert not cheats_isolate.lingering()
+    runs = _plan(reg, "sphere[dim=4]", ["cheat-linger"], 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fallback says so once
+        record = next(iter(_isolated(reg, runs, tmp_path, workers=1).values()))
+    assert record["status"] == "ok", record["error"]
+    assert not cheats_isolate.lingering()
 
 
 @needs_bwrap

@@ -122,6 +122,7 @@ def work(run, blocked: Sequence[str], threads: int | None, timeout: float | None
 
     if threads:
         torch.set_num_threads(threads)
+    _become_subreaper()
     meta = settings.optimizers[run.optimizer.name]
     threads = torch.get_num_threads()
     seed = run.seeds()["optimizer"]
@@ -364,6 +365,7 @@ class Sandbox:
             self._process.wait(10)
         except subprocess.TimeoutExpired:
             pass
+        _kill_escaped()
         self._sock.close()
 
 
@@ -474,6 +476,56 @@ def _plain_params(params: Any) -> dict[str, Any]:
         except wire.WireError:
             out[str(name)] = str(value)
     return out
+
+
+def _become_subreaper() -> None:
+    """Make this worker the reaper of its orphaned descendants (Linux's
+    PR_SET_CHILD_SUBREAPER): a fork of the optimizer that leaves its process group and loses
+    its parent becomes this process's child, where :func:`_kill_escaped` finds it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def _kill_escaped() -> None:
+    """Kill (and reap) this worker's children in another session than its own: what is left
+    of an optimizer's process tree after its group was killed (its forks that called
+    ``setsid``, reparented here). The task's own helper processes share this session."""
+    ours = os.getsid(0)
+    for _ in range(100):  # each kill may reparent that process's children here
+        escaped = [pid for pid in _children() if _session(pid) not in (ours, None)]
+        if not escaped:
+            return
+        for pid in escaped:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError, PermissionError):
+                pass
+
+
+def _children() -> list[int]:
+    me = str(os.getpid())
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if stat.rpartition(")")[2].split()[1] == me:  # field 4: the parent's pid
+                out.append(int(entry.name))
+    return out
+
+
+def _session(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except (ProcessLookupError, PermissionError):
+        return None
 
 
 def _die_with_parent() -> None:
