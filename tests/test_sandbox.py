@@ -91,6 +91,13 @@ def test_fallback_to_process_separation_is_said_once_and_identical(reg, tmp_path
             execute(run, reg).as_dict())
 
 
+def test_threads_of_one_optimizer_share_the_socket(reg, tmp_path):
+    runs = _plan(reg, "sphere[dim=10]", ["honest-threads"], 1000)
+    record = next(iter(_isolated(reg, runs, tmp_path, workers=1).values()))
+    assert record["status"] == "ok" and not record["audit"]["violations"], record["error"]
+    assert record["audit"]["evals_performed"] == record["audit"]["evals_charged"] == 1000
+
+
 def test_required_bwrap_that_does_not_work_is_a_usage_error(monkeypatch):
     from zgbench.errors import UsageError
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import socket
+import threading
 import time
 from typing import Any
 
@@ -42,7 +43,7 @@ class ProxyProblem(Problem):
 
     def __init__(self, sock: socket.socket, info: dict[str, Any]) -> None:  # noqa: D107
         # deliberately no super().__init__: there is no task and no ledger here
-        self._sock = sock
+        self._sock, self._lock = sock, threading.Lock()
         self._budget = Budget.from_dict(info["budget"])
         self._dim = int(info["dim"])
         self._device = torch.device(info["device"])
@@ -61,8 +62,9 @@ class ProxyProblem(Problem):
 
     # ------------------------------------------------------------------- the wire
     def _ask(self, op: str, *args: Any) -> Any:
-        wire.send(self._sock, [op, list(args)])
-        doc, blobs = wire.receive(self._sock)
+        with self._lock:  # one call on the socket at a time: threads of one optimizer share it
+            wire.send(self._sock, [op, list(args)])
+            doc, blobs = wire.receive(self._sock)
         answer = wire.decode(doc, blobs, device=self._device)
         value, error, counters = answer
         self._evals, self._grads, self._steps, self._seconds = counters
