@@ -161,7 +161,8 @@ class PatchChecks(Optimizer):
         Problem._allowed = lambda self, asked, limit, used, what: asked
         Ledger._check = lambda self, wanted, limit, what: None
         gen = torch.Generator().manual_seed(self.seed)
-        _report_quietly(problem, _crude_search(problem, gen, 20 * (problem.budget.evals or 1000))[1])
+        twenty = 20 * (problem.budget.evals or 1000)
+        _report_quietly(problem, _crude_search(problem, gen, twenty)[1])
 
 
 class Subclass(Optimizer):

@@ -103,7 +103,8 @@ class ProxyProblem(Problem):
         key = self.new_key() if key is None else key
         return self._ask("loss", thetas, key)
 
-    def grad(self, thetas: torch.Tensor, key: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def grad(self, thetas: torch.Tensor,
+             key: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         self._require("grad")
         key = self.new_key() if key is None else key
         values, grads = self._ask("grad", thetas, key)
