@@ -98,6 +98,15 @@ def test_threads_of_one_optimizer_share_the_socket(reg, tmp_path):
     assert record["audit"]["evals_performed"] == record["audit"]["evals_charged"] == 1000
 
 
+def test_bwrap_hides_folders_and_files(tmp_path, monkeypatch):
+    folder, key = Path(__file__).parent, Path(__file__)  # outside /tmp, which is private
+    command = bwrap.wrap(["true"], [folder, key, tmp_path], gpu=False)
+    assert command[command.index(str(folder.resolve())) - 1] == "--tmpfs"
+    assert command[command.index(str(key.resolve())) - 2:][:2] == ["--ro-bind", "/dev/null"]
+    assert str(tmp_path) not in command and "--unshare-all" in command
+    assert command[command.index("--") - 1] != "--dev-bind"
+
+
 def test_required_bwrap_that_does_not_work_is_a_usage_error(monkeypatch):
     from zgbench.errors import UsageError
 
@@ -240,7 +249,10 @@ def test_nothing_carries_over_between_isolated_runs(reg, tmp_path):
 
 
 @needs_bwrap
-def test_the_optimizer_sees_no_network_and_a_read_only_disk(reg, tmp_path):
+def test_the_optimizer_sees_no_network_and_a_read_only_disk(reg, tmp_path, monkeypatch):
+    """... nor the results folder, nor the task's source, nor a file the organizer hides
+    (an instance key: here tests/cheats_patch.py stands for one)."""
+    monkeypatch.setenv(bwrap.HIDE_ENV, str(Path(__file__).with_name("cheats_patch.py")))
     results = tmp_path / "results"
     results.mkdir()
     (results / cheats_isolate.MARKER).write_text("here")
@@ -250,7 +262,7 @@ def test_the_optimizer_sees_no_network_and_a_read_only_disk(reg, tmp_path):
     facts = json.loads(record["error"].strip().splitlines()[-1].split("PROBE ", 1)[1])
     assert facts["network"].startswith("OSError") and facts["write_disk"].startswith("OSError")
     assert facts["results_visible"] is False and facts["tasks_importable"] is False
-    assert facts["tmp_private"] is True
+    assert facts["tmp_private"] is True and facts["hidden_file_bytes"] <= 0
 
 
 def _install_as_entry_point(folder: Path) -> dict[str, str]:

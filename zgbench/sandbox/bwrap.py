@@ -6,7 +6,8 @@ namespace of its own), its own PID namespace (all its processes die with it: ``-
 parent``) and a new session (no terminal to inject input into). Where user namespaces are not
 available, bwrap cannot start: the run falls back to process separation, said once.
 
-``ZGBENCH_SANDBOX`` picks the mode: ``auto`` (default: bwrap where it works), ``bwrap``
+``ZGBENCH_SANDBOX_HIDE`` lists more paths to hide (``os.pathsep``-separated, folders or files,
+e.g. the organizer's instance key file). ``ZGBENCH_SANDBOX`` picks the mode: ``auto`` (default: bwrap where it works), ``bwrap``
 (required: an error where it does not work) or ``process`` (process separation only).
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from zgbench.errors import UsageError
 
 ENV = "ZGBENCH_SANDBOX"
+HIDE_ENV = "ZGBENCH_SANDBOX_HIDE"
 MODES = ("auto", "bwrap", "process")
 
 
@@ -72,8 +74,12 @@ def wrap(argv: Sequence[str], hide: Sequence[str | Path], gpu: bool,
                "--proc", "/proc", "--tmpfs", "/tmp"]
     for path in hide:
         path = Path(path).resolve()
-        if path.is_dir() and Path("/tmp") not in (path, *path.parents):
+        if Path("/tmp") in (path, *path.parents):
+            continue  # the private /tmp hides it already
+        if path.is_dir():
             command += ["--tmpfs", str(path)]
+        elif path.exists():  # a file (an instance key): an empty one in its place
+            command += ["--ro-bind", "/dev/null", str(path)]
     command += ["--unshare-all", "--die-with-parent", "--new-session", "--chdir", "/tmp",
                 "--setenv", "HOME", "/tmp", "--", *argv]
     return command

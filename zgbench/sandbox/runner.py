@@ -94,7 +94,8 @@ def settings(mode: str, runs: Sequence[Any], registry: Registry, results: Path,
     optimizers = {run.optimizer.name: describe(registry.optimizer(run.optimizer.name))
                   for run in runs}
     own = {Path(meta["file"]).parent for meta in optimizers.values()}
-    hide = [str(results), str(cache.root()), str(Path(zgbench.tasks.__file__).parent)]
+    hide = [str(results), str(cache.root()), str(Path(zgbench.tasks.__file__).parent),
+            *(p for p in os.environ.get(bwrap.HIDE_ENV, "").split(os.pathsep) if p)]
     tasks = {}
     for run in runs:
         entry = registry.task(run.task.name)
