@@ -75,6 +75,15 @@ def test_honest_records_are_identical_in_and_out_of_isolation(reg, tmp_path):
         assert _without_timings(inside) == _without_timings(outside), run.describe()
 
 
+def test_capability_results_cross_as_plain_data_or_handles(reg, tmp_path):
+    """cge[reuse=true] on classify: ``layers`` returns named tuples (they cross) and a trace
+    of the forward pass (a handle, passed back): the same record as in-process."""
+    runs = _plan(reg, "classify", ["cge[reuse=true]"], 200)
+    inside = next(iter(_isolated(reg, runs, tmp_path, workers=1).values()))
+    assert inside["status"] == "ok", inside["error"]
+    assert _without_timings(inside) == _without_timings(execute(runs[0], reg).as_dict())
+
+
 def test_fallback_to_process_separation_is_said_once_and_identical(reg, tmp_path, monkeypatch):
     """Forced fallback (no bubblewrap): said once, and the same records."""
     from zgbench import executors
@@ -135,6 +144,13 @@ def test_the_wire_carries_plain_data_only():
     assert back["a"] == [1, 2.5, None, "x", float("inf")] and back["b"].dtype == torch.bfloat16
     with pytest.raises(wire.WireError, match="not plain data"):
         wire.encode(object())
+    from collections import namedtuple
+
+    part = namedtuple("LayerSlice", "name start stop")("conv1", 0, 10)
+    doc, arrays = wire.encode([part])
+    (mine,) = wire.decode(doc, [])
+    assert mine.start == 0 and tuple(mine) == ("conv1", 0, 10)
+    assert type(wire.decode(doc, [], wire.Handles())[0]) is tuple  # trusted side: no class
 
 
 @pytest.mark.parametrize("doc, blobs, match", [

@@ -8,8 +8,8 @@ A message is a fixed header, a JSON document and raw array bytes::
 The JSON holds numbers, strings, ``null``, lists and tagged objects: ``{"~a": i, "k": kind,
 "dt": dtype, "sh": shape}`` is the ``i``-th array (``kind`` ``torch`` or ``numpy``: what the
 sender passed, so the receiver hands on the same kind), ``{"~t": [...]}`` a tuple,
-``{"~d": [[key, value], ...]}`` a dict with string keys, ``{"~s": [start, stop, step]}`` a
-slice, ``{"~h": n}`` a handle (an object that stays in the trusted worker, see
+``{"~d": [[key, value], ...]}`` a dict with string keys, ``{"~n": [name, fields, values]}`` a
+named tuple (a plain tuple on the trusted side), ``{"~s": [start, stop, step]}`` a slice, ``{"~h": n}`` a handle (an object that stays in the trusted worker, see
 :class:`Handles`). Nothing is unpickled and no class is named by the sender: the trusted side
 builds only numbers, strings, lists, tuples, dicts, slices and plain arrays of a known dtype
 whose byte count matches their shape, so an optimizer cannot make the task see an object
@@ -19,6 +19,8 @@ is a :class:`WireError`, which ends the run.
 
 from __future__ import annotations
 
+import collections
+import functools
 import json
 import math
 import socket
@@ -116,7 +118,10 @@ def _tree(obj: Any, arrays: list[memoryview], handles: Handles | None, depth: in
         return {"~h": obj.number}
     if type(obj) is list:
         return [_tree(v, arrays, handles, depth + 1) for v in obj]
-    if isinstance(obj, (tuple, torch.Size)) and not hasattr(obj, "_fields"):
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a named tuple (a layer slice)
+        return {"~n": [type(obj).__name__, [str(f) for f in obj._fields],
+                       [_tree(v, arrays, handles, depth + 1) for v in obj]]}
+    if isinstance(obj, (tuple, torch.Size)):
         return {"~t": [_tree(v, arrays, handles, depth + 1) for v in obj]}
     if type(obj) is dict and all(type(k) is str for k in obj):
         return {"~d": [[k, _tree(v, arrays, handles, depth + 1)] for k, v in obj.items()]}
@@ -195,6 +200,13 @@ def _object(tree: Any, blobs: list[bytes], handles: Handles | None,
         if not all(p is None or type(p) is int for p in parts):
             raise WireError("a slice of something other than integers")
         return slice(*parts)
+    if (tag == "~n" and type(value) is list and len(value) == 3 and type(value[0]) is str
+            and type(value[1]) is list and type(value[2]) is list
+            and len(value[1]) == len(value[2]) and all(type(f) is str for f in value[1])):
+        items = tuple(_object(v, blobs, handles, device, used, depth + 1) for v in value[2])
+        if handles is not None:  # the trusted side builds no class the sender names
+            return items
+        return _named(value[0], tuple(value[1]))(*items)
     if tag == "~f" and value in ("inf", "-inf", "nan"):
         return float(value)
     if tag == "~h":
@@ -226,6 +238,15 @@ def _decode_array(tree: dict, blobs: list[bytes], device: torch.device | None,
     if device is not None and device.type != "cpu":
         tensor = tensor.to(device)
     return tensor
+
+
+@functools.lru_cache(maxsize=64)
+def _named(name: str, fields: tuple[str, ...]) -> type:
+    """A named tuple class for a named tuple the trusted side sent (optimizer side only)."""
+    try:
+        return collections.namedtuple(name, fields)
+    except ValueError:  # not identifiers: positions still work
+        return collections.namedtuple("Record", [f"f{i}" for i in range(len(fields))])
 
 
 # ------------------------------------------------------------------------------ framing
