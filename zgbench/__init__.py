@@ -29,12 +29,13 @@ from zgbench.optimizer import Optimizer, TaskInfo
 from zgbench.params import Param, Step
 from zgbench.problem import Problem
 from zgbench.store import atomic_write
-from zgbench.task import Task
+from zgbench.task import Cost, Task
 
 __all__ = [
     "Budget",
     "BudgetExhausted",
     "ContractError",
+    "Cost",
     "EstimatesGradient",
     "GradientEstimator",
     "MissingExtra",
@@ -51,3 +52,18 @@ __all__ = [
     "hookimpl",
     "__version__",
 ]
+
+# ---- issue 26.6 (helper `edges`): what a plugin author missed, at the top level --------------
+# ``WorstForNaN``: NaN/inf-safe losses for rank-based libraries; ``zgbench.testing``
+# (run_once, make_problem, check_anchors), imported on first use: it loads the harness.
+from zgbench.finite import WorstForNaN  # noqa: E402
+
+__all__ += ["WorstForNaN", "testing"]
+
+
+def __getattr__(name: str):
+    if name == "testing":
+        import importlib
+
+        return importlib.import_module("zgbench.testing")
+    raise AttributeError(f"module 'zgbench' has no attribute {name!r}")

@@ -39,8 +39,9 @@ the same from records for ``zgbench run``'s summary.
 
 ``families.csv`` holds the same board per family of tasks. Everything is written
 atomically, tables before plots; plots are median lines with an interquartile band over
-seeds, against oracle calls (loss evaluations + gradient evaluations), and skip non-finite
-points.
+seeds, against the task's one spend counter (:func:`zgbench.stats.spend_axis`: loss
+evaluations, gradients or steps, else the budget fraction; never evaluations plus gradients),
+and skip non-finite points.
 
 Statistics from :mod:`zgbench.stats` extend the same files and add a few (see there for the
 definitions): each task table gains bootstrap intervals on the median (``median_lo``,
@@ -66,7 +67,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from zgbench import boards, declared, outputs, stats
+from zgbench import boards, declared, outputs, seeding, stats
 from zgbench.errors import UsageError
 from zgbench.record import repetition, start_metrics
 from zgbench.store import ResultStore, atomic_write_text
@@ -80,6 +81,8 @@ def runs_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """One row per run: identity, status and the final primary metric (worst if missing or
     not finite: a NaN metric is stored as null). ``optimizer`` is the optimizer's name (its
     row on the boards), ``spec`` the spec that ran (label: only non-default parameters)."""
+    records = list(records)
+    seeding.instance_set(records)  # one instance set per board: refuses a mix (UsageError)
     rows = []
     for r in records:
         task, direction = r["task"], r["task"]["metrics"][r["task"]["primary_metric"]]
@@ -280,13 +283,16 @@ def slug(text: str) -> str:
 
 def curves(records: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
     """Per optimizer, median and quartiles of the primary metric over seeds on a common grid
-    of oracle calls (each seed's trajectory held constant between checkpoints)."""
+    of the task's spend axis (:func:`stats.spend_axis`: one counter, never evaluations plus
+    gradients; column ``calls``), each seed's trajectory held constant between checkpoints."""
     by_opt: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    axis = stats.spend_axis(r for r in records if r["status"] == "ok")
     for r in records:
         if r["status"] != "ok" or not r.get("trajectory"):
             continue
         metric = r["task"]["primary_metric"]
-        xs = np.array([p["evals"] + p["grads"] for p in r["trajectory"]], dtype=float)
+        budget = stats._budget(r)
+        xs = np.array([stats.spend(p, budget, axis) for p in r["trajectory"]], dtype=float)
         ys = np.array([_num(p["metrics"].get(metric)) for p in r["trajectory"]], dtype=float)
         by_opt.setdefault(r["optimizer"]["label"], []).append((xs, ys))
     out = {}
@@ -317,7 +323,7 @@ LEGEND_ROWS = 18
 
 
 def plot_task(label: str, metric: str, direction: str, data: dict[str, pd.DataFrame],
-              path: Path, anchors: dict[str, Any] | None = None) -> None:
+              path: Path, anchors: dict[str, Any] | None = None, axis: str = "evals") -> None:
     """Convergence plot: median step line and interquartile band per optimizer, and the
     task's ``anchors`` (:func:`anchors`: start and reference) as labelled horizontal lines,
     so a curve reads as the distance covered from the start towards the reference.
@@ -337,7 +343,7 @@ def plot_task(label: str, metric: str, direction: str, data: dict[str, pd.DataFr
     limit = _diverged_limit(data, direction)
     shown, clipped = [], 0  # shown: every finite value drawn (to choose the y scale)
     for i, (optimizer, frame) in enumerate(sorted(data.items())):
-        x = np.maximum(frame["calls"].to_numpy(), 1)
+        x = np.maximum(frame["calls"].to_numpy(), 1e-3 if axis == "budget_fraction" else 1)
         values = frame[["median", "q25", "q75"]].to_numpy(dtype=float)
         over = _beyond(values, limit, direction)
         if over.any():
@@ -361,7 +367,7 @@ def plot_task(label: str, metric: str, direction: str, data: dict[str, pd.DataFr
             _value_scale(ax, drawn)
     else:
         ax.text(0.5, 0.5, "no finite value to plot", transform=ax.transAxes, ha="center")
-    ax.set_xlabel("oracle calls (loss + gradient evaluations)")
+    ax.set_xlabel(stats.SPEND_AXES.get(axis, axis))
     ax.set_ylabel(f"{metric} ({'lower' if direction == 'min' else 'higher'} is better)")
     title = f"{outputs.literal(label)}: median and interquartile range over seeds"
     if clipped:
@@ -532,20 +538,31 @@ def write(results: str | Path, out: str | Path, baseline: str | None = None,
     atomic_write_text(out / "machine.json", json.dumps(machines(records), indent=1))
     atomic_write_text(out / "stats.csv", computed["stats"].to_csv(index=False))
     counted = set(zip(runs.loc[runs["counted"], "task_id"], runs.loc[runs["counted"], "spec"]))
+    spend: dict[str, float] = {}  # each task's largest spend on its axis
     for label, table in tables.items():
         task_id = computed["task_ids"][label]
         group = runs[runs["task_id"] == task_id]
         task_records = [r for r in records if (r["task"]["canonical"], r["optimizer"]["label"])
                         in counted and r["task"]["canonical"] == task_id]
+        axis = stats.spend_axis(r for r in task_records if r["status"] == "ok")
         plot_task(label, group["metric"].iloc[0], group["direction"].iloc[0],
-                  curves(task_records), out / f"{slug(label)}.png", anchors(group))
-    spend = runs.assign(calls=runs["evals"] + runs["grads"]).groupby("task")["calls"].max()
+                  curves(task_records), out / f"{slug(label)}.png", anchors(group), axis)
+        spend[label] = _most_spent(task_records, axis)
     _write_stats(out, list(tables), computed["analysis"], board_order(computed["overall"]),
-                 spend.to_dict())
+                 spend)
+    from zgbench import analysis as field_analysis  # targets/ and significance/ (issue 26)
+    field_analysis.write(out, computed)
     analysis = computed["analysis"]
     return {"tasks": tables, "overall": computed["overall"], "families": computed["families"],
             "records": len(records), "stats": computed["stats"], "win_rate": analysis.win_rate,
             "profiles": analysis.profiles, "declarations": declarations}
+
+
+def _most_spent(records: list[dict[str, Any]], axis: str) -> float:
+    """The largest final spend of ``records`` on ``axis`` (where an ECDF's x axis ends)."""
+    spent = [stats.spend(r["final"], stats._budget(r), axis) for r in records
+             if r["status"] == "ok" and r.get("final")]
+    return max(spent, default=math.nan)
 
 
 def _left_out(out: Path, left: pd.DataFrame) -> None:
@@ -599,7 +616,7 @@ def _write_stats(out: Path, labels: list[str], analysis: stats.Analysis,
                  order: list[str] | None = None,
                  budgets: dict[str, float] | None = None) -> None:
     """The statistics files; ``order``: the board's optimizers best first (the win-rate
-    matrix's order), ``budgets``: each task label's largest spend in oracle calls (where its
+    matrix's order), ``budgets``: each task label's largest spend on its axis (where its
     runtime ECDF's x axis ends)."""
     atomic_write_text(out / "win_rate.csv", analysis.win_rate.to_csv())
     plot_win_rate(analysis.win_rate, out / "win_rate.png", order)
@@ -610,7 +627,7 @@ def _write_stats(out: Path, labels: list[str], analysis: stats.Analysis,
     for label in labels:
         frame = analysis.profiles[analysis.profiles["scope"] == label]
         if not frame.empty:
-            plot_profile(frame, label, "oracle calls (loss + gradient evaluations)",
+            plot_profile(frame, label, stats.SPEND_AXES.get(frame["x_kind"].iloc[0], "spend"),
                          out / f"{slug(label)}.profile.png", right=(budgets or {}).get(label))
 
 

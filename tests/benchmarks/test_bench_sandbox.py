@@ -34,11 +34,7 @@ def _server(sock: socket.socket, task: str) -> None:
 
     torch.set_num_threads(1)
     problem = make_problem(task, budget=BIG)
-    info = {"budget": problem.budget.as_dict(), "dim": problem.dim, "device": "cpu",
-            "dtype": wire._TORCH_NAMES[problem.dtype], "provides": sorted(problem.provides),
-            "name": problem._name, "scale": problem.scale,
-            "uniform_scale": problem._uniform_scale, "keys": runner._key_state(problem)}
-    wire.send(sock, info)
+    wire.send(sock, runner.public_view(problem))
     runner.serve(sock, problem)
 
 

@@ -22,9 +22,10 @@ import torch
 
 from zgbench.budget import Budget, BudgetExhausted
 from zgbench.errors import ContractError, UsageError
-from zgbench.meter import TaskError
+from zgbench.meter import TaskError, gradient_limit
 from zgbench.problem import Problem, _numpy_dtype
 from zgbench.sandbox import wire
+from zgbench.task import Cost
 
 #: Exceptions the trusted side may raise into the optimizer, by name (others arrive as
 #: :class:`RemoteError`): the same types an in-process optimizer could catch.
@@ -51,6 +52,9 @@ class ProxyProblem(Problem):
         self._np_dtype = _numpy_dtype(self._dtype)
         self._provides = frozenset(info["provides"])
         self._name = info["name"]
+        self._grad_limit = gradient_limit(self._budget)
+        self._costs = {str(name): Cost(int(e), int(g), per)
+                       for name, (e, g, per) in info["costs"].items()}
         self._scale = info["scale"].to(self._device)
         self._uniform_scale = info["uniform_scale"]
         self._keys = random.Random()
@@ -99,15 +103,16 @@ class ProxyProblem(Problem):
     def initial(self) -> torch.Tensor:
         return self._ask("initial")
 
-    def loss(self, thetas: torch.Tensor | np.ndarray, key: int | None = None) -> torch.Tensor:
+    def loss(self, thetas: torch.Tensor | np.ndarray, key: int | None = None, *,
+             whole: bool = False) -> torch.Tensor:
         key = self.new_key() if key is None else key
-        return self._ask("loss", thetas, key)
+        return self._ask("loss", thetas, key, bool(whole))
 
-    def grad(self, thetas: torch.Tensor,
-             key: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def grad(self, thetas: torch.Tensor, key: int | None = None, *,
+             whole: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         self._require("grad")
         key = self.new_key() if key is None else key
-        values, grads = self._ask("grad", thetas, key)
+        values, grads = self._ask("grad", thetas, key, bool(whole))
         return values, grads
 
     def call(self, capability: str, *args: Any, evals: int = 0, grads: int = 0,

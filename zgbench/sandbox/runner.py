@@ -286,13 +286,8 @@ class Sandbox:
 
     def run(self, problem: Problem) -> None:
         """Serve the optimizer's calls on ``problem`` until its ``run`` ends."""
-        info = {"budget": problem.budget.as_dict(), "dim": problem.dim,
-                "device": str(problem.device), "dtype": wire._TORCH_NAMES[problem.dtype],
-                "provides": sorted(problem.provides), "name": problem._name,
-                "scale": problem.scale, "uniform_scale": problem._uniform_scale,
-                "keys": _key_state(problem)}
         self._sock.settimeout(None)
-        wire.send(self._sock, {"run": info})
+        wire.send(self._sock, {"run": public_view(problem)})
         try:
             op, args = serve(self._sock, problem)
         except EOFError:
@@ -370,6 +365,18 @@ class Sandbox:
         self._sock.close()
 
 
+def public_view(problem: Problem) -> dict[str, Any]:
+    """What the optimizer's :class:`~zgbench.sandbox.proxy.ProxyProblem` is built from: the
+    run's public description, and the state of the problem's key generator (so that its
+    ``new_key`` draws the keys the in-process problem draws)."""
+    return {"budget": problem.budget.as_dict(), "dim": problem.dim,
+            "device": str(problem.device), "dtype": wire._TORCH_NAMES[problem.dtype],
+            "provides": sorted(problem.provides), "name": problem._name,
+            "scale": problem.scale, "uniform_scale": problem._uniform_scale,
+            "costs": {name: [c.evals, c.grads, c.per] for name, c in problem.costs.items()},
+            "keys": _key_state(problem)}
+
+
 #: Messages that end a run.
 END = frozenset({"done", "failed", "exit"})
 
@@ -426,9 +433,15 @@ def _call(problem: Problem, capability: Any, args: Any, kwargs: Any, evals: Any,
     return problem.call(capability, *args, evals=evals, grads=grads, **kwargs)
 
 
+def _whole(whole: Any) -> bool:
+    if type(whole) is not bool:
+        raise SandboxViolation(f"whole={whole!r} is not a bool")
+    return whole
+
+
 _CALLS = {
-    "loss": lambda p, thetas, key: p.loss(thetas, _key(key)),
-    "grad": lambda p, thetas, key: p.grad(thetas, _key(key)),
+    "loss": lambda p, thetas, key, whole: p.loss(thetas, _key(key), whole=_whole(whole)),
+    "grad": lambda p, thetas, key, whole: p.grad(thetas, _key(key), whole=_whole(whole)),
     "call": _call,
     "report": lambda p, theta: p.report(theta),
     "initial": lambda p: p.initial(),
@@ -437,7 +450,7 @@ _CALLS = {
     "trajectory": lambda p: list(p.trajectory),
     "task_seconds": lambda p: p.task_seconds,
 }
-_ARITY = {"loss": 2, "grad": 2, "call": 5, "report": 1, "initial": 0, "best_loss": 0,
+_ARITY = {"loss": 3, "grad": 3, "call": 5, "report": 1, "initial": 0, "best_loss": 0,
           "recommendation": 0, "trajectory": 0, "task_seconds": 0}
 
 
