@@ -320,3 +320,17 @@ def test_a_plugin_patching_zgbench_at_import_patches_only_its_own_process(tmp_pa
     cheat = records["cheat-import"]
     assert cheat["status"] == "violated" and "malformed" in cheat["error"]
     assert cheat["audit"]["violations"]
+
+
+def test_the_instance_key_file_is_hidden_from_optimizers(reg, tmp_path, monkeypatch):
+    """zgbench run --isolate --instances secret --instance-key-file KEY: KEY joins the paths
+    the optimizers' sandbox hides."""
+    from zgbench.commands import run as run_command
+    from zgbench.sandbox import runner
+
+    monkeypatch.delenv(bwrap.HIDE_ENV, raising=False)  # restored afterwards
+    key = tmp_path / "organizer.key"
+    run_command._hide_from_optimizers(str(key))
+    runs = _plan(reg, "sphere[dim=4]", ["random-search"], 10)
+    settings = runner.settings("bwrap", runs, reg, tmp_path / "results", lambda plugin: None)
+    assert str(key) in settings.hide and str(tmp_path / "results") in settings.hide
