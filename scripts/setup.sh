@@ -6,8 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages: libLLVM >= 16 for Mitsuba's CPU backend (Debian 12's LLVM 15 crashes
-# Dr.Jit), and Chromium for the HTML report's browser test.
-packages=(libllvm19 chromium)
+# Dr.Jit), Chromium for the HTML report's browser test, and bubblewrap for the sandbox of
+# `zgbench run --isolate` (without it, or without user namespaces, --isolate falls back to
+# process separation and says so).
+packages=(libllvm19 chromium bubblewrap)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

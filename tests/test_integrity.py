@@ -224,7 +224,8 @@ def test_isolated_worker_stuck_past_its_limit_is_killed(reg, tmp_path):
     outcome = list(executor.map(plan(entries, seeds=1), reg, tmp_path))
     assert time.perf_counter() - start < 30
     by_name = {run.optimizer.name: record.as_dict() for run, record in outcome}
-    assert by_name["deaf"]["status"] == "failed" and "killed" in by_name["deaf"]["error"]
+    error = by_name["deaf"]["error"]  # killed by the driver, or stopped by its trusted worker
+    assert by_name["deaf"]["status"] == "failed" and ("killed" in error or "--timeout" in error)
     assert by_name["random-search"]["status"] == "ok"
 
 

@@ -301,6 +301,10 @@ class PoolExecutor:
     def deadline(self, run: RunSpec) -> float:
         """Seconds after a run's start at which the driver kills its worker."""
         limit = default_timeout(run.budget.seconds) if self.timeout is None else self.timeout
+        if self.isolate:  # plus the start of the optimizer's process, outside the run's limit
+            from zgbench.sandbox.runner import START_TIMEOUT
+
+            limit += START_TIMEOUT
         return limit + self.kill_grace
 
     def map(self, runs: Sequence[RunSpec], registry: Registry, results: Path,
@@ -316,6 +320,8 @@ class PoolExecutor:
         files = {m: sys.modules[m].__file__ for m in modules}  # workers load from the same files
         config = (blocked, self.threads, self.timeout, modules, self.memory, list(sys.path),
                   files, dict(os.environ))
+        if self.isolate:  # the optimizer in a sandboxed process of its own (zgbench.sandbox)
+            config = (*config, _sandbox_settings(runs, registry, results, modules))
         if config != self._config:  # workers load plugins once: other plugins, new workers
             self.close()
             self._config = config
@@ -405,8 +411,9 @@ class _Worker:
     def __init__(self, context, config: tuple, once: bool, slot: int) -> None:
         self.once = once
         self.conn, child = context.Pipe(duplex=True)
+        args = (child, *config[:8], os.getpid(), once, *config[8:])
         self.process = context.Process(target=_worker_main, name=f"zgbench-worker-{slot}",
-                                       daemon=True, args=(child, *config, os.getpid(), once))
+                                       daemon=True, args=args)
         self.process.start()
         child.close()  # the worker holds its end: EOF here means the worker is gone
         self.deadline, self.limit, self.used = math.inf, math.inf, False
@@ -469,12 +476,14 @@ def _exit_cause(code: int | None, who: str = "run's process") -> str:
 def _worker_main(conn, blocked: tuple[str, ...], threads: int | None, timeout: float | None,
                  modules: tuple[str, ...], memory: int | None, path: list[str],
                  files: dict[str, str], environ: dict[str, str], driver: int,
-                 once: bool) -> None:
+                 once: bool, sandbox=None) -> None:
     """Entry point of a worker process: receive runs, run each, send back its outcome.
 
     The worker takes the driver's environment and ``sys.path`` of now (the forkserver has
     those of its start: ``ZGBENCH_CACHE`` set since must reach the tasks), and loads plugin
-    modules the driver loaded from a file from that file.
+    modules the driver loaded from a file from that file. ``sandbox`` (``--isolate``): the
+    :class:`zgbench.sandbox.runner.Settings` of isolated runs; the worker then loads no
+    plugin up front (each run loads its task's plugin only, see :mod:`zgbench.sandbox`).
     Ctrl-C goes to the driver (the terminal sends it to the whole process group): the worker
     ignores it and is stopped by the driver. A worker whose driver is gone exits by itself."""
     import signal
@@ -490,7 +499,12 @@ def _worker_main(conn, blocked: tuple[str, ...], threads: int | None, timeout: f
 
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     try:
-        _init_worker(blocked, threads, modules)
+        if sandbox is None:
+            _init_worker(blocked, threads, modules)
+        elif threads:
+            import torch
+
+            torch.set_num_threads(threads)
         broken = None
     except BaseException:  # a plugin that fails to load: every run says why
         broken = "the worker process could not load the plugins:\n" + traceback.format_exc()
@@ -500,7 +514,9 @@ def _worker_main(conn, blocked: tuple[str, ...], threads: int | None, timeout: f
         except (EOFError, OSError):  # the driver closed the pipe: no more runs
             return
         try:
-            outcome: Outcome | str = broken or work(run, blocked, threads, timeout, modules)
+            outcome: Outcome | str = broken or (
+                work(run, blocked, threads, timeout, modules) if sandbox is None else
+                _work_isolated(run, blocked, threads, timeout, modules, sandbox))
         except BaseException:  # work() records the run's own failures; this is the rest
             outcome = traceback.format_exc()
         try:
@@ -511,6 +527,32 @@ def _worker_main(conn, blocked: tuple[str, ...], threads: int | None, timeout: f
             conn.send(traceback.format_exc())
         if once:
             return
+
+
+def _sandbox_settings(runs: Sequence[RunSpec], registry: Registry, results: Path,
+                      modules: Sequence[str]):
+    """What workers need to run ``runs`` isolated (:func:`zgbench.sandbox.runner.settings`);
+    where bubblewrap does not work, say so once."""
+    from zgbench.sandbox import bwrap, runner
+
+    mode, reason = bwrap.resolve()
+    if reason and not _SAID_NO_BWRAP:
+        _SAID_NO_BWRAP.append(reason)
+        import warnings
+
+        warnings.warn(f"--isolate: {reason}; the optimizer runs in a separate process without "
+                      "the bubblewrap sandbox (read-only filesystem, no network)", stacklevel=3)
+    return runner.settings(mode, runs, registry, results,
+                           lambda plugin: _importable(registry, plugin))
+
+
+_SAID_NO_BWRAP: list[str] = []
+
+
+def _work_isolated(run: RunSpec, blocked, threads, timeout, modules, settings) -> Outcome:
+    from zgbench.sandbox import runner
+
+    return runner.work(run, blocked, threads, timeout, modules, settings)
 
 
 def _watch_driver(driver: int) -> None:

@@ -246,7 +246,9 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     key = _instance_key(args)  # first: no worker process is started with it in its environment
-    registry = load_registry(args)
+    if args.isolate:
+        _hide_from_optimizers(getattr(args, "instance_key_file", None))
+    registry = load_registry(args) if not args.isolate else _described_registry(args)
     entries, seeds, device, declarations = _resolve(args, registry)
     device, devices = _devices(device)
     executor = _executor(args, devices, per_core=True)
@@ -295,6 +297,23 @@ def main(args: argparse.Namespace) -> int:
     return 1 if args.strict and summary.failed else 0
 
 
+def _described_registry(args: argparse.Namespace):
+    """--isolate: the registry without importing plugin code here (built-ins are zgbench's
+    own; each installed plugin is described by a process of its own, zgbench.sandbox.catalog)."""
+    from zgbench.sandbox import catalog
+
+    blocked = []
+    for option in getattr(args, "plugin_options", []):
+        if not option.startswith("no:") or len(option) <= 3:
+            raise UsageError(f"-p {option}: only -p no:NAME (disable a plugin) is supported.")
+        blocked.append(option[3:])
+    registry = catalog.load(tuple(blocked))
+    for error in registry.errors:
+        Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(str(error))}",
+                                   highlight=False)
+    return registry
+
+
 def _instance_key(args: argparse.Namespace) -> seeding.InstanceKey | None:
     """The organizer's key for ``--instances secret`` (read once, then dropped from the
     environment: see :func:`zgbench.seeding.load_instance_key`); ``None`` for public."""
@@ -315,6 +334,15 @@ def _check_instance_set(out: Path, key: seeding.InstanceKey | None) -> None:
         raise UsageError(f"{out} holds runs on other instances ({', '.join(sorted(there))}) "
                          f"than these ({planned}): boards rank one instance set, so give "
                          "these runs their own --out folder")
+
+def _hide_from_optimizers(path: str | None) -> None:
+    """--isolate: the instance key file is one more path the optimizers' sandbox hides
+    (zgbench.sandbox.bwrap.HIDE_ENV, read where the workers' settings are made)."""
+    if path:
+        from zgbench.sandbox import bwrap
+
+        listed = os.environ.get(bwrap.HIDE_ENV, "")
+        os.environ[bwrap.HIDE_ENV] = os.pathsep.join(p for p in (listed, str(path)) if p)
 
 
 def _declarations(args: argparse.Namespace, suite, registry) -> declared.Declarations | None:
