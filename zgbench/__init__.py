@@ -19,17 +19,61 @@ zgbench (the built-in plugins under ``zgbench/tasks`` and ``zgbench/optimizers``
 
 __version__ = "0.1.0"
 
-from zgbench.budget import Budget, BudgetExhausted
-from zgbench.cache import cache_dir
-from zgbench.cache import key as cache_key
-from zgbench.errors import ContractError, MissingExtra, UsageError
-from zgbench.estimator import EstimatesGradient, GradientEstimator
-from zgbench.hookspecs import hookimpl
-from zgbench.optimizer import Optimizer, TaskInfo
-from zgbench.params import Param, Step
-from zgbench.problem import Problem
-from zgbench.store import atomic_write
-from zgbench.task import Task
+from typing import TYPE_CHECKING, Any
+
+#: Where each public name lives. Imported on first use (PEP 562), so ``import zgbench`` (every
+#: ``zgbench`` command starts so) costs no torch import: ``zgbench --help``, usage errors and
+#: ``zgbench list`` stay fast, and ``from zgbench import Task`` in a plugin works as before.
+_EXPORTS = {
+    "Budget": ("zgbench.budget", "Budget"),
+    "BudgetExhausted": ("zgbench.budget", "BudgetExhausted"),
+    "cache_dir": ("zgbench.cache", "cache_dir"),
+    "cache_key": ("zgbench.cache", "key"),
+    "ContractError": ("zgbench.errors", "ContractError"),
+    "MissingExtra": ("zgbench.errors", "MissingExtra"),
+    "UsageError": ("zgbench.errors", "UsageError"),
+    "EstimatesGradient": ("zgbench.estimator", "EstimatesGradient"),
+    "GradientEstimator": ("zgbench.estimator", "GradientEstimator"),
+    "hookimpl": ("zgbench.hookspecs", "hookimpl"),
+    "Optimizer": ("zgbench.optimizer", "Optimizer"),
+    "TaskInfo": ("zgbench.optimizer", "TaskInfo"),
+    "Param": ("zgbench.params", "Param"),
+    "Step": ("zgbench.params", "Step"),
+    "Problem": ("zgbench.problem", "Problem"),
+    "atomic_write": ("zgbench.store", "atomic_write"),
+    "Task": ("zgbench.task", "Task"),
+}
+
+if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
+    from zgbench.budget import Budget, BudgetExhausted
+    from zgbench.cache import cache_dir
+    from zgbench.cache import key as cache_key
+    from zgbench.errors import ContractError, MissingExtra, UsageError
+    from zgbench.estimator import EstimatesGradient, GradientEstimator
+    from zgbench.hookspecs import hookimpl
+    from zgbench.optimizer import Optimizer, TaskInfo
+    from zgbench.params import Param, Step
+    from zgbench.problem import Problem
+    from zgbench.store import atomic_write
+    from zgbench.task import Task
+
+
+def __getattr__(name: str) -> Any:
+    """A public name, imported from its module on first use and kept (the next lookup is a
+    plain attribute); anything else is an AttributeError as usual."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'zgbench' has no attribute {name!r}")
+    import importlib
+
+    module, attr = _EXPORTS[name]
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "Budget",

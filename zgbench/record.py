@@ -86,11 +86,12 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
-from typing import Any, Literal, TypedDict
-
-import torch
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import zgbench
+
+if TYPE_CHECKING:
+    import torch
 
 #: The schema records are written in.
 SCHEMA = 2
@@ -225,6 +226,8 @@ def run_id(identity: Mapping[str, Any]) -> str:
 
 
 def environment(device: torch.device) -> dict[str, Any]:
+    import torch  # here, not at the top: reading records (store, leaderboard) needs no torch
+
     name = platform.processor() or platform.machine()
     if device.type == "cuda" and torch.cuda.is_available():
         name = torch.cuda.get_device_name(device)

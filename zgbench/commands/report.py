@@ -16,9 +16,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from zgbench import report
 from zgbench.cli import add_baseline_argument
 from zgbench.errors import UsageError
+from zgbench.lazy import lazy
+
+report = lazy("zgbench.report")
 
 HELP = "write a static HTML report (tables, plots, pictures, machine) from a results folder"
 
