@@ -162,3 +162,42 @@ def test_leaderboard_command_writes_both_tracks_and_the_readme_table(tmp_path, c
     assert tracks.loc["cma-es", "moved"] == 1 and tracks.loc["rs", "moved"] == -1
     assert pd.read_csv(out / "tuned" / "t1.csv").set_index("optimizer").loc[
         "cma-es", "spec"] == "cma-es[sigma0=0.02]"
+
+
+def _write_with_baseline(tmp_path, records, baseline):
+    store = ResultStore(tmp_path / "results")
+    for r in records:
+        store.put(r)
+    return leaderboard.write(tmp_path / "results", tmp_path / "lb", baseline=baseline)
+
+
+def test_tied_optimizers_share_a_position_whatever_their_names(tmp_path):
+    # issue 26.5: positions broke ties alphabetically (alpha 1, zeta 2 on identical results)
+    per_task = {"t": [("zeta", "zeta", 1.0), ("alpha", "alpha", 1.0), ("mid", "mid", 2.0)]}
+    overall = _write(tmp_path, _suite([("t", "synthetic")], per_task))["overall"]
+    position = dict(zip(overall["optimizer"], overall["position"]))
+    assert position == {"alpha": 1, "zeta": 1, "mid": 3}
+
+
+def test_equal_mean_rank_is_decided_by_the_normalised_score(tmp_path):
+    # both rank 1 on one task and 2 on the other; "bee" wins t2 by far, "ant" t1 by a hair
+    per_task = {"t1": [("ant", "ant", 1.0), ("bee", "bee", 1.1), ("rs", "rs", 5.0)],
+                "t2": [("ant", "ant", 4.0), ("bee", "bee", 1.0), ("rs", "rs", 5.0)]}
+    written = _write_with_baseline(
+        tmp_path, _suite([("t1", "synthetic"), ("t2", "synthetic")], per_task), "rs")
+    overall = written["overall"].set_index("optimizer")
+    assert overall.loc["ant", "mean_rank"] == overall.loc["bee", "mean_rank"] == 1.5
+    assert overall.loc["bee", "norm_score"] < overall.loc["ant", "norm_score"]
+    assert overall.loc["bee", "position"] == 1 and overall.loc["ant", "position"] == 2
+
+
+def test_normalised_scores_stay_meaningful_when_the_baseline_finds_the_best(tmp_path):
+    # issue 26.5: the baseline's median equal to the best known value made every tie score 0
+    # and anything worse the clip (5); the start (10 here) now scales the score there
+    values = {"rs": 1.0, "cma-es": 1.0, "worse": 3.0}
+    records = [_record("step", name, s, value) for name, value in values.items()
+               for s in range(3)]
+    overall = _write_with_baseline(tmp_path, records, "rs")["overall"].set_index("optimizer")
+    assert overall.loc["rs", "norm_score"] == 0 and overall.loc["cma-es", "norm_score"] == 0
+    assert overall.loc["worse", "norm_score"] == pytest.approx((3.0 - 1.0) / (10.0 - 1.0))
+    assert overall.loc["rs", "position"] == overall.loc["cma-es", "position"] == 1

@@ -193,3 +193,120 @@ def test_budget_bar_counts_in_the_runs_own_unit():
     assert budget_unit(Budget(steps=30)) == ("steps", 30)
     assert budget_unit(Budget(seconds=2.5)) == ("seconds", 3)
     assert budget_unit(Budget(evals=2000, grads=200))[1] == 1000  # several limits: per mille
+
+
+# ------------------------------------------------------------ issue 26.5: rough edges
+def test_run_whose_output_is_not_a_terminal_prints_plain_progress_lines(tmp_path, capsys):
+    assert main(["run", "--tasks", "sphere[dim=4]", "--optimizers", "random-search,cma-es",
+                 "--seeds", "1", "--evals", "200", "--out", str(tmp_path / "r"),
+                 "--report", str(tmp_path / "html")]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "runs: 2 planned"
+    assert any(line.startswith("[2/2] ok sphere[dim=4] × ") and "ETA" in line for line in lines)
+    assert any(line.startswith("runs: 2/2 done in ") for line in lines)
+    assert lines[-1] == f"report: {tmp_path / 'html' / 'index.html'}"  # the summary's end
+
+
+def _summary_results(tmp_path, caveat):
+    """A results folder where random-search and cma-es tie on `step`, `lucky` ran on one task
+    of four (partial coverage), and the suite declares a long caveat for cma-es."""
+    from zgbench import declared, leaderboard
+    from zgbench.store import ResultStore
+
+    def record(task, name, seed, value):
+        point = {"evals": 100, "grads": 0, "steps": 10, "seconds": 1.0, "metrics": {"gap": value}}
+        return {"schema": 1, "run_id": f"{task}-{name}-{seed}",
+                "identity": {"task": task, "optimizer": name, "seed": seed,
+                             "budget": {"evals": 100}},
+                "task": {"name": task, "label": task, "canonical": task, "primary_metric": "gap",
+                         "metrics": {"gap": "min"}, "family": "synthetic"},
+                "optimizer": {"name": name, "label": name, "canonical": name},
+                "status": "ok", "error": None, "environment": {"hostname": "h"},
+                "trajectory": [dict(point, evals=0, metrics={"gap": 9.0}), point],
+                "final": point}
+
+    values = {"step": {"random-search": 0.0, "cma-es": 0.0, "cge": 1.0},
+              **{t: {"random-search": 2.0, "cma-es": 1.0, "cge": 3.0} for t in ("a", "b", "c")}}
+    values["a"]["lucky"] = 0.5
+    store = ResultStore(tmp_path / "results")
+    for task, per in values.items():
+        for name, value in per.items():
+            for seed in range(3):
+                store.put(record(task, name, seed, value))
+    declared.save(tmp_path / "results", declared.Declarations(
+        baseline="random-search", caveats={"cma-es": caveat}))
+    return leaderboard.write(tmp_path / "results", tmp_path / "lb")
+
+
+def test_end_of_run_summary_fits_100_columns_names_ties_and_partial_coverage(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from zgbench.commands import run
+
+    caveat = ("run here at 1/20 of the budget its claim was measured at, far below the "
+              "setting its paper reports; read its position with that in mind")
+    written = _summary_results(tmp_path, caveat)
+    stream = io.StringIO()
+    console = run.summary_console(Console(file=stream))
+    console.print(run._results_table(written))
+    console.print(run._overall_table(written["overall"]))
+    run._say_caveats(console, written["overall"])
+    text = stream.getvalue()
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= 100
+    step = [line for line in lines if line.startswith("│ step")]
+    assert len(step) == 1 and "cma-es (1)" in step[0] and "random-search (" in step[0]
+    board = [line for line in lines if line.startswith("│ 1   │ cma-es")]  # one line a row
+    assert len(board) == 1 and board[0].rstrip("│ ").endswith("[1]")
+    assert f"[1] {caveat}" in " ".join(text.split())
+    assert "partial coverage" in text and "lucky (1/4)" in text
+
+
+def test_list_one_component_shows_each_parameters_bounds(capsys):
+    assert main(["list", "random-search"]) == 0
+    rows = {line.split("│")[1].strip(): line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("│")}
+    assert "integer >= 1" in rows["batch"]  # a declared bound, with its type
+    assert "step size > 0" in rows["sigma"]
+    assert main(["list", "sphere"]) == 0
+    out = capsys.readouterr().out
+    assert "allowed values" in out and "any integer" in out  # none declared, and said so
+
+
+def test_suite_and_tasks_keep_the_suites_budget_for_a_task_it_names(tmp_path, capsys):
+    suite = tmp_path / "mini.toml"
+    suite.write_text(
+        '[suite]\nseeds = 1\noptimizers = ["random-search"]\n'
+        '[[tasks]]\nspec = "sphere[dim=2]"\nbudget = { evals = 50 }\n'
+        '[[tasks]]\nname = "rastrigin"\nparams = { dim = 2 }\nbudget = { evals = 60 }\n')
+    out = tmp_path / "r"
+    assert main(["run", "--suite", str(suite), "--tasks", "rastrigin,sphere[dim=2],step[dim=2]",
+                 "--out", str(out), "--no-leaderboard"]) == 0
+    records = {r["task"]["label"]: r for r in
+               (json.loads(p.read_text()) for p in (out / "runs").glob("*.json"))}
+    # `rastrigin` is the suite's only rastrigin: its instance and budget; sphere: the same
+    # instance; step is not in the suite: its own default budget (and the suite's optimizers)
+    assert records["rastrigin[dim=2]"]["final"]["evals"] == 60
+    assert records["sphere[dim=2]"]["final"]["evals"] == 50
+    from zgbench import plugins
+    default = plugins.load().task("step").cls.default_budget
+    assert records["step[dim=2]"]["identity"]["budget"]["evals"] == default.evals
+    assert {r["optimizer"]["name"] for r in records.values()} == {"random-search"}
+
+
+def test_leaderboard_report_and_show_default_to_results_and_show_advises_no_rerun_of_tasks_that_draw_nothing(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--tasks", "sphere[dim=2],procedural[res=16]", "--optimizers",
+                 "random-search", "--seeds", "1", "--evals", "20", "--no-leaderboard"]) == 0
+    assert main(["leaderboard"]) == 0 and (tmp_path / "results/leaderboard/overall.csv").is_file()
+    assert main(["report"]) == 0 and (tmp_path / "results/report/index.html").is_file()
+    capsys.readouterr()
+    assert main(["show"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert (tmp_path / "results/pictures").is_dir()
+    # sphere draws no picture: one plain line, and no advice to re-run it (201 such lines)
+    assert "no pictures for tasks that draw none: sphere (1 runs)" in err
+    assert "re-run" not in err

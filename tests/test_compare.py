@@ -83,3 +83,12 @@ def test_warns_when_budgets_or_versions_differ_and_hides_missing_pairs(folders, 
     assert cli.main(["compare", str(board), str(folders / "same"), "--all"]) == 0
     listed = "".join(capsys.readouterr().out.split()).replace("│", "")  # cells fold
     assert "missing" in listed.split("Changes")[1].split("unchanged,")[0]  # the row is listed
+
+
+def test_compare_prints_its_table_by_default(folders, capsys):
+    # issue 26.5: with nothing moved, compare printed only "2 unchanged"
+    assert cli.main(["compare", str(folders / "old"), str(folders / "same")]) == 0
+    out = capsys.readouterr().out
+    assert "Changes (median" in out
+    rows = [line for line in out.splitlines() if "sphere[dim=4]" in line]
+    assert len(rows) == 2 and all("unchanged" in row for row in rows)

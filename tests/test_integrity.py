@@ -114,7 +114,9 @@ def test_remaining_says_what_is_left():
     problem.report(torch.zeros(2))
     left = problem.remaining()
     assert left["evals"] == 70 and left["steps"] == 4
-    assert left["grads"] is None and left["seconds"] is None
+    assert left["grads"] == 0  # an evaluations-only budget allots no gradients
+    assert left["seconds"] is None
+    assert make_problem("sphere[dim=2]", budget=Budget(steps=5)).remaining("grads") is None
 
 
 def test_no_cheat_outranks_an_honest_optimizer(reg, tmp_path):
@@ -250,3 +252,76 @@ def test_run_isolated_from_the_command_line(tmp_path):
     records = list(ResultStore(tmp_path))
     assert code == 0 and len(records) == 2
     assert all(r["status"] == "ok" and r["audit"]["evals_performed"] == 50 for r in records)
+
+
+# ------------------------------------------------- cheats through the inputs (issue 24)
+import cheats_inputs  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def reg_inputs():
+    return plugins.load(extra_plugins=[cheats, cheats_inputs])
+
+
+def test_naming_no_charge_for_gradients_is_charged_the_task_bill(reg_inputs):
+    """200 ``problem.call("grad", θ[None], 0)``: 200 gradients charged where the budget
+    allots them, and none taken where it bounds evaluations only."""
+    record = _run(reg_inputs, "cheat-call-grad", "sphere[dim=10]", evals=1000, grads=200)
+    audit = record["audit"]
+    assert record["status"] == "ok"
+    assert audit["grads_charged"] == audit["grads_performed"] == 200
+    assert record["final"]["grads"] == 200 and not audit["budget_exceeded"]
+    zeroth = _run(reg_inputs, "cheat-call-grad", "sphere[dim=10]", evals=1000)
+    assert zeroth["status"] == "ok"
+    assert zeroth["audit"]["grads_performed"] == zeroth["audit"]["grads_charged"] == 0
+    assert zeroth["final"]["metrics"]["gap"] == zeroth["start"]["gap"]  # it got nowhere
+
+
+def test_a_tensor_subclass_or_a_torch_mode_captures_nothing(reg_inputs):
+    cheats_inputs.CAPTURED.clear()
+    record = _run(reg_inputs, "cheat-spy", "sphere[dim=10]", evals=1000, grads=10)
+    from zgbench.harness import task_seed
+    from zgbench.tasks.synthetic import Sphere
+
+    task = specs.resolve_task(reg_inputs, "sphere[dim=10]")
+    instance = Sphere(seed=task_seed(task, 0), **task.kwargs)
+    start = instance.initial()  # what the spy handed over itself
+    assert record["status"] == "ok", record["error"]
+    assert all(torch.equal(c, start) for c in cheats_inputs.CAPTURED), "the spy saw task data"
+    assert not any(torch.allclose(c, instance.x_star) for c in cheats_inputs.CAPTURED)
+    assert record["final"]["metrics"]["gap"] > 1.0  # the start's gap: nothing was learnt
+    assert record["audit"]["evals_charged"] == record["audit"]["evals_performed"] == 5
+
+
+def test_a_changed_default_dtype_does_not_reach_later_runs(reg_inputs):
+    before = _run(reg_inputs, "random-search", "sphere[dim=10]", evals=300)
+    cheat = _run(reg_inputs, "cheat-dtype", "sphere[dim=10]", evals=300)
+    assert torch.get_default_dtype() is torch.float32  # put back after the run
+    torch.set_default_dtype(torch.float64)  # ... and before one: left by anything
+    try:
+        after = _run(reg_inputs, "random-search", "sphere[dim=10]", evals=300)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert cheat["status"] == "ok" and cheat["audit"]["evals_performed"] == 300
+    assert after["trajectory"] == [{**p, **{k: after["trajectory"][i][k] for k in (
+        "seconds", "task_seconds", "optimizer_seconds")}} for i, p in
+        enumerate(before["trajectory"])]  # the same instance, the same numbers
+    assert after["final"]["metrics"] == before["final"]["metrics"]
+    assert after["reference"] == before["reference"] and after["sanity"] == before["sanity"]
+
+
+def test_no_input_cheat_outranks_random_search(reg_inputs, tmp_path):
+    """sphere[dim=10] at 1,000 evaluations: each input cheat is counted honestly (or
+    refused) and ranks below random search."""
+    names = [c.name for c in cheats_inputs.CHEATS] + ["random-search"]
+    entries = [(specs.resolve_task(reg_inputs, "sphere[dim=10]"), Budget(evals=1000),
+                [specs.resolve_optimizer(reg_inputs, n) for n in names])]
+    run_all(plan(entries, seeds=2), reg_inputs, tmp_path, InProcessExecutor(timeout=60))
+    records = list(ResultStore(tmp_path))
+    assert all(r["status"] == "ok" for r in records), [r["error"] for r in records]
+    assert all(r["audit"]["evals_performed"] == r["audit"]["evals_charged"] and
+               r["audit"]["grads_performed"] == r["audit"]["grads_charged"] for r in records)
+    table = leaderboard.task_table(leaderboard.runs_frame(records))
+    rank = dict(zip(table["optimizer"], table["rank"]))
+    for name in ("cheat-call-grad", "cheat-spy", "cheat-dtype"):
+        assert rank[name] > rank["random-search"], table

@@ -177,3 +177,22 @@ def test_nan_metric_is_the_worst_value_and_every_file_is_written(tmp_path):
     assert written["tasks"]["u"]["median"].tolist() == [math.inf]
     data = leaderboard.curves(rs)
     assert "half-nan" in data and data["half-nan"]["median"].notna().any()
+
+
+def test_machine_json_holds_the_cpu_memory_and_library_versions(tmp_path):
+    # issue 26.5: machine.json named the host and torch only
+    from importlib.metadata import version
+
+    from zgbench.testing import run_once
+
+    ResultStore(tmp_path / "r").put(run_once("sphere[dim=2]", "random-search", evals=20))
+    leaderboard.write(tmp_path / "r", tmp_path / "lb")
+    (machine,) = json.loads((tmp_path / "lb" / "machine.json").read_text())
+    assert machine["cpu_model"] and machine["cpu_cores"] >= 1 and machine["memory_gib"] > 0
+    assert machine["torch"] == version("torch")
+    for dist, key in (("cma", "pycma"), ("nevergrad", "nevergrad"), ("mitsuba", "mitsuba"),
+                      ("phiflow", "phiflow")):
+        try:
+            assert machine[key] == version(dist)
+        except ImportError:  # PackageNotFoundError: the extra is not installed here
+            assert machine[key] is None

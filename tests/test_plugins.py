@@ -243,3 +243,97 @@ def test_hook_without_decorator_is_reported():
 
 def test_builtin_plugins_have_no_hook_errors(registry):
     assert not [e for e in registry.errors if "hook" in e.message], registry.errors
+
+
+class LogsEveryGeneration(Optimizer):
+    """A plugin wrapping a library that configures its own INFO logger on import and logs
+    each generation, as EvoTorch does."""
+    name = "logs-every-generation"
+
+    def run(self, problem):
+        import logging
+
+        log = logging.getLogger("evotorch.algorithms")
+        while True:
+            problem.loss(problem.initial()[None])
+            log.info("generation done")
+            problem.report(problem.initial())
+
+
+def test_library_loggers_do_not_flood_the_progress_display():
+    import io
+    import logging
+
+    from zgbench.testing import run_once
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    library = logging.getLogger("evotorch")
+    library.addHandler(handler)
+    library.setLevel(logging.INFO)  # what the library does when imported
+    try:
+        registry = plugins.load(extra_plugins=[_plugin("logs", optimizers=[LogsEveryGeneration])])
+        record = run_once("sphere[dim=2]", "logs-every-generation", evals=20, registry=registry)
+        assert record["status"] == "ok"
+        assert "generation done" not in stream.getvalue()
+        logging.getLogger("evotorch.algorithms").warning("a real problem")
+        assert "a real problem" in stream.getvalue()  # warnings still come through
+    finally:
+        library.removeHandler(handler)
+        library.setLevel(logging.NOTSET)
+
+
+def test_testing_helpers_and_a_nan_safe_loss_helper_are_at_the_top_level():
+    import math
+    import subprocess
+    import sys
+
+    import torch
+
+    import zgbench
+
+    # a fresh interpreter: `import zgbench` alone gives zgbench.testing
+    code = "import zgbench; print(zgbench.testing.run_once.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "run_once"
+    assert "WorstForNaN" in zgbench.__all__ and "testing" in zgbench.__all__
+    fix = zgbench.WorstForNaN()
+    assert fix([1.0, math.nan, 3.0, math.inf]) == [1.0, 7.0, 3.0, 7.0]  # last, beyond 3
+    fixed = fix(torch.tensor([math.nan, 2.0], dtype=torch.float64))
+    assert fixed.dtype == torch.float64 and fixed.tolist() == [7.0, 2.0]
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def test_readme_lists_every_built_in_optimizer_and_task(registry):
+    # issue 26.5: cbxpy was missing from the README's list
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    built = text[text.index("What is built in"):text.index("- **Specs**")]
+    for kind in (registry.tasks, registry.optimizers):
+        for name, entry in kind.items():
+            if entry.cls.__module__.startswith("zgbench."):  # built in, not a plugin's
+                assert f"`{name}`" in built, f"{name} is not in the README's list"
+
+
+def test_plugin_guide_documents_every_record_field_and_param_option():
+    # issue 26.6: the record schema in the guide itself, not a pointer to record.py
+    import dataclasses
+
+    from zgbench import Param
+    from zgbench.testing import run_once
+
+    guide = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+    schema = guide[guide.index("## What a run's record holds"):]
+    record = run_once("sphere[dim=2]", "random-search", evals=20)
+    for key in record:
+        assert f"`{key}`" in schema, f"record field {key!r} is not in docs/plugins.md"
+    for key in list(record["audit"]) + list(record["environment"]) + list(record["task"]):
+        assert f"{key}" in schema, f"record field {key!r} is not in docs/plugins.md"
+    for field in dataclasses.fields(Param):
+        if field.init and field.name not in ("default", "help"):  # positional
+            assert f"{field.name}=" in guide, f"Param({field.name}=) is not in docs/plugins.md"
+    for name in ("Task.family", "problem.dim", "problem.device", "execution=True",
+                 "whole=True", 'recommend = "best-evaluated"', "WorstForNaN", "zgbench.testing",
+                 "BudgetExhausted"):
+        assert name in guide

@@ -178,3 +178,339 @@ def test_remaining_and_affordable_steps_do_the_budget_arithmetic_once():
     assert unbounded.affordable_steps(evals_per_step=3) is None
     with pytest.raises(ContractError, match="counters are"):
         problem.remaining("flops")
+
+
+# ------------------------------------------------ issue 26.6: what a plugin author missed
+def _run(optimizer_cls, budget, task="sphere[dim=3]"):
+    """Run ``optimizer_cls`` (a real optimizer class, registered as a plugin) through the
+    harness and return the record's dict."""
+    import types
+
+    from zgbench import hookimpl, plugins
+    from zgbench.harness import RunSpec, execute
+    from zgbench.specs import resolve_optimizer, resolve_task
+
+    module = types.ModuleType(f"plugin_{optimizer_cls.name}")
+    module.zgbench_optimizers = hookimpl(lambda: [optimizer_cls])
+    registry = plugins.load(extra_plugins=[module])
+    run = RunSpec(resolve_task(registry, task), resolve_optimizer(registry, optimizer_cls.name),
+                  0, budget)
+    return execute(run, registry).as_dict()
+
+
+def _owns_its_loop(name, far=100.0):
+    """An optimizer whose library owns the loop: it evaluates until BudgetExhausted, then
+    reports the best point it saw (the optimum's neighbourhood), never before."""
+    from zgbench import Optimizer
+
+    class OwnsItsLoop(Optimizer):
+        def run(self, problem):
+            best, best_value = problem.initial(), math.inf
+            try:
+                while True:
+                    theta = problem.initial() * 0 + far  # a bad point, reported on the way
+                    problem.report(theta)
+                    value = float(problem.loss(problem.initial()[None])[0])
+                    if value < best_value:
+                        best, best_value = problem.initial(), value
+            except BudgetExhausted:
+                problem.report(best)  # the library learns of the budget only now
+
+    OwnsItsLoop.name = name
+    return OwnsItsLoop
+
+
+@pytest.mark.parametrize("budget", [Budget(steps=5), Budget(seconds=0.2)],
+                         ids=["steps", "seconds"])
+def test_a_report_after_budget_exhausted_is_the_result(budget):
+    record = _run(_owns_its_loop("owns-its-loop"), budget)
+    assert record["status"] == "ok", record["error"]
+    assert record["audit"]["violations"] == [] and record["audit"]["late_reports"] >= 1
+    far = 100.0 * math.sqrt(3)  # where the in-loop reports were, from the origin
+    start = record["trajectory"][0]["metrics"]["distance"]
+    assert record["final"]["metrics"]["distance"] == pytest.approx(start)
+    assert record["final"]["metrics"]["distance"] < far / 2
+    if budget.steps:
+        assert record["final"]["steps"] == 5  # the late report counted no step
+        assert record["audit"]["late_reports"] == 1
+
+
+def test_a_late_report_after_evaluating_past_the_step_limit_is_flagged():
+    from zgbench import Optimizer
+
+    class KeepsGoing(Optimizer):
+        name = "keeps-going"
+
+        def run(self, problem):
+            try:
+                problem.report(problem.initial())
+            except BudgetExhausted:
+                problem.loss(torch.zeros(8, problem.dim))  # more search, then a free report
+                problem.report(torch.zeros(problem.dim))
+
+    record = _run(KeepsGoing, Budget(steps=1, evals=100))
+    assert record["status"] == "violated"
+    assert "past the step budget" in " ".join(record["audit"]["violations"])
+
+
+def test_best_evaluated_recommendation_is_the_best_theta_the_ledger_saw():
+    from zgbench import Optimizer
+
+    class ReportsBadPoints(Optimizer):
+        name = "reports-bad-points"
+        recommend = "best-evaluated"
+
+        def run(self, problem):
+            g = self.generator("cpu")
+            while True:
+                batch = torch.randn(8, problem.dim, generator=g)
+                problem.loss(batch)
+                problem.report(batch[0] * 0 + 50.0)  # its own recommendation is poor
+
+    record = _run(ReportsBadPoints, Budget(evals=64))
+    plain = type("ReportsBadPointsPlain", (ReportsBadPoints,),
+                 {"name": "reports-bad-points-plain", "recommend": "reported"})
+    reported = _run(plain, Budget(evals=64))
+    assert record["status"] == reported["status"] == "ok"
+    best = record["final"]["best_loss"]
+    assert record["final"]["current_loss"] == pytest.approx(best)  # the best evaluated θ
+    assert reported["final"]["current_loss"] > 100 * best  # the reported one, far off
+
+
+def test_an_unknown_recommend_value_is_a_contract_error():
+    from zgbench import Optimizer
+    from zgbench.optimizer import recommends_best
+
+    class Odd(Optimizer):
+        name = "odd"
+        recommend = "best"
+
+    with pytest.raises(ContractError, match="'reported', 'best-evaluated'"):
+        recommends_best(Odd())
+
+
+def test_a_whole_batch_that_does_not_fit_raises_before_anything_is_charged():
+    problem = make_problem("sphere[dim=3]", budget=Budget(evals=10))
+    problem.loss(torch.zeros(6, 3), whole=True)
+    with pytest.raises(BudgetExhausted, match="nothing charged"):
+        problem.loss(torch.zeros(6, 3), whole=True)
+    assert problem.evals == 6 and problem.remaining("evals") == 4
+    problem.loss(torch.zeros(4, 3), whole=True)  # what fits still runs
+    assert problem.evals == 10
+    problem = make_problem("sphere[dim=3]", budget=Budget(grads=3))
+    with pytest.raises(BudgetExhausted, match="nothing charged"):
+        problem.grad(torch.zeros(4, 3), whole=True)
+    assert problem.grads == 0
+
+
+def test_a_late_report_is_taken_then_raises_again():
+    problem = make_problem("sphere[dim=2]", budget=Budget(steps=1))
+    with pytest.raises(BudgetExhausted):
+        problem.report(torch.zeros(2))
+    with pytest.raises(BudgetExhausted, match="late report"):
+        problem.report(torch.full((2,), 3.0))  # what a library learns it should report now
+    assert problem.steps == 1 and problem.recommendation().tolist() == [3.0, 3.0]
+
+
+# --------------------------------------------------- the task's bill (issue 24.1)
+from zgbench.task import Cost, Task, capability_costs  # noqa: E402
+
+
+class Billed(Task):
+    """A task with a declared per-call capability, an undeclared one and a free one."""
+
+    name = "billed"
+    provides = frozenset({"grad", "probe", "trace", "meta"})
+    costs = {"probe": Cost(evals=3, per="call"), "meta": Cost()}
+    metrics = {"loss": "min"}
+    primary_metric = "loss"
+    dim = 4
+
+    def setup(self):
+        self.seen = []
+
+    def initial(self):
+        return torch.zeros(self.dim)
+
+    def loss(self, thetas, key):
+        self.seen.append((type(thetas), thetas))
+        return (thetas**2).sum(1)
+
+    def grad(self, thetas, key):
+        return (thetas**2).sum(1), 2 * thetas
+
+    def probe(self, theta, key=None):
+        self.seen.append((type(theta), theta))
+        return theta.sum() + torch.tensor(0.0)  # a factory: in the default dtype
+
+    def trace(self, thetas=None, key=None, *, inputs=None):
+        self.seen.append((type(thetas), thetas, inputs))
+        return None if thetas is None else thetas.sum(-1)
+
+    def meta(self):
+        return "free"
+
+    def evaluate(self, theta):
+        return {"loss": float((theta**2).sum())}
+
+
+def _billed(budget=None):
+    task = Billed(seed=0)
+    problem = Problem(task, budget or Budget(evals=100, grads=100), seed=0)
+    problem.start()
+    return task, problem
+
+
+def test_a_capability_is_charged_what_the_task_declares():
+    task, problem = _billed()
+    assert problem.costs == {"grad": Cost(grads=1), "probe": Cost(evals=3, per="call"),
+                             "trace": Cost(evals=1), "meta": Cost()}
+    problem.call("grad", torch.zeros(5, 4), 0)  # names no charge: 1 gradient per row
+    assert (problem.evals, problem.grads) == (0, 5)
+    problem.call("probe", torch.zeros(6, 4))  # per call, whatever the rows
+    assert problem.evals == 3
+    problem.call("probe", torch.zeros(4), evals=1)  # naming less changes nothing
+    assert problem.evals == 6
+    problem.call("probe", torch.zeros(4), evals=10)  # naming more raises it
+    assert problem.evals == 16
+    problem.call("trace", torch.zeros(7, 4), 0)  # undeclared: one evaluation per row
+    problem.call("trace", thetas=torch.zeros(2, 4))  # by name too
+    problem.call("trace")  # no θ: metadata, free
+    assert problem.evals == 25
+    assert problem.call("meta") == "free" and problem.evals == 25
+    with pytest.raises(BudgetExhausted):
+        problem.call("trace", torch.zeros(80, 4))  # all or nothing
+    assert problem.evals == 25
+
+
+def test_the_ledger_charges_the_bill_even_if_the_front_is_changed():
+    from zgbench.meter import Ledger
+
+    task = Billed(seed=0)
+    ledger = Ledger(task, Budget(evals=100, grads=100))
+    problem = Problem(task, Budget(evals=100, grads=100), ledger=ledger)
+    problem.start()
+    problem._ledger_bill = lambda *args: (0, 0)  # a tampered front bills nothing
+    problem.call("trace", torch.zeros(3, 4), 0)
+    assert ledger.evals == 3 and problem.evals == 0
+    audit = ledger.audit(problem)
+    assert any("less than the task's bill" in v for v in audit["violations"])
+
+
+def test_cost_declarations_are_checked():
+    with pytest.raises(ContractError, match="whole number"):
+        Cost(evals=-1)
+    with pytest.raises(ContractError, match="'row' or 'call'"):
+        Cost(per="batch")
+
+    class Unit(Billed):
+        costs = {"grad": Cost(grads=2)}
+
+    with pytest.raises(ContractError, match="budget's unit"):
+        capability_costs(Unit)
+
+    class Elsewhere(Billed):
+        costs = {"render": Cost(evals=1)}
+
+    with pytest.raises(ContractError, match="does not provide"):
+        capability_costs(Elsewhere)
+
+
+def test_an_evaluations_only_budget_allots_no_gradients():
+    _, problem = _billed(Budget(evals=50))
+    with pytest.raises(BudgetExhausted, match="allots no gradients"):
+        problem.grad(torch.zeros(1, 4))
+    with pytest.raises(BudgetExhausted, match="allots no gradients"):
+        problem.call("grad", torch.zeros(1, 4), 0)
+    assert problem.grads == 0 and problem.remaining("grads") == 0
+    _, steps_only = _billed(Budget(steps=5))
+    steps_only.grad(torch.zeros(3, 4))  # steps bound the run: gradients are not refused
+    assert steps_only.grads == 3
+
+
+# ------------------------------------------------------ only plain data (issue 24.2)
+class Spy(torch.Tensor):
+    calls: list = []
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        cls.calls.append(func)
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def test_the_task_gets_plain_copies_it_owns():
+    task, problem = _billed()
+    mine = torch.ones(2, 4)
+    problem.loss(mine)
+    kind, got = task.seen[-1]
+    assert kind is torch.Tensor and got.data_ptr() != mine.data_ptr()
+    Spy.calls.clear()
+    problem.loss(torch.ones(3, 4).as_subclass(Spy))
+    problem.report(torch.ones(4).as_subclass(Spy))
+    problem.call("probe", torch.ones(4).as_subclass(Spy), key=torch.tensor(3).as_subclass(Spy))
+    assert Spy.calls == []  # converted without running the subclass's code
+    assert all(entry[0] is torch.Tensor for entry in task.seen)
+    assert type(problem.recommendation()) is torch.Tensor
+
+    class Array(np.ndarray):
+        pass
+
+    problem.loss(np.ones((2, 4)).view(Array))
+    assert task.seen[-1][0] is torch.Tensor
+
+
+def test_a_dispatch_subclass_or_a_foreign_object_is_refused():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from cheats_inputs import DispatchSpy
+
+    task, problem = _billed()
+    with pytest.raises(ContractError, match="__torch_dispatch__"):
+        problem.loss(DispatchSpy(torch.ones(2, 4)))
+
+    class Carrier:
+        def __init__(self):
+            self.hidden = torch.ones(4).as_subclass(Spy)
+
+    with pytest.raises(ContractError, match="cannot cross"):
+        problem.call("trace", torch.ones(1, 4), inputs=Carrier())
+    with pytest.raises(ContractError, match="key is an integer"):
+        problem.loss(torch.ones(1, 4), key=1.5)
+    problem.loss(torch.ones(1, 4), key=np.int64(7))  # a numpy integer is an integer
+
+
+def test_call_arguments_keep_the_callers_graph():
+    task, problem = _billed()
+    theta = torch.nn.Parameter(torch.ones(4))
+    out = problem.call("probe", theta)
+    out.backward()
+    assert torch.equal(theta.grad, torch.ones(4))  # the gradient reached the caller's θ
+    assert task.seen[-1][0] is torch.Tensor and task.seen[-1][1].data_ptr() != theta.data_ptr()
+
+
+def test_the_optimizers_torch_mode_and_default_dtype_do_not_reach_the_task():
+    from torch.overrides import TorchFunctionMode
+
+    seen = []
+
+    class Watch(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            seen.extend(a for a in args if isinstance(a, torch.Tensor))
+            return func(*args, **(kwargs or {}))
+
+    problem = make_problem("sphere[dim=3]", budget=Budget(evals=1000))
+    x_star = Sphere(dim=3, seed=0).x_star
+    with Watch():
+        values = problem.loss(torch.zeros(1, 3))
+    assert seen and values.shape == (1,)  # the mode saw the front's own work ...
+    assert not any(a.shape == x_star.shape and torch.equal(a, x_star) for a in seen)  # only
+    _, billed = _billed()
+    theta = torch.ones(4)
+    torch.set_default_dtype(torch.float64)
+    try:
+        out = billed.call("probe", theta)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert out.dtype == torch.float32  # the task ran in torch's default dtype

@@ -52,7 +52,7 @@ def test_bool_coercion():
 @pytest.mark.parametrize("text, fragments", [
     ("sphre", ["unknown task 'sphre'", "Did you mean 'sphere'", "Known:", "rosenbrock"]),
     ("sphere[dimm=3]", ["unknown parameter 'dimm' of task 'sphere'", "Did you mean 'dim'"]),
-    ("sphere[dim=abc]", ["bad value 'abc'", "'dim'", "expected int"]),
+    ("sphere[dim=abc]", ["bad value 'abc'", "'dim'", "expected an integer, got 'abc'."]),  # 26.5
     ("sphere[dim=2.5]", ["not a whole number"]),
     ("rosenbrock[dim=1]", ["rosenbrock needs dim >= 2"]),
 ])

@@ -210,7 +210,7 @@ def test_profiles_weigh_tasks_equally():
     assert overall["x"].tolist() == [0.5, 1.0]
     assert overall["fraction"].tolist() == pytest.approx([0.5, 1.0])
     per_task = frame[frame["scope"] == "t2"]
-    assert per_task["x"].tolist() == [100.0] and per_task["x_kind"].iloc[0] == "oracle_calls"
+    assert per_task["x"].tolist() == [100.0] and per_task["x_kind"].iloc[0] == "evals"
 
 
 # ----------------------------------------------------------------------------- compare
@@ -245,3 +245,22 @@ def test_task_where_every_pair_is_na():
     na = computed["tasks"]["na"].set_index("optimizer")
     assert na.loc["adam", "status"] == "n/a" and math.isnan(na.loc["adam", "rank_lo"])
     assert computed["overall"].set_index("optimizer").loc["adam", "n/a"] == 1
+
+
+def test_gradients_and_evaluations_are_never_added_on_one_axis():
+    # issue 26.5: curves and ECDFs put "oracle calls" = evals + grads on their x axis
+    both = {"evals": 100, "grads": 10, "steps": None, "seconds": None}
+    dfo = _record("t", "dfo", 0, 1.0, path=[10.0, 5.0, 1.0], calls=[0, 50, 100], budget=both)
+    grad = _record("t", "adam", 0, 2.0, path=[10.0, 2.0], calls=[0, 0], budget=both)
+    grad["trajectory"][1]["grads"] = 10  # 10 gradients, no evaluation: all of its budget
+    assert stats.spend_axis([dfo, grad]) == "budget_fraction"
+    rt = stats.runtimes([dfo, grad], n_targets=2)
+    assert rt.axis == "budget_fraction" and rt.calls["adam"][0].tolist() == [1.0, 1.0]
+    curves = leaderboard.curves([dfo, grad])
+    assert curves["adam"]["calls"].max() == 1.0 and curves["dfo"]["calls"].max() == 1.0
+    # one bounded counter: that counter, gradients spent beyond it switch to the fraction
+    evals_only = [_record("t", "dfo", s, 1.0) for s in range(2)]
+    assert stats.spend_axis(evals_only) == "evals"
+    assert stats.spend_axis(evals_only + [grad]) == "budget_fraction"
+    frame = stats.profiles([stats.runtimes([dfo, grad], n_targets=2)])
+    assert set(frame[frame["scope"] == "t"]["x_kind"]) == {"budget_fraction"}

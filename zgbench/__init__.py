@@ -42,6 +42,12 @@ _EXPORTS = {
     "Problem": ("zgbench.problem", "Problem"),
     "atomic_write": ("zgbench.store", "atomic_write"),
     "Task": ("zgbench.task", "Task"),
+    "Cost": ("zgbench.task", "Cost"),
+    # issue 26.6: what a plugin author missed, at the top level. ``WorstForNaN``: NaN/inf-safe
+    # losses for rank-based libraries; ``zgbench.testing`` (run_once, make_problem,
+    # check_anchors), a module (None: the module itself), which loads the harness.
+    "WorstForNaN": ("zgbench.finite", "WorstForNaN"),
+    "testing": ("zgbench.testing", None),
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
@@ -55,7 +61,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from zgbench.params import Param, Step
     from zgbench.problem import Problem
     from zgbench.store import atomic_write
-    from zgbench.task import Task
+    from zgbench.task import Cost, Task
+    from zgbench.finite import WorstForNaN
+    from zgbench import testing
 
 
 def __getattr__(name: str) -> Any:
@@ -66,7 +74,8 @@ def __getattr__(name: str) -> Any:
     import importlib
 
     module, attr = _EXPORTS[name]
-    value = getattr(importlib.import_module(module), attr)
+    value = importlib.import_module(module)
+    value = value if attr is None else getattr(value, attr)
     globals()[name] = value
     return value
 
@@ -79,6 +88,7 @@ __all__ = [
     "Budget",
     "BudgetExhausted",
     "ContractError",
+    "Cost",
     "EstimatesGradient",
     "GradientEstimator",
     "MissingExtra",
@@ -95,3 +105,4 @@ __all__ = [
     "hookimpl",
     "__version__",
 ]
+__all__ += ["WorstForNaN", "testing"]

@@ -116,7 +116,8 @@ def overall_table(tables: dict[str, pd.DataFrame], summary: pd.DataFrame | None 
                   coverage: float = MIN_COVERAGE) -> pd.DataFrame:
     """Per optimizer name over the task tables: mean rank, coverage, wins, n/a and failed
     counts, then ``summary`` (:func:`stats.overall_stats`: norm_score and rank intervals)
-    merged in; the main table first (by mean rank, with positions), then the partial one."""
+    merged in; the main table first (by mean rank, then normalised score, with positions
+    that ties share: :func:`_positions`), then the partial one."""
     n_tasks = len(tables)
     rows: dict[str, dict[str, Any]] = {}
     for table in tables.values():
@@ -144,12 +145,32 @@ def overall_table(tables: dict[str, pd.DataFrame], summary: pd.DataFrame | None 
     if summary is not None and not summary.empty:
         out = out.merge(summary, on="optimizer", how="left")
     out["_partial"] = out["board"] != "main"
-    out = out.sort_values(["_partial", "mean_rank", "optimizer"],
-                          na_position="last").drop(columns="_partial").reset_index(drop=True)
-    main = (out["board"] == "main").to_numpy()
-    out.insert(0, "position", pd.array(np.where(main, np.cumsum(main), 0), dtype="Int64"))
-    out.loc[~main, "position"] = pd.NA  # the partial table has no positions
-    return out
+    out["_score"] = out["norm_score"] if "norm_score" in out else math.nan
+    out = out.sort_values(["_partial", "mean_rank", "_score", "optimizer"],
+                          na_position="last").reset_index(drop=True)
+    out.insert(0, "position", pd.array(_positions(out), dtype="Int64"))
+    return out.drop(columns=["_partial", "_score"])
+
+
+def _positions(board: pd.DataFrame) -> list[Any]:
+    """Competition positions (1, 2, 2, 4) of a board sorted by mean rank then normalised
+    score: a row shares the position of the row above when both its mean rank and its
+    normalised score (missing counts as equal to missing) are the same; the name only orders
+    the display, it never breaks a tie. The partial table has no positions."""
+    positions: list[Any] = []
+    previous: tuple[float, float] | None = None
+    rows = zip(board["_partial"], board["mean_rank"], board["_score"])
+    for index, (partial, mean_rank, score) in enumerate(rows):
+        if partial:
+            positions.append(pd.NA)
+            continue
+        key = (float(mean_rank), float(score))
+        tied = previous is not None and all(
+            (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12)
+            for a, b in zip(key, previous))
+        positions.append(positions[-1] if tied else index + 1)
+        previous = key
+    return positions
 
 
 def with_caveats(board: pd.DataFrame, caveats: Mapping[str, str]) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,13 @@ import zgbench
 from zgbench import cache, fingerprint, outputs, watchdog
 from zgbench.budget import Budget, BudgetExhausted
 from zgbench.meter import Ledger
-from zgbench.optimizer import skip_reason
+from zgbench.optimizer import recommends_best, skip_reason
+from zgbench.plain import reset_torch_state
+from zgbench.progress import quiet_library_loggers
 from zgbench.plugins import Registry
 from zgbench.problem import Problem
 from zgbench.record import Identity, Record, environment, now, run_id
-from zgbench.seeding import derive_seed
+from zgbench.seeding import PUBLIC, SECRET, InstanceKey, derive_seed
 from zgbench.task import Task
 from zgbench.store import atomic_write_text
 from zgbench.specs import Spec
@@ -55,6 +57,12 @@ class RunSpec:
     #: Where an executor actually runs it (e.g. ``cuda:1`` of a device list); not part of
     #: the identity, so a run planned for ``cuda`` resumes whichever GPU it ran on.
     placement: str | None = None
+    #: The instance set: ``"public"`` (seeds derived in the open) or ``"secret"`` (salted
+    #: with the organizer's key, see :func:`on_instances`), the key's public id, and the
+    #: secret ``(task, eval_key)`` seeds the driver derived: the key itself never travels.
+    instances: str = PUBLIC
+    instance_key: str | None = None
+    secret_seeds: tuple[int, int] | None = field(default=None, repr=False)
 
     @property
     def target_device(self) -> str:
@@ -62,7 +70,10 @@ class RunSpec:
         return self.placement or self.device
 
     def identity(self) -> Identity:
-        return {
+        """What makes two runs the same; a run on secret instances adds ``instances``
+        (``secret:<key id>``), so it never resumes or replaces a public run (whose identity,
+        and run id, are what they always were)."""
+        identity: Identity = {
             "task": self.task.canonical,
             "optimizer": self.optimizer.canonical,
             "repetition": self.repetition,
@@ -70,6 +81,9 @@ class RunSpec:
             "device": self.device,
             "zgbench": zgbench.__version__,
         }
+        if self.instances != PUBLIC:
+            identity["instances"] = f"{self.instances}:{self.instance_key}"
+        return identity
 
     @property
     def run_id(self) -> str:
@@ -80,9 +94,10 @@ class RunSpec:
         The optimizer's seeds take its execution options at their defaults (``Spec.stream``):
         ``cge`` and ``cge[reuse=true]`` draw the same loss keys and compare number for number."""
         t, o, r = self.task.canonical, self.optimizer.stream, self.repetition
+        task, eval_key = self.secret_seeds or (task_seed(self.task, r), derive_seed("eval", t, r))
         return {
-            "task": task_seed(self.task, r),
-            "eval_key": derive_seed("eval", t, r),
+            "task": task,
+            "eval_key": eval_key,
             "optimizer": derive_seed("optimizer", t, o, r),
             "problem": derive_seed("keys", t, o, r),
         }
@@ -104,6 +119,16 @@ def plan(
         for optimizer in optimizers
         for r in range(seeds)
     ]
+
+
+def on_instances(runs: Sequence[RunSpec], key: InstanceKey | None) -> list[RunSpec]:
+    """``runs`` on the secret instances of ``key`` (its HMAC of the public derivation's
+    parts: task seed and evaluation key), or as they are for ``None`` (public)."""
+    if key is None:
+        return list(runs)
+    return [replace(run, instances=SECRET, instance_key=key.id, secret_seeds=(
+        key.seed("task", run.task.canonical, run.repetition),
+        key.seed("eval", run.task.canonical, run.repetition))) for run in runs]
 
 
 def execute(run: RunSpec, registry: Registry, results: Path | None = None,
@@ -138,6 +163,7 @@ def execute(run: RunSpec, registry: Registry, results: Path | None = None,
     except Exception:
         record.status, record.error = "failed", traceback.format_exc()
         _salvage(state.get("ledger"))
+    reset_torch_state()
     ledger, problem, task = state.get("ledger"), state.get("problem"), state.get("task")
     if ledger is not None:
         _audit(record, ledger, problem)
@@ -153,6 +179,7 @@ def _guarded(run: RunSpec, task_entry, opt_entry, record: Record, seeds: dict[st
     run here (``n/a`` if not, before the task is built: a skipped pair costs nothing), build
     the task, run, then draw the pictures. Sets ``record.status`` (``ok`` or ``n/a``); what
     it built goes into ``state`` so that a failure can still be salvaged and audited."""
+    reset_torch_state()  # a default dtype an earlier run's plugin code set stays there
     optimizer = opt_entry.cls(seed=seeds["optimizer"], **run.optimizer.kwargs)
     reason = skip_reason(optimizer, task_entry.cls, run.task.kwargs)
     if reason:
@@ -161,10 +188,12 @@ def _guarded(run: RunSpec, task_entry, opt_entry, record: Record, seeds: dict[st
     task = state["task"] = task_entry.cls(device=run.target_device, seed=seeds["task"],
                                           **run.task.kwargs)
     ledger = state["ledger"] = Ledger(task, run.budget, seeds["eval_key"])
+    ledger.recommend_best = recommends_best(optimizer)
     problem = state["problem"] = Problem(task, run.budget, seed=seeds["problem"],
                                          eval_key=seeds["eval_key"], on_progress=on_progress,
                                          ledger=ledger)
     torch.manual_seed(seeds["optimizer"] % 2**63)  # for optimizers using the global RNG
+    quiet_library_loggers()  # EvoTorch's per-generation INFO lines would flood the display
     problem.start()
     try:
         optimizer.run(problem)  # its return value is ignored: the ledger is the record
@@ -172,6 +201,7 @@ def _guarded(run: RunSpec, task_entry, opt_entry, record: Record, seeds: dict[st
         pass
     finally:
         ledger.stop()
+        reset_torch_state()  # the final checkpoint, pictures and anchors: torch's defaults
     ledger.detach()
     problem.finish()
     record.status = "ok"
@@ -308,6 +338,8 @@ def _skeleton(run: RunSpec, task_entry, opt_entry) -> Record:
         optimizer={**run.optimizer.as_dict(), "plugin": opt_entry.plugin,
                    "plugin_version": opt_entry.version, "requires": sorted(ocls.requires)},
         seeds=run.seeds(),
+        instances=run.instances,
+        instance_key=run.instance_key,
         environment=environment(torch.device(run.target_device)),
         code=fingerprint.code(tcls, ocls),
         started=now(),

@@ -39,8 +39,9 @@ the same from records for ``zgbench run``'s summary.
 
 ``families.csv`` holds the same board per family of tasks. Everything is written
 atomically, tables before plots; plots are median lines with an interquartile band over
-seeds, against oracle calls (loss evaluations + gradient evaluations), and skip non-finite
-points.
+seeds, against the task's one spend counter (:func:`zgbench.stats.spend_axis`: loss
+evaluations, gradients or steps, else the budget fraction; never evaluations plus gradients),
+and skip non-finite points.
 
 Statistics from :mod:`zgbench.stats` extend the same files and add a few (see there for the
 definitions): each task table gains bootstrap intervals on the median (``median_lo``,
@@ -71,7 +72,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from zgbench import boards, declared, outputs, stats
+from zgbench import boards, declared, outputs, seeding, stats
 from zgbench.errors import UsageError
 from zgbench.record import repetition, start_metrics
 from zgbench.store import ResultStore, atomic_write_text
@@ -85,6 +86,8 @@ def runs_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """One row per run: identity, status and the final primary metric (worst if missing or
     not finite: a NaN metric is stored as null). ``optimizer`` is the optimizer's name (its
     row on the boards), ``spec`` the spec that ran (label: only non-default parameters)."""
+    records = list(records)
+    seeding.instance_set(records)  # one instance set per board: refuses a mix (UsageError)
     rows = []
     for r in records:
         task, direction = r["task"], r["task"]["metrics"][r["task"]["primary_metric"]]
@@ -285,13 +288,16 @@ def slug(text: str) -> str:
 
 def curves(records: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
     """Per optimizer, median and quartiles of the primary metric over seeds on a common grid
-    of oracle calls (each seed's trajectory held constant between checkpoints)."""
+    of the task's spend axis (:func:`stats.spend_axis`: one counter, never evaluations plus
+    gradients; column ``calls``), each seed's trajectory held constant between checkpoints."""
     by_opt: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    axis = stats.spend_axis(r for r in records if r["status"] == "ok")
     for r in records:
         if r["status"] != "ok" or not r.get("trajectory"):
             continue
         metric = r["task"]["primary_metric"]
-        xs = np.array([p["evals"] + p["grads"] for p in r["trajectory"]], dtype=float)
+        budget = stats._budget(r)
+        xs = np.array([stats.spend(p, budget, axis) for p in r["trajectory"]], dtype=float)
         ys = np.array([_num(p["metrics"].get(metric)) for p in r["trajectory"]], dtype=float)
         by_opt.setdefault(r["optimizer"]["label"], []).append((xs, ys))
     out = {}
@@ -322,7 +328,7 @@ LEGEND_ROWS = 18
 
 
 def plot_task(label: str, metric: str, direction: str, data: dict[str, pd.DataFrame],
-              path: Path, anchors: dict[str, Any] | None = None) -> None:
+              path: Path, anchors: dict[str, Any] | None = None, axis: str = "evals") -> None:
     """Convergence plot: median step line and interquartile band per optimizer, and the
     task's ``anchors`` (:func:`anchors`: start and reference) as labelled horizontal lines,
     so a curve reads as the distance covered from the start towards the reference.
@@ -342,7 +348,7 @@ def plot_task(label: str, metric: str, direction: str, data: dict[str, pd.DataFr
     limit = _diverged_limit(data, direction)
     shown, clipped = [], 0  # shown: every finite value drawn (to choose the y scale)
     for i, (optimizer, frame) in enumerate(sorted(data.items())):
-        x = np.maximum(frame["calls"].to_numpy(), 1)
+        x = np.maximum(frame["calls"].to_numpy(), 1e-3 if axis == "budget_fraction" else 1)
         values = frame[["median", "q25", "q75"]].to_numpy(dtype=float)
         over = _beyond(values, limit, direction)
         if over.any():
@@ -366,7 +372,7 @@ def plot_task(label: str, metric: str, direction: str, data: dict[str, pd.DataFr
             _value_scale(ax, drawn)
     else:
         ax.text(0.5, 0.5, "no finite value to plot", transform=ax.transAxes, ha="center")
-    ax.set_xlabel("oracle calls (loss + gradient evaluations)")
+    ax.set_xlabel(stats.SPEND_AXES.get(axis, axis))
     ax.set_ylabel(f"{metric} ({'lower' if direction == 'min' else 'higher'} is better)")
     title = f"{outputs.literal(label)}: median and interquartile range over seeds"
     if clipped:
@@ -542,20 +548,32 @@ def write(results: str | Path, out: str | Path, baseline: str | None = None,
         if (r["task"]["canonical"], r["optimizer"]["label"]) in counted:
             by_task.setdefault(r["task"]["canonical"], []).append(r)
     plots = []
+    spend: dict[str, float] = {}  # each task's largest spend on its axis
     for label in tables:
         task_id = computed["task_ids"][label]
         group = runs[runs["task_id"] == task_id]
+        task_records = by_task.get(task_id, [])
+        axis = stats.spend_axis(r for r in task_records if r["status"] == "ok")
         plots.append(Plot("plot_task", out / f"{slug(label)}.png", dict(
             label=label, metric=group["metric"].iloc[0], direction=group["direction"].iloc[0],
-            data=curves(by_task.get(task_id, [])), anchors=anchors(group))))
-    spend = runs.assign(calls=runs["evals"] + runs["grads"]).groupby("task")["calls"].max()
+            data=curves(task_records), anchors=anchors(group), axis=axis)))
+        spend[label] = _most_spent(task_records, axis)
     plots += _write_stats(out, list(tables), computed["analysis"],
-                          board_order(computed["overall"]), spend.to_dict())
+                          board_order(computed["overall"]), spend)
     draw(plots)
+    from zgbench import analysis as field_analysis  # targets/ and significance/ (issue 26)
+    field_analysis.write(out, computed)
     analysis = computed["analysis"]
     return {"tasks": tables, "overall": computed["overall"], "families": computed["families"],
             "records": len(records), "stats": computed["stats"], "win_rate": analysis.win_rate,
             "profiles": analysis.profiles, "declarations": declarations}
+
+
+def _most_spent(records: list[dict[str, Any]], axis: str) -> float:
+    """The largest final spend of ``records`` on ``axis`` (where an ECDF's x axis ends)."""
+    spent = [stats.spend(r["final"], stats._budget(r), axis) for r in records
+             if r["status"] == "ok" and r.get("final")]
+    return max(spent, default=math.nan)
 
 
 def _left_out(out: Path, left: pd.DataFrame) -> None:
@@ -610,7 +628,7 @@ def _write_stats(out: Path, labels: list[str], analysis: stats.Analysis,
                  budgets: dict[str, float] | None = None) -> list[Plot]:
     """The statistics tables, and their plots to :func:`draw`; ``order``: the board's
     optimizers best first (the win-rate matrix's order), ``budgets``: each task label's
-    largest spend in oracle calls (where its runtime ECDF's x axis ends)."""
+    largest spend on its axis (where its runtime ECDF's x axis ends)."""
     atomic_write_text(out / "win_rate.csv", analysis.win_rate.to_csv())
     atomic_write_text(out / "profiles.csv", analysis.profiles.to_csv(index=False))
     plots = [Plot("plot_win_rate", out / "win_rate.png", dict(rate=analysis.win_rate,
@@ -622,7 +640,8 @@ def _write_stats(out: Path, labels: list[str], analysis: stats.Analysis,
         frame = analysis.profiles[analysis.profiles["scope"] == label]
         if not frame.empty:
             plots.append(Plot("plot_profile", out / f"{slug(label)}.profile.png", dict(
-                frame=frame, scope=label, xlabel="oracle calls (loss + gradient evaluations)",
+                frame=frame, scope=label,
+                xlabel=stats.SPEND_AXES.get(frame["x_kind"].iloc[0], "spend"),
                 right=(budgets or {}).get(label))))
     return plots
 

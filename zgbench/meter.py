@@ -32,6 +32,7 @@ only easy path and that the cheats a plugin author finds first are counted or vi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -44,7 +45,8 @@ import numpy as np
 import torch
 
 from zgbench.budget import Budget, BudgetExhausted
-from zgbench.task import Task
+from zgbench.plain import bare, disturbed
+from zgbench.task import Cost, Task, capability_costs, rows_of, theta_argument
 from zgbench.errors import ContractError
 
 #: Audit events that find objects the optimizer was not given; flagged during a run.
@@ -61,6 +63,22 @@ FLAGGED_EVENTS = frozenset({"gc.get_objects", "gc.get_referrers", "gc.get_refere
 CLOCK_SLACK = (0.25, 0.01)
 
 _MARK = "__zgbench_tap__"
+
+
+def gradient_limit(budget: Budget) -> int | None:
+    """The gradients a run may spend: ``budget.grads``; where that is unset but evaluations
+    are bounded, none (a zeroth-order budget). Why: an unset limit that meant unlimited
+    made gradients free beside a bounded evaluation count, so a run that took 200 honestly
+    charged gradients outranked every zeroth-order method on an evaluation budget. A
+    budget of steps or seconds alone still bounds gradients by those."""
+    if budget.grads is None and budget.evals is not None:
+        return 0
+    return budget.grads
+
+
+#: Why a gradient was refused where :func:`gradient_limit` is 0 by default.
+NO_GRADIENTS = ("this budget allots no gradients (it bounds evaluations only): give it "
+                "grads= (--grads) to allot them")
 _active: Ledger | None = None  # the ledger of the optimizer code running now, if any
 
 
@@ -92,6 +110,8 @@ class Ledger:
     def __init__(self, task: Task, budget: Budget, eval_key: int = 0) -> None:
         self.budget = budget
         self.provides = frozenset(task.provides)
+        #: each capability's declared cost: the bill :meth:`call` charges at least
+        self.costs: dict[str, Cost] = capability_costs(task)
         self.dim = int(task.dim)
         self.device = task.device
         self.name = task.name
@@ -123,9 +143,14 @@ class Ledger:
         self.best_cpu = math.inf
         self.best_theta: torch.Tensor | None = None
         self.reported: torch.Tensor | np.ndarray | None = None
+        self.late_reports = 0  # reports after the step or time budget ran out (no step)
+        #: recommend the best evaluated θ instead of the last reported one (opt-in:
+        #: ``Optimizer.recommend = "best-evaluated"``)
+        self.recommend_best = False
         self._append, self._replace_last, self._entries = _journal()
         self._dtype = task.dtype
         self._installed = False
+        self._grad_limit = gradient_limit(budget)
         self._limit_seconds = (None if budget.seconds is None else
                                budget.seconds * (1 + CLOCK_SLACK[1]) + CLOCK_SLACK[0])
 
@@ -191,7 +216,11 @@ class Ledger:
         start = time.perf_counter()
         self.depth += 1
         try:
-            values = self._loss(thetas, key)
+            if disturbed():  # the optimizer's torch modes and defaults must not reach the task
+                with bare():
+                    values = self._loss(thetas, key)
+            else:
+                values = self._loss(thetas, key)
         except Exception as exc:
             raise self._task_failed("loss", n, 0, exc) from exc
         finally:
@@ -209,7 +238,7 @@ class Ledger:
 
     def grad(self, thetas: torch.Tensor, key: int) -> tuple[torch.Tensor, torch.Tensor]:
         n = thetas.shape[0]
-        self._check(self.grads + n, self.budget.grads, "gradient")
+        self._check(self.grads + n, self._grad_limit, "gradient")
         self.grads += n
         try:
             values, grads = self._timed(self._grad, thetas, key)
@@ -222,9 +251,25 @@ class Ledger:
         self._observe(thetas, values)
         return values, grads
 
+    def bill(self, capability: str, args: tuple, kwargs: dict[str, Any]) -> tuple[int, int]:
+        """``(evals, grads)`` the task's declared :class:`~zgbench.task.Cost` charges for
+        this call of ``capability`` (the rows are counted in its θ argument)."""
+        cost = self.costs[capability]
+        if cost.per == "call" or not (cost.evals or cost.grads):
+            return cost.bill(1)
+        theta = theta_argument(self._original[capability], args, kwargs)
+        return cost.bill(rows_of(theta, self.dim))
+
     def call(self, capability: str, args: tuple, kwargs: dict, evals: int, grads: int) -> Any:
+        """Call a capability charged ``evals`` and ``grads`` (what the front computed: at
+        least the task's bill, else the front was changed and the bill is charged)."""
+        owed = self.bill(capability, args, kwargs)
+        if evals < owed[0] or grads < owed[1]:
+            self.flag(f"a {capability} call was charged less than the task's bill "
+                      "(the meter was tampered with)")
+            evals, grads = max(evals, owed[0]), max(grads, owed[1])
         self._check(self.evals + evals, self.budget.evals, "evaluation")
-        self._check(self.grads + grads, self.budget.grads, "gradient")
+        self._check(self.grads + grads, self._grad_limit, "gradient")
         self.evals += evals
         self.grads += grads
         self.declared_evals += evals
@@ -286,6 +331,24 @@ class Ledger:
             self._check(self.steps + 1, limit, "step")
         self.steps += 1
         self.reported = theta
+        if limit is not None and self.steps == limit:  # what a late report may come after
+            self._at_step_limit = (self.evals, self.grads)
+
+    def report_late(self, theta: torch.Tensor | np.ndarray) -> None:
+        """Keep a recommendation reported after the step or time budget ran out, counting
+        no step: a library that owns its loop learns of the budget only from
+        BudgetExhausted and reports its best point then. Flagged where the budget was not
+        spent, or where the optimizer evaluated past the step limit before reporting."""
+        spent_time = self.budget.seconds is not None and self.seconds() >= (
+            self.budget.seconds * (1 - CLOCK_SLACK[1]) - CLOCK_SLACK[0])
+        spent_steps = self.budget.steps is not None and self.steps >= self.budget.steps
+        if not (spent_time or spent_steps):
+            self.flag("a report past the budget was made before the budget was spent "
+                      "(the meter was tampered with)")
+        elif not spent_time and getattr(self, "_at_step_limit", None) != (self.evals, self.grads):
+            self.flag("evaluations past the step budget preceded a late report")
+        self.late_reports += 1
+        self.reported = theta
 
     def _check(self, wanted: int, limit: int | None, what: str) -> None:
         """The ledger's own budget check. The front cuts first, so this trips only if the
@@ -305,7 +368,11 @@ class Ledger:
         start = time.perf_counter()
         self.depth += 1
         try:
-            out = fn(*args, **kwargs)
+            if disturbed():  # the optimizer's torch modes and defaults must not reach the task
+                with bare():
+                    out = fn(*args, **kwargs)
+            else:
+                out = fn(*args, **kwargs)
         finally:
             self.depth -= 1
         if self._cuda:
@@ -372,7 +439,10 @@ class Ledger:
         return float(self.best) if self._cuda else self.best_cpu
 
     def recommendation(self) -> torch.Tensor:
-        """The last reported θ, else the best evaluated θ, else θ₀."""
+        """The last reported θ, else the best evaluated θ, else θ₀; the best evaluated θ
+        first where the optimizer asked for it (:attr:`recommend_best`)."""
+        if self.recommend_best and self.best_theta is not None:
+            return self.best_theta
         if isinstance(self.reported, np.ndarray):  # reported by a numpy library
             self.reported = torch.from_numpy(self.reported).to(self.device, self._dtype)
         if self.reported is not None:
@@ -391,7 +461,7 @@ class Ledger:
         theta = self.recommendation()
         self.depth += 1
         try:
-            with torch.no_grad():
+            with torch.no_grad(), (bare() if disturbed() else contextlib.nullcontext()):
                 metrics = self._held_out(theta)
                 current = self._current(theta)
         finally:
@@ -470,7 +540,7 @@ class Ledger:
         if seconds - charged_seconds > CLOCK_SLACK[0] + CLOCK_SLACK[1] * seconds:
             self.flag(f"the problem's clock was set back: it charged {charged_seconds:.3f} s "
                       f"of {seconds:.3f} s")
-        limits = self.budget.as_dict()
+        limits = {**self.budget.as_dict(), "grads": self._grad_limit}
         exceeded = any(limits[k] is not None and performed[k] > limits[k] for k in performed)
         exceeded = exceeded or (
             self._limit_seconds is not None and seconds > self._limit_seconds)
@@ -483,7 +553,7 @@ class Ledger:
             "seconds_wall": wall, "seconds_ledger": seconds, "seconds_charged": charged_seconds,
             "budget_exceeded": exceeded, "refused_calls": self.refused,
             "failed_evals": self.failed_evals, "failed_grads": self.failed_grads,
-            "violations": list(self.violations),
+            "late_reports": self.late_reports, "violations": list(self.violations),
         }
 
 

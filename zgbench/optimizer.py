@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import torch
 
 from zgbench.component import Component
+from zgbench.errors import ContractError
 from zgbench.problem import Problem
 
 
@@ -39,6 +40,12 @@ class Optimizer(Component):
     kind: ClassVar[str] = "optimizer"
     #: Capabilities the task must provide.
     requires: ClassVar[frozenset[str]] = frozenset()
+    #: What the run's result is: ``"reported"`` (default) the last θ given to
+    #: ``problem.report`` (else the best evaluated θ, else θ₀); ``"best-evaluated"`` the
+    #: lowest-loss θ the problem evaluated, whatever was reported (for a library whose own
+    #: recommendation is not a point it evaluated; on a noisy task the best of many noisy
+    #: evaluations is optimistic, hence not the default).
+    recommend: ClassVar[str] = "reported"
 
     def __init__(self, *, seed: int = 0, **params: Any) -> None:
         super().__init__(**params)
@@ -64,6 +71,18 @@ class Optimizer(Component):
 
     def run(self, problem: Problem) -> None:
         raise NotImplementedError
+
+
+RECOMMEND = ("reported", "best-evaluated")
+
+
+def recommends_best(optimizer: Optimizer) -> bool:
+    """Whether ``optimizer`` asks for the best evaluated θ as its result (:attr:`Optimizer.recommend`)."""
+    value = getattr(optimizer, "recommend", "reported")
+    if value not in RECOMMEND:
+        raise ContractError(f"{type(optimizer).__name__}.recommend must be one of "
+                            f"{', '.join(map(repr, RECOMMEND))}, got {value!r}")
+    return value == "best-evaluated"
 
 
 def skip_reason(optimizer: Optimizer, task_cls: type, task_params: Mapping[str, Any]) -> str | None:

@@ -128,9 +128,10 @@ class Param:
         try:
             out = _convert(value, self.type)
         except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int("inf")
+            reason = f" ({exc})" if isinstance(exc, _Reason) else ""
             raise UsageError(
-                f"bad value {value!r} for parameter {self.name!r} of {owner}: "
-                f"expected {'a step size' if self.type is Step else self.type.__name__} ({exc})."
+                f"bad value {value!r} for parameter {self.name!r} of {owner}: expected "
+                f"{_KINDS.get(self.type, self.type.__name__)}, got {value!r}{reason}."
             ) from None
         if self.choices is not None and out not in self.choices:
             allowed = ", ".join(map(str, self.choices))
@@ -177,6 +178,17 @@ class Param:
         return text
 
 
+#: What a value of each parameter type is, in the words of an error message
+#: ("expected an integer, got 'abc'", not Python's "could not convert string to float").
+_KINDS: dict[type, str] = {int: "an integer", float: "a number", bool: "true or false",
+                           str: "text", Step: "a step size (a number, or abs:NUMBER)"}
+
+
+class _Reason(ValueError):
+    """A conversion failure whose message adds to "expected X, got Y" (Python's own messages
+    of float() and int() do not, and are left out)."""
+
+
 def _convert(value: Any, kind: type) -> Any:
     if kind is bool:
         if isinstance(value, bool):
@@ -186,17 +198,17 @@ def _convert(value: Any, kind: type) -> Any:
             return True
         if text in _FALSE:
             return False
-        raise ValueError("use true or false")
+        raise _Reason("use true or false")
     if kind is int:
         if isinstance(value, bool):
-            raise ValueError("a boolean is not an integer")
+            raise _Reason("a boolean is not an integer")
         number = float(value) if isinstance(value, str) else value
         if float(number) != int(number):
-            raise ValueError("not a whole number")
+            raise _Reason("not a whole number")
         return int(number)
     if kind is float:
         if isinstance(value, bool):
-            raise ValueError("a boolean is not a number")
+            raise _Reason("a boolean is not a number")
         return float(value)
     if kind is str:
         return str(value)

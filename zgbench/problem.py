@@ -14,6 +14,7 @@ boundary); this module is the fast, optimizer-facing front.
 from __future__ import annotations
 
 import functools
+import operator
 import random
 import time
 from collections.abc import Callable
@@ -23,9 +24,10 @@ import numpy as np
 import torch
 
 from zgbench.budget import Budget, BudgetExhausted
-from zgbench.task import Task
+from zgbench.plain import plain_array, plain_key, plain_tensor, plain_value
+from zgbench.task import Cost, Task
 from zgbench.errors import ContractError
-from zgbench.meter import Ledger
+from zgbench.meter import NO_GRADIENTS, Ledger, gradient_limit
 from zgbench.params import Step
 
 #: Fractions of the budget at which checkpoints are taken (plus one at 0 and one at the end).
@@ -61,13 +63,19 @@ class Problem:
         # bound methods only: no attribute of the problem is the ledger or the task
         self._ledger_loss, self._ledger_grad = ledger.loss, ledger.grad
         self._ledger_call, self._ledger_report = ledger.call, ledger.report
+        self._ledger_bill = ledger.bill
+        self._costs = dict(ledger.costs)
+        # the packages whose objects (a trace) may be passed back to a capability
+        self._owners = frozenset({type(task).__module__.split(".")[0], "zgbench"})
         self._ledger_checkpoint, self._ledger_best = ledger.checkpoint, ledger.best_loss
         self._ledger_recommendation = ledger.recommendation
+        self._ledger_report_late = ledger.report_late
         self._ledger_initial, self._ledger_start = ledger.initial, ledger.start
         self._ledger_final = ledger.final
         self._ledger_trajectory = ledger._entries
         self._ledger_task_seconds = functools.partial(getattr, ledger, "task_seconds")
         self._budget = budget
+        self._grad_limit = gradient_limit(budget)  # 0 on an evaluations-only budget
         self._dim = int(task.dim)
         self._device = task.device
         self._dtype = task.dtype
@@ -106,6 +114,12 @@ class Problem:
     @property
     def provides(self) -> frozenset[str]:
         return self._provides
+
+    @property
+    def costs(self) -> dict[str, Cost]:
+        """What each capability costs (:attr:`zgbench.task.Task.costs` with its defaults),
+        as a copy: what :meth:`call` charges, for an optimizer's planning."""
+        return dict(self._costs)
 
     @property
     def scale(self) -> torch.Tensor:
@@ -172,7 +186,8 @@ class Problem:
             return evals
         left = {
             "evals": evals,
-            "grads": None if b.grads is None else max(b.grads - self._grads, 0),
+            "grads": (None if self._grad_limit is None else
+                      max(self._grad_limit - self._grads, 0)),
             "steps": None if b.steps is None else max(b.steps - self._steps, 0),
             "seconds": None if b.seconds is None else max(b.seconds - self.seconds, 0.0),
         }
@@ -203,17 +218,25 @@ class Problem:
         """A fresh key for :meth:`loss`; reuse one key for common random numbers."""
         return self._keys.getrandbits(63)
 
-    def loss(self, thetas: torch.Tensor | np.ndarray, key: int | None = None) -> torch.Tensor:
+    def loss(self, thetas: torch.Tensor | np.ndarray, key: int | None = None, *,
+             whole: bool = False) -> torch.Tensor:
         """Loss of each row of ``thetas`` ``[B, dim]`` -> ``[B]``; counts ``B`` evaluations.
 
         ``thetas`` may be a numpy array (what numpy-based libraries such as pycma ask): it is
-        converted once, with no torch call before the conversion."""
+        converted once, with no torch call before the conversion. Either way the task gets
+        the problem's own plain copy (:mod:`zgbench.plain`). A batch larger than the
+        evaluations left is cut, evaluated, and BudgetExhausted raised; with ``whole=True``
+        (all or nothing) it raises BudgetExhausted before anything is evaluated or charged,
+        for an optimizer that cannot use part of a generation (vectorised differential
+        evolution)."""
         thetas, owned = self._batch(thetas)
         n = self._allowed(thetas.shape[0], self._budget.evals, self._evals, "evaluation")
+        if whole and n < thetas.shape[0]:
+            raise self._not_whole(thetas.shape[0], n, "evaluation")
         cut = n < thetas.shape[0]
         if cut:
             thetas = thetas[:n]
-        key = self.new_key() if key is None else key
+        key = self.new_key() if key is None else plain_key(key)
         if torch.is_grad_enabled():  # a black box: no autograd graph, whatever the task does
             with torch.no_grad():
                 values = self._ledger_loss(thetas, key, owned)
@@ -223,12 +246,16 @@ class Problem:
         self._after_call(cut=cut)
         return values
 
-    def grad(self, thetas: torch.Tensor, key: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(loss[B], grad[B, dim])`` from the task's autodiff; counts ``B`` gradients."""
+    def grad(self, thetas: torch.Tensor, key: int | None = None, *,
+             whole: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss[B], grad[B, dim])`` from the task's autodiff; counts ``B`` gradients
+        (``whole``: all or nothing, as for :meth:`loss`)."""
         self._require("grad")
         thetas, _ = self._batch(thetas)
-        n = self._allowed(thetas.shape[0], self._budget.grads, self._grads, "gradient")
-        key = self.new_key() if key is None else key
+        n = self._allowed(thetas.shape[0], self._grad_limit, self._grads, "gradient")
+        if whole and n < thetas.shape[0]:
+            raise self._not_whole(thetas.shape[0], n, "gradient")
+        key = self.new_key() if key is None else plain_key(key)
         values, grads = self._ledger_grad(thetas[:n], key)
         self._grads += n
         self._after_call(cut=n < thetas.shape[0])
@@ -236,15 +263,27 @@ class Problem:
 
     def call(self, capability: str, *args: Any, evals: int = 0, grads: int = 0, **kwargs: Any) -> Any:
         """Call the task's capability method ``capability`` (e.g. ``"residual"``), timed as task
-        time and charged ``evals`` loss and ``grads`` gradient evaluations. The charge is
-        checked before the call: a call the budget cannot pay for raises BudgetExhausted."""
+        time and charged what the task declares it costs (:attr:`costs`, per parameter
+        vector passed or per call). ``evals`` and ``grads`` can only raise the charge (it is
+        the larger of the task's bill and them, per counter): an optimizer that names the
+        honest charge keeps its numbers, one that names less is charged the bill. The
+        charge is checked before the call: a call the budget cannot pay for raises
+        BudgetExhausted. The arguments reach the task as plain copies
+        (:func:`zgbench.plain.plain_value`; a tensor that requires grad stays on the
+        caller's autograd graph)."""
         self._require(capability)
-        if evals < 0 or grads < 0:
-            raise ContractError(f"{capability} call: charges cannot be negative "
-                                f"(evals={evals}, grads={grads})")
+        evals, grads = _charge(capability, "evals", evals), _charge(capability, "grads", grads)
+        args = plain_value(args, self._owners)
+        kwargs = plain_value(kwargs, self._owners)
+        bill_evals, bill_grads = self._ledger_bill(capability, args, kwargs)
+        evals, grads = max(evals, bill_evals), max(grads, bill_grads)
         b = self._budget
         if (b.evals is not None and self._evals + evals > b.evals) or (
-                b.grads is not None and self._grads + grads > b.grads):
+                grads and self._grad_limit is not None and
+                self._grads + grads > self._grad_limit):
+            if grads and self._grad_limit == 0 and b.grads is None:
+                raise BudgetExhausted(f"{capability} call needs {grads} gradient(s): "
+                                      f"{NO_GRADIENTS}")
             raise BudgetExhausted(
                 f"{capability} call needs {evals} evaluation(s) and {grads} gradient(s), more "
                 f"than the budget left ({self.remaining('evals')} and {self.remaining('grads')})")
@@ -260,25 +299,49 @@ class Problem:
 
         θ is copied (the optimizer may change it in place later). A numpy θ stays numpy until
         a checkpoint needs it: reporting every generation of a numpy library costs no torch
-        call."""
-        if isinstance(theta, np.ndarray):
-            if theta.size != self._dim:
-                raise self._report_error(theta)
-            # a copy, in the task's dtype where numpy has it (else converted by recommendation)
-            theta = np.array(theta, dtype=self._np_dtype).reshape(self._dim)
-        elif not isinstance(theta, torch.Tensor) or theta.numel() != self._dim:
-            raise self._report_error(theta)
-        else:
-            if theta.requires_grad:
-                theta = theta.detach()
-            if theta.dim() != 1:
-                theta = theta.reshape(self._dim)
-            theta = theta.to(device=self._device, dtype=self._dtype, copy=True)
+        call. After the step or time budget ran out (once BudgetExhausted was raised) a
+        report is still taken as the result, counting no step: a library that owns its loop
+        learns of the budget only from the exception, and reports its best point then.
+        BudgetExhausted is raised again after taking it (let it propagate: the harness
+        catches it), so that a loop that only reports still ends. (After the evaluation
+        budget ran out a report counts its step as before.)"""
+        theta = self._reported(theta)
+        if self._late():  # taken, then raised again: a loop of reports still ends
+            self._ledger_report_late(theta)
+            raise BudgetExhausted("budget spent: this late report is the run's result")
         self._ledger_report(theta)
         self._steps += 1
         self._after_call(cut=False)
         if self._budget.steps is not None and self._steps >= self._budget.steps:
             raise BudgetExhausted(f"step budget spent ({self._budget.steps} steps)")
+
+    def _reported(self, theta: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+        """The problem's own plain copy of a reported θ (:mod:`zgbench.plain`), checked."""
+        if isinstance(theta, np.ndarray):
+            # a copy, in the task's dtype where numpy has it (else converted by recommendation)
+            theta = plain_array(theta, self._np_dtype)
+            if theta.size != self._dim:
+                raise self._report_error(theta)
+            return theta.reshape(self._dim)
+        if type(theta) is not torch.Tensor and isinstance(theta, torch.Tensor):
+            return self._reported(plain_tensor(theta))  # a subclass: a plain copy first
+        if not isinstance(theta, torch.Tensor) or theta.numel() != self._dim:
+            raise self._report_error(theta)
+        if theta.requires_grad:
+            theta = theta.detach()
+        if theta.dim() != 1:
+            theta = theta.reshape(self._dim)
+        return theta.to(device=self._device, dtype=self._dtype, copy=True)
+
+    def _late(self) -> bool:
+        """Whether the step or time budget has run out: a report now is a late one."""
+        b = self._budget
+        return ((b.steps is not None and self._steps >= b.steps)
+                or (b.seconds is not None and self.seconds >= b.seconds))
+
+    def _not_whole(self, asked: int, fits: int, what: str) -> BudgetExhausted:
+        return BudgetExhausted(f"a whole batch of {asked} {what}s was asked and {fits} are "
+                               "left: nothing evaluated, nothing charged")
 
     def _report_error(self, theta: Any) -> ContractError:
         return ContractError(
@@ -320,23 +383,27 @@ class Problem:
                 f"(it provides {sorted(self._provides) or 'nothing beyond loss'})")
 
     def _batch(self, thetas: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, bool]:
-        """``thetas`` checked and on the task's device and dtype, and whether the result is
-        the problem's own copy (then a row of it may be kept without cloning)."""
-        if isinstance(thetas, np.ndarray):
+        """``thetas`` checked, as the problem's own plain tensor (a copy: exact type
+        ``torch.Tensor``, no storage shared with the caller) on the task's device and dtype,
+        and whether it is the problem's own copy (always, now: kept for the ledger's API)."""
+        if type(thetas) is torch.Tensor:  # the common path: checks, then one copy
             self._check_shape(thetas)
-            batch = torch.from_numpy(np.array(thetas, dtype=self._np_dtype))  # always a copy
-            if self._device.type == "cpu" and batch.dtype == self._dtype:
-                return batch, True
-            return batch.to(self._device, self._dtype), True
-        if not isinstance(thetas, torch.Tensor):
-            raise self._shape_error(thetas)
-        self._check_shape(thetas)
-        if thetas.requires_grad:
-            thetas = thetas.detach()
-        # `.to` is a dispatch even when it has nothing to do: skip it on the common path
-        if thetas.dtype != self._dtype or thetas.device != self._device:
-            return thetas.to(device=self._device, dtype=self._dtype), True
-        return thetas, False
+            if thetas.requires_grad:
+                thetas = thetas.detach()
+            # `.to` is a dispatch even when it has nothing to do: skip it on the common path
+            if thetas.dtype != self._dtype or thetas.device != self._device:
+                return thetas.to(device=self._device, dtype=self._dtype, copy=True), True
+            return thetas.clone(), True
+        if isinstance(thetas, np.ndarray):
+            batch = plain_array(thetas, self._np_dtype)  # always a copy, base class
+            self._check_shape(batch)
+            tensor = torch.from_numpy(batch)
+            if self._device.type == "cpu" and tensor.dtype == self._dtype:
+                return tensor, True
+            return tensor.to(self._device, self._dtype), True
+        if isinstance(thetas, torch.Tensor):  # a subclass: copied without its code first
+            return self._batch(plain_tensor(thetas))
+        raise self._shape_error(thetas)
 
     def _check_shape(self, thetas: torch.Tensor | np.ndarray) -> None:
         if thetas.ndim != 2 or thetas.shape[1] != self._dim:
@@ -357,6 +424,8 @@ class Problem:
             return asked
         left = limit - used
         if left <= 0:
+            if what == "gradient" and self._budget.grads is None:
+                raise BudgetExhausted(NO_GRADIENTS)
             raise BudgetExhausted(f"{what} budget spent ({limit} {what}s)")
         return min(asked, left)
 
@@ -385,6 +454,18 @@ class Problem:
         if force or now - self._last_progress > 0.1:
             self._last_progress = now
             self._on_progress(min(fraction, 1.0))
+
+
+def _charge(capability: str, name: str, value: Any) -> int:
+    """An optimizer's ``evals=``/``grads=`` of a call as an int >= 0."""
+    try:
+        number = int.__index__(value if isinstance(value, int) else operator.index(value))
+    except TypeError:
+        raise ContractError(f"{capability} call: {name}= is a whole number, got "
+                            f"{type(value).__name__}") from None
+    if number < 0:
+        raise ContractError(f"{capability} call: charges cannot be negative ({name}={number})")
+    return number
 
 
 def _task_scale(task: Task) -> tuple[torch.Tensor, float | None]:

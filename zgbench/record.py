@@ -15,14 +15,25 @@ Schema version 2 (a JSON object; bump :data:`SCHEMA` on any incompatible change)
     task          {name, label, canonical, params, plugin, plugin_version,
                    primary_metric, metrics: {name: "min"|"max"}, provides, family}
     optimizer     {name, label, canonical, params, plugin, plugin_version, requires}
-    seeds         {task, optimizer, problem, eval_key}: the derived seeds actually used
+    seeds         {task, optimizer, problem, eval_key}: the derived seeds actually used (on
+                   secret instances the task seed and eval_key are the secret ones: share
+                   such records only once their key is retired)
+    instances     "public" | "secret" (absent in records written before it existed: public):
+                   the instance set, i.e. whether task seeds were salted with the
+                   organizer's key (zgbench run --instances secret; zgbench.seeding); a
+                   secret run's identity carries "instances": "secret:<key id>" (public
+                   identities have no such key, so their run ids are unchanged)
+    instance_key  (secret runs only) the public id of the key (12 hex chars): runs on one
+                   key's instances share it; boards rank one instance set
     status        "ok" | "failed" | "violated" | "n/a"; "violated": the run broke its budget
                    or tampered with the meter (ranked as a failure, like "failed")
     error         null, or the traceback text of a failed run (for a timeout, an exit or a
                    killed worker: the cause first; where the task broke its contract, it
                    begins "task error: " and names what the task did wrong); for "n/a" the reason; for "violated" the
                    violations, one per clause, then any traceback
-    environment   {hostname, platform, python, torch, zgbench, device_name}
+    environment   {hostname, platform, python, torch, zgbench, device_name, cpu_model,
+                   cpu_cores, memory_gib, pycma, nevergrad, mitsuba, phiflow (versions, null:
+                   not installed)}
     code          (absent in records written before it existed) the code that ran:
                    {zgbench: version, git: `git describe --always --dirty` of the checkout
                    zgbench runs from (absent when it is not a git checkout), task, optimizer:
@@ -49,7 +60,8 @@ Schema version 2 (a JSON object; bump :data:`SCHEMA` on any incompatible change)
                    itself because the problem's counters or clock were changed;
                    failed_evals, failed_grads: (absent in older records) evaluations in
                    calls the task broke (it raised or returned a wrong result), performed
-                   but never charged; violations:
+                   but never charged; late_reports: (absent in older records) reports
+                   taken after the step or time budget ran out (no step counted); violations:
                    [reason, ...], non-empty exactly when status is "violated"}
     start         (absent in records written before it existed, and in runs that failed
                    before their first checkpoint with no sanity metrics) the held-out metrics
@@ -79,8 +91,10 @@ still resume, rank and compare.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 import platform
 import socket
 from collections.abc import Mapping
@@ -90,8 +104,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import zgbench
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # typing has NotRequired from Python 3.11; annotations are not evaluated here
     import torch
+    from typing_extensions import NotRequired
 
 #: The schema records are written in.
 SCHEMA = 2
@@ -110,6 +125,8 @@ class Identity(TypedDict):
     budget: dict[str, float | None]
     device: str
     zgbench: str
+    #: Only on secret instances: ``"secret:<key id>"``.
+    instances: NotRequired[str]
 
 
 class Code(TypedDict, total=False):
@@ -130,6 +147,10 @@ class Record:
     task: dict[str, Any]
     optimizer: dict[str, Any]
     seeds: dict[str, int] = field(default_factory=dict)
+    #: ``"public"`` or ``"secret"`` (:mod:`zgbench.seeding`); older records: public.
+    instances: str = "public"
+    #: The public id of the key of secret instances; ``None`` on public ones.
+    instance_key: str | None = None
     #: ``None`` only while the harness is still running it.
     status: Status | None = None
     error: str | None = None
@@ -158,7 +179,7 @@ class Record:
         ``reference`` with its note when they were not computed (a null reference with a
         note means the task has none)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        for optional in ("audit", "code", "start", "sanity"):
+        for optional in ("audit", "code", "start", "sanity", "instance_key"):
             if data[optional] is None:
                 del data[optional]
         if data["reference_note"] is None:
@@ -225,7 +246,15 @@ def run_id(identity: Mapping[str, Any]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
+#: Libraries whose version moves results, by distribution name -> the record's key.
+LIBRARIES = {"cma": "pycma", "nevergrad": "nevergrad", "mitsuba": "mitsuba",
+             "phiflow": "phiflow"}
+
+
 def environment(device: torch.device) -> dict[str, Any]:
+    """The machine and versions a run ran on (``machine.json`` lists the distinct ones): CPU
+    model, cores and memory, and the versions of torch and of the libraries that move results
+    (pycma, Nevergrad, Mitsuba, PhiFlow; None where not installed)."""
     import torch  # here, not at the top: reading records (store, leaderboard) needs no torch
 
     name = platform.processor() or platform.machine()
@@ -238,7 +267,45 @@ def environment(device: torch.device) -> dict[str, Any]:
         "torch": torch.__version__,
         "zgbench": zgbench.__version__,
         "device_name": name,
+        **_machine(),
     }
+
+
+@functools.lru_cache(maxsize=1)
+def _machine() -> dict[str, Any]:
+    """What does not change within a process: read once (the versions from the installed
+    distributions' metadata, importlib.metadata, so no library is imported for it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions: dict[str, Any] = {}
+    for dist, key in LIBRARIES.items():
+        try:
+            versions[key] = version(dist)
+        except PackageNotFoundError:
+            versions[key] = None
+    return {"cpu_model": _cpu_model(), "cpu_cores": os.cpu_count(),
+            "memory_gib": _memory_gib(), **versions}
+
+
+def _cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo`` on Linux; ``platform.processor()``, often
+    just the architecture, elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gib() -> float | None:
+    """Physical memory in GiB (POSIX sysconf), None where the system does not say."""
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def now() -> str:

@@ -13,7 +13,9 @@ runtime ECDFs, so that tasks with different metrics can be compared and averaged
   diverged run counts as ``CAP`` times the baseline's distance to the best, so one catastrophe
   cannot dominate a mean over tasks, and failing is never better than finishing. A task
   without a finished baseline run, or results without a declared baseline, have no
-  normalised score.
+  normalised score. Where the baseline's median *is* the best known value (it found the
+  best), that formula would score every tie 0 and anything worse the clip; the start's
+  median then scales the score instead (:func:`score_reference`).
 - **Medians with failures** (:func:`worse_quantile`): a failed run is the worst value (+inf
   once oriented). Between two finite order statistics a quantile interpolates linearly, as
   numpy does; where one of the two neighbours is a failure it takes the worse neighbour, so
@@ -46,9 +48,11 @@ runtime ECDFs, so that tasks with different metrics can be compared and averaged
   assessment in blackbox optimization benchmarking", IEEE TEVC 2022): per task, targets are
   the best known value plus gaps log-spaced below the median initial gap (which every run
   would reach at no cost) down to the smallest positive gap any run reached; the curve is the
-  fraction of (run, target) pairs reached by a given spend. Per task the spend is oracle calls
-  (loss + gradient evaluations); aggregated over tasks (each task weighted equally) it is the
-  fraction of the run's budget.
+  fraction of (run, target) pairs reached by a given spend. Per task the spend is the one
+  counter the task's budget bounds (:func:`spend_axis`: loss evaluations, gradients or steps;
+  never their sum, since a gradient and an evaluation cost differently), else the fraction of
+  the budget; aggregated over tasks (each task weighted equally) it is the fraction of the
+  run's budget.
 
 The bootstrap and ranks are written with numpy rather than ``scipy.stats.bootstrap``: failed
 runs are infinite values (interpolating percentiles turn them into NaN), the rank statistic
@@ -217,10 +221,11 @@ def task_stats(runs: pd.DataFrame, records: list[dict[str, Any]], *, baseline: s
     best = min(best_known(records), float(np.nanmin(matrix, initial=math.inf)))
     ref = (float(worse_median(matrix[optimizers.index(baseline)]))
            if baseline in optimizers else math.nan)
-    scores = normalise(worse_median(matrix, axis=1), best, ref, cap)  # [O]
+    scale = score_reference(best, ref, start_median(runs, direction))
+    scores = normalise(worse_median(matrix, axis=1), best, scale, cap)  # [O]
     idx = bootstrap_indices(matrix.shape[1], n_boot, derive_seed("bootstrap", task_id, seed))
     median_reps = resampled_medians(matrix, idx)
-    score_reps = normalise(median_reps, best, ref, cap)
+    score_reps = normalise(median_reps, best, scale, cap)
     rank_reps = competition_ranks(median_reps)
     table = _task_frame(optimizers, scores, median_reps, score_reps, rank_reps, direction,
                         confidence, best, ref)
@@ -228,6 +233,32 @@ def task_stats(runs: pd.DataFrame, records: list[dict[str, Any]], *, baseline: s
     table = with_separation(table, start, baseline, direction)
     return TaskStats(runs["task"].iloc[0], table, optimizers, score_reps, rank_reps, best, ref,
                      start, separates(table, start, baseline))
+
+
+def start_median(runs: pd.DataFrame, direction: str) -> float:
+    """The start's median (oriented) over the task's instances, NaN where unknown."""
+    if "start" not in runs:
+        return math.nan
+    per_seed = runs.dropna(subset=["start"]).groupby("seed")["start"].first()
+    if per_seed.empty:
+        return math.nan
+    return float(worse_median(oriented(per_seed.to_numpy(dtype=float), direction)))
+
+
+def score_reference(best: float, ref: float, start: float) -> float:
+    """The value that scores 1: the baseline's median ``ref``, unless it equals the best
+    known value (the baseline found the best, as random search does on a plateau task such as
+    ``step``). Then ``(v - best) / (ref - best)`` degenerates: every tie scores 0 and anything
+    worse the clip, so one near-miss weighs as a catastrophe in the mean over tasks. There
+    the start's median is the reference instead: the scale of what an optimizer achieves is
+    how much of the way from θ₀ to the best it went (0 = the best, which the baseline
+    reached; 1 = no better than the start). Where the start is no worse than the best
+    either (nothing moved on the task), there is no scale and no score (NaN)."""
+    if math.isfinite(ref) and math.isfinite(best) and ref > best:
+        return ref
+    if not math.isfinite(ref):
+        return ref  # no baseline ran: no normalised score, as before
+    return start if math.isfinite(start) and start > best else math.nan
 
 
 def start_interval(runs: pd.DataFrame, seeds: list[Any], idx: np.ndarray, direction: str,
@@ -370,17 +401,54 @@ class Runtimes:
     targets: np.ndarray
     calls: dict[str, list[np.ndarray]] = field(default_factory=dict)  # optimizer -> [T] per run
     fractions: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    axis: str = "evals"  # what ``calls`` counts (:func:`spend_axis`)
 
 
-def _series(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(oracle calls, budget fraction, oriented primary metric) at each checkpoint."""
+#: The x axes of a task's convergence plot and runtime ECDF, in words. One counter, never a
+#: sum: a gradient costs far more than a loss evaluation (a backward pass, or d of them for
+#: a finite-difference method), so "oracle calls" (evals + grads) put a gradient method's
+#: 100 gradients level with 100 evaluations of a DFO method.
+SPEND_AXES = {"evals": "loss evaluations", "grads": "gradient evaluations",
+              "steps": "optimizer steps",
+              "budget_fraction": "fraction of the budget spent (of its most-used limit)"}
+
+
+def _budget(record: dict[str, Any]) -> Budget:
+    return Budget(**(record.get("identity", {}).get("budget") or {"evals": 1}))
+
+
+def spend_axis(records: Iterable[dict[str, Any]]) -> str:
+    """What a task's runs spent, on one axis (a key of :data:`SPEND_AXES`): the one counter
+    their budget bounds (evaluations, gradients or steps), where every run has the same one
+    and no run spent evaluations or gradients beyond it; else the fraction of each run's
+    budget (its most-used limit), which every run has."""
+    axes = set()
+    for r in records:
+        limits = _budget(r).as_dict()
+        bounded = [k for k in ("evals", "grads", "steps") if limits.get(k) is not None]
+        spent = {k for p in r.get("trajectory") or [] for k in ("evals", "grads") if p.get(k)}
+        axes.add(bounded[0] if len(bounded) == 1 and spent <= set(bounded) else "budget_fraction")
+    return axes.pop() if len(axes) == 1 else "budget_fraction"
+
+
+def spend(point: dict[str, Any], budget: Budget, axis: str) -> float:
+    """A checkpoint's spend on ``axis`` (:func:`spend_axis`)."""
+    if axis == "budget_fraction":
+        return budget.fraction(point["evals"], point["grads"], point.get("steps", 0),
+                               point.get("seconds", 0.0))
+    return float(point.get(axis, 0))
+
+
+def _series(record: dict[str, Any], axis: str = "evals",
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(spend on the task's ``axis``, budget fraction, oriented primary metric) at each
+    checkpoint."""
     metric = record["task"]["primary_metric"]
     direction = record["task"]["metrics"][metric]
-    budget = Budget(**(record.get("identity", {}).get("budget") or {"evals": 1}))
+    budget = _budget(record)
     traj = record.get("trajectory") or []
-    calls = np.array([p["evals"] + p["grads"] for p in traj], dtype=float)
-    frac = np.array([budget.fraction(p["evals"], p["grads"], p.get("steps", 0),
-                                     p.get("seconds", 0.0)) for p in traj], dtype=float)
+    calls = np.array([spend(p, budget, axis) for p in traj], dtype=float)
+    frac = np.array([spend(p, budget, "budget_fraction") for p in traj], dtype=float)
     values = [(p.get("metrics") or {}).get(metric) for p in traj]
     ys = oriented([math.inf if v is None else v for v in values], direction)
     ys = np.where(np.isnan(ys), math.inf, ys)
@@ -397,7 +465,8 @@ def runtimes(records: list[dict[str, Any]], n_targets: int = TARGETS) -> Runtime
     best = best_known(ok)
     if not math.isfinite(best):  # every metric NaN or infinite: no target to reach
         return None
-    series = [_series(r) for r in ok]
+    axis = spend_axis(ok)
+    series = [_series(r, axis) for r in ok]
     initial_gaps = np.array([ys[0] - best for _, _, ys in series])
     g0 = float(np.median(initial_gaps[np.isfinite(initial_gaps)])) if np.isfinite(
         initial_gaps).any() else math.nan
@@ -408,7 +477,7 @@ def runtimes(records: list[dict[str, Any]], n_targets: int = TARGETS) -> Runtime
     # log-spaced strictly below the median start, down to the closest approach of any run; if
     # no run got closer than its start without matching the best, the best is the only target
     targets = np.geomspace(g0, below.min(), n_targets + 1)[1:] if below.size else np.zeros(1)
-    out = Runtimes(records[0]["task"]["label"], best + targets)
+    out = Runtimes(records[0]["task"]["label"], best + targets, axis=axis)
     for r in records:
         if r.get("status") == "n/a":
             continue
@@ -416,7 +485,7 @@ def runtimes(records: list[dict[str, Any]], n_targets: int = TARGETS) -> Runtime
         hit_calls = np.full(len(targets), math.inf)
         hit_frac = np.full(len(targets), math.inf)
         if r.get("status") == "ok" and r.get("trajectory"):
-            calls, frac, ys = _series(r)
+            calls, frac, ys = _series(r, axis)
             reached = (ys[None, :] - best) <= targets[:, None]  # [T, checkpoints]
             first = np.where(reached.any(1), reached.argmax(1), -1)
             hit_calls = np.where(first >= 0, calls[first], math.inf)
@@ -445,14 +514,14 @@ def ecdf(per_task: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def profiles(runtimes_by_task: list[Runtimes]) -> pd.DataFrame:
-    """Long table of ECDF steps: per task on oracle calls, and over all tasks on the budget
-    fraction (columns scope, optimizer, x, x_kind, fraction)."""
+    """Long table of ECDF steps: per task on its spend axis (:func:`spend_axis`), and over
+    all tasks on the budget fraction (columns scope, optimizer, x, x_kind, fraction)."""
     rows = []
     names = sorted({n for rt in runtimes_by_task for n in rt.calls})
     for rt in runtimes_by_task:
         for name in sorted(rt.calls):
             xs, ys = ecdf([rt.calls[name]])
-            rows += [(rt.task, name, x, "oracle_calls", y) for x, y in zip(xs, ys)]
+            rows += [(rt.task, name, x, rt.axis, y) for x, y in zip(xs, ys)]
     for name in names:
         per_task = [rt.fractions[name] for rt in runtimes_by_task if name in rt.fractions]
         xs, ys = ecdf(per_task)

@@ -12,12 +12,17 @@ with ``requires <= provides``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import inspect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import torch
 
 from zgbench.budget import Budget
 from zgbench.component import Component
+from zgbench.errors import ContractError
 
 #: Capabilities the core knows about. Plugins may use other words; these are documented.
 CAPABILITIES = {
@@ -41,6 +46,113 @@ CAPABILITIES = {
 }
 
 
+@dataclass(frozen=True)
+class Cost:
+    """What one call of a capability costs, in the budget's units: ``evals`` loss and
+    ``grads`` gradient evaluations, ``per`` parameter vector passed (``"row"``) or ``per``
+    call (``"call"``).
+
+    Why the task says it: the task knows what its capability computes (a traced forward
+    pass, an autodiff gradient, a Monte Carlo residual), the optimizer calling it does not,
+    and an optimizer that named its own charge could name zero. The rows of a call are the
+    parameter vectors in its first argument (θ): ``[B, dim]`` is ``B`` rows, ``[dim]`` one,
+    no θ (``None`` or absent: a call asking for metadata, such as ``layers()``) none; any
+    other shape counts ``ceil(numel / dim)``, so no tensor is free."""
+
+    evals: int = 0
+    grads: int = 0
+    per: Literal["row", "call"] = "row"
+
+    def __post_init__(self) -> None:
+        for name in ("evals", "grads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ContractError(f"Cost({name}={value!r}): a whole number >= 0")
+        if self.per not in ("row", "call"):
+            raise ContractError(f"Cost(per={self.per!r}): 'row' or 'call'")
+
+    def bill(self, rows: int) -> tuple[int, int]:
+        """``(evals, grads)`` charged for a call with ``rows`` parameter vectors."""
+        times = rows if self.per == "row" else 1
+        return self.evals * times, self.grads * times
+
+
+#: The cost of a documented capability a task provides without declaring it in
+#: :attr:`Task.costs` (what :data:`CAPABILITIES` says an optimizer charges), and of any other
+#: undeclared capability: :data:`UNDECLARED_COST`.
+CAPABILITY_COSTS: dict[str, Cost] = {
+    "grad": Cost(grads=1),
+    "residual": Cost(grads=1, per="call"),
+    "layers": Cost(evals=1),
+    "pairs": Cost(grads=1),
+}
+#: A capability no one declared costs one loss evaluation per parameter vector passed: it
+#: sees θ, so it is at least as informative as a loss call, and a call without θ is free.
+UNDECLARED_COST = Cost(evals=1)
+#: The budget's units: a loss row is one evaluation and a ``grad`` row one gradient, by
+#: definition, so a task cannot declare them otherwise.
+UNIT_COSTS: dict[str, Cost] = {"loss": Cost(evals=1), "grad": Cost(grads=1)}
+
+
+def capability_costs(task: type[Task] | Task) -> dict[str, Cost]:
+    """Every provided capability's :class:`Cost`: the task's :attr:`Task.costs`, else the
+    documented default (:data:`CAPABILITY_COSTS`), else :data:`UNDECLARED_COST`. A
+    declaration that is not a Cost, names a capability the task does not provide, or
+    redefines a unit (``loss``, ``grad``) breaks the task contract."""
+    cls = task if isinstance(task, type) else type(task)
+    declared = getattr(cls, "costs", None) or {}
+    if not isinstance(declared, Mapping):
+        raise ContractError(f"task {cls.name!r}: costs must map capability names to Cost, "
+                            f"got {type(declared).__name__}")
+    provides = frozenset(getattr(task, "provides", ()))
+    for name, cost in declared.items():
+        if not isinstance(cost, Cost):
+            raise ContractError(f"task {cls.name!r}: costs[{name!r}] must be a Cost "
+                                f"(e.g. Cost(evals=1)), got {cost!r}")
+        if name not in provides:
+            raise ContractError(f"task {cls.name!r}: costs[{name!r}] declares the cost of a "
+                                f"capability it does not provide ({sorted(provides)})")
+        if name in UNIT_COSTS and cost != UNIT_COSTS[name]:
+            raise ContractError(f"task {cls.name!r}: {name!r} is the budget's unit and costs "
+                                f"{UNIT_COSTS[name]}; remove costs[{name!r}]")
+    return {name: declared.get(name) or CAPABILITY_COSTS.get(name, UNDECLARED_COST)
+            for name in sorted(provides)}
+
+
+def rows_of(value: Any, dim: int) -> int:
+    """Parameter vectors in a capability's θ argument (see :class:`Cost`): containers count
+    what they hold, anything else that is not ``None`` one."""
+    if value is None:
+        return 0
+    if isinstance(value, torch.Tensor):
+        return math.ceil(value.numel() / max(dim, 1))
+    shape = getattr(value, "shape", None)  # a numpy array
+    if isinstance(shape, tuple):
+        return math.ceil(math.prod(shape) / max(dim, 1))
+    if isinstance(value, (list, tuple)):
+        return sum(rows_of(v, dim) for v in value)
+    return 1
+
+
+def theta_argument(method: Any, args: tuple, kwargs: dict[str, Any]) -> Any:
+    """The first argument of a call of ``method`` (a bound capability), by position or by
+    its name, ``None`` if the call passes none. Arguments that do not fit the signature
+    are the caller's fault: :class:`ContractError`."""
+    if args:
+        return args[0]
+    if not kwargs:
+        return None
+    try:
+        params = list(inspect.signature(method).parameters.values())
+    except (TypeError, ValueError):  # no signature (a builtin): the first keyword's value
+        return next(iter(kwargs.values()))
+    if params and params[0].kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                     inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                     inspect.Parameter.KEYWORD_ONLY):
+        return kwargs.get(params[0].name)
+    return next(iter(kwargs.values()))  # (*args, **kwargs): the first keyword's value
+
+
 class Task(Component):
     """A black-box objective: batched ``loss``, held-out ``evaluate``, a starting point.
 
@@ -53,6 +165,11 @@ class Task(Component):
     kind: ClassVar[str] = "task"
     #: Capabilities beyond ``loss``: see :data:`CAPABILITIES`.
     provides: ClassVar[frozenset[str]] = frozenset()
+    #: What each capability costs per call or per parameter vector (:class:`Cost`). The
+    #: problem charges it whatever the optimizer asks (``problem.call(..., evals=...)`` can
+    #: only raise the charge). Undeclared: :data:`CAPABILITY_COSTS` for the documented
+    #: capabilities, else one evaluation per parameter vector (:data:`UNDECLARED_COST`).
+    costs: ClassVar[Mapping[str, Cost]] = {}
     #: Held-out metrics ``evaluate`` returns, each ``"min"`` or ``"max"`` (better direction).
     metrics: ClassVar[dict[str, str]] = {}
     #: The metric leaderboards rank by.

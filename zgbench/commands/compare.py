@@ -46,13 +46,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("old", help="reference: results folder, leaderboard folder or stats.csv")
     parser.add_argument("new", help="candidate: results folder, leaderboard folder or stats.csv")
     parser.add_argument("--all", action="store_true",
-                        help="list unchanged, missing and added pairs too")
+                        help="list missing and added pairs too (pairs in one side only)")
     parser.add_argument("-o", "--out", help="also write the comparison as CSV to this file")
 
 
 def main(args: argparse.Namespace) -> int:
     (old, old_machines), (new, new_machines) = load(args.old), load(args.new)
     console = Console()
+    if not console.is_terminal:  # a log or a pipe: wide enough for a row per pair
+        console = Console(width=120)
     for warning in differences(old, new, old_machines, new_machines):
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     result = stats.compare(old, new)
@@ -64,9 +66,10 @@ def main(args: argparse.Namespace) -> int:
         from zgbench.store import atomic_write_text
 
         atomic_write_text(args.out, result.to_csv(index=False))
-    # pairs in one table only are counted below; listing them would bury the verdicts
+    # every pair both sides ranked is shown (an empty table read as "nothing compared");
+    # pairs in one table only are counted below, listing them would bury the verdicts
     shown = result if args.all else result[result["verdict"].isin(
-        ["regressed", "improved", "incomparable"])]
+        ["regressed", "improved", "incomparable", "unchanged"])]
     if not shown.empty:
         console.print(_table(shown))
     counts = result["verdict"].value_counts()
@@ -141,7 +144,7 @@ def _table(frame: pd.DataFrame) -> Table:
     table = Table(title="Changes (median [95% interval]; failures count as the worst value)",
                   title_justify="left")
     for column in ("task", "optimizer", "metric", "old", "new", "verdict"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # names are never cut to "sphere[dim…"
     for _, row in frame.iterrows():
         style = STYLE.get(row["verdict"], "")
         table.add_row(escape(str(row["task"])), escape(str(row["optimizer"])),

@@ -28,7 +28,8 @@ HELP = "write per-task ranked CSVs, convergence plots and overall.csv from a res
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("results", help="results folder written by zgbench run")
+    parser.add_argument("results", nargs="?", default="results",
+                        help="results folder written by zgbench run (default: results, as run)")
     parser.add_argument("-o", "--out", help="output folder (default: RESULTS/leaderboard)")
     parser.add_argument("--tuned", metavar="RESULTS2",
                         help="results of the tuned suite (zgbench tune): the tuned track, "

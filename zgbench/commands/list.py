@@ -74,6 +74,23 @@ def scale_summary(cls: type) -> str:
     return f"scale {float(values.mean()):.3g} (per-coordinate, mean)"
 
 
+#: A parameter's type in words, for :func:`allowed_values`.
+_TYPES = {"int": "integer", "float": "number", "bool": "true|false", "str": "text",
+          "Step": "step size"}
+
+
+def allowed_values(param) -> str:
+    """What a parameter accepts: its choices, else its type with its declared bounds
+    (``integer >= 1``, ``number > 0 and < 1``), else the type alone (``any integer``):
+    ``zgbench list NAME`` shows every parameter's bounds, and that it has none."""
+    if param.choices is not None:
+        return "|".join(map(str, param.choices))
+    kind = _TYPES.get(param.type.__name__, param.type.__name__)
+    if param.bounds():
+        return f"{kind} {param.bounds()}"
+    return kind if param.type in (bool, str) else f"any {kind}"
+
+
 def _details(registry, name: str) -> Table:
     """One task or optimizer: every parameter with its default, choices (or bounds) and help."""
     entries = {**registry.optimizers, **registry.tasks}  # a task and an optimizer never share
@@ -83,15 +100,14 @@ def _details(registry, name: str) -> Table:
     cls = entry.cls
     table = Table(title=f"{cls.kind} {name} ({entry.plugin} {entry.version}): "
                         f"{escape(cls.description())}", title_justify="left")
-    for column in ("parameter", "default", "choices", "tune", "help"):
+    for column in ("parameter", "default", "allowed values", "tune", "help"):
         table.add_column(column, overflow="fold")
     for param in cls.declared_params().values():
-        choices = "|".join(map(str, param.choices)) if param.choices is not None else param.bounds()
         tune = (f"{param.tune[0]:g}..{param.tune[1]:g}{' log' if param.log else ''}"
                 if isinstance(param.tune, tuple) else "choices" if param.tune else "")
         default = f"{param.default} x scale" if param.relative and not param.default.absolute \
             else str(param.default)
-        table.add_row(param.name, escape(default), escape(choices), tune,
+        table.add_row(param.name, escape(default), escape(allowed_values(param)), tune,
                       escape(param.help))
     missing = cls.missing_dependency()
     notes = [scale_summary(cls)] if cls.kind == "task" else []

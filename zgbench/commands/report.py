@@ -26,7 +26,8 @@ HELP = "write a static HTML report (tables, plots, pictures, machine) from a res
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("results", help="results folder written by zgbench run")
+    parser.add_argument("results", nargs="?", default="results",
+                        help="results folder written by zgbench run (default: results, as run)")
     parser.add_argument("-o", "--out", help="output folder (default: RESULTS/report)")
     parser.add_argument("--title", default="zgbench report", help="page title")
     parser.add_argument("--tuned", metavar="RESULTS2",

@@ -2,7 +2,9 @@
 
 With no --tasks/--optimizers/--suite it runs the quick suite (tasks/quick.toml: every task at
 a small size, every optimizer, on the CPU, in minutes). --tasks and --optimizers replace the
-suite's lists; --evals/--grads/--steps/--seconds replace every task's budget limits.
+suite's lists; with --suite S, a task of --tasks that S names (the same instance, or by bare
+name S's only instance of it) keeps S's budget and optimizers; --evals/--grads/--steps/--seconds
+replace every task's budget limits.
 A suite's task or optimizer whose optional dependency is missing is skipped with its install
 line and the rest runs; one named with --tasks/--optimizers stops the run (exit 2) instead.
 Finished runs in --out are skipped (resume); a failed run is recorded with its traceback and
@@ -52,14 +54,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from zgbench import declared, outputs, specs, watchdog
+from zgbench import declared, outputs, seeding, specs, watchdog
 from zgbench import suite as suites
 from zgbench.cli import add_baseline_argument, load_registry
 from zgbench.errors import UsageError
 from zgbench.lazy import lazy
-from zgbench.progress import RichReporter
+from zgbench.progress import reporter_for
 from zgbench.store import ResultStore
 
+pd = lazy("pandas")
 torch = lazy("torch")
 harness = lazy("zgbench.harness")
 leaderboard = lazy("zgbench.leaderboard")
@@ -91,43 +94,93 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rerun-stale", action="store_true",
                         help="rerun finished runs whose task or optimizer source changed since "
                              "they ran, and those recorded without a code fingerprint")
+    parser.add_argument("--instances", choices=("public", "secret"), default="public",
+                        help="task instances: public (seeds anyone can derive; the published "
+                             "boards) or secret (seeds salted with the organizer's key, from "
+                             "$ZGBENCH_INSTANCE_KEY or --instance-key-file; a leaderboard "
+                             "of untrusted optimizers)")
+    parser.add_argument("--instance-key-file", metavar="PATH",
+                        help="the organizer's key for --instances secret (outside --out)")
+
+
+#: Width the end-of-run summary fits (a terminal's, or this where the output is a file).
+SUMMARY_WIDTH = 100
+
+
+def summary_console(console: Console) -> Console:
+    """A console for the end-of-run tables on ``console``'s stream, at most
+    :data:`SUMMARY_WIDTH` columns wide (a log file gets 100, not rich's default 80)."""
+    width = min(console.width, SUMMARY_WIDTH) if console.is_terminal else SUMMARY_WIDTH
+    return Console(file=console.file, width=width, force_terminal=console.is_terminal,
+                   no_color=not console.is_terminal, highlight=False)
+
+
+def _footnotes(overall) -> dict[str, int]:
+    """Footnote number of each distinct caveat, in board order (caveats are long sentences:
+    as a column they wrapped every row to 10-12 lines)."""
+    notes: dict[str, int] = {}
+    for text in overall.get("caveat", []):
+        if isinstance(text, str) and text and text not in notes:
+            notes[text] = len(notes) + 1
+    return notes
 
 
 def _overall_table(overall) -> Table:
-    """The overall main board (optimizers ranked on enough tasks), as overall.csv has it."""
-    table = Table(title="Overall (mean rank over tasks, 95% interval; partial coverage in "
-                        "overall.csv)", title_justify="left")
-    caveats = "caveat" in overall
-    for column in ("position", "optimizer", "mean rank", "interval", "coverage") + (
-            ("caveat (the suite's; see its claim)",) if caveats else ()):
-        table.add_column(column)
+    """The overall main board (optimizers ranked on enough tasks), as overall.csv has it;
+    caveats as footnote marks (:func:`_say_caveats` prints the notes)."""
+    table = Table(title="Overall (mean rank over tasks, 95% interval)", title_justify="left")
+    notes = _footnotes(overall)
+    for column in ("pos", "optimizer", "mean rank", "interval", "coverage") + (
+            ("note",) if notes else ()):
+        table.add_column(column, no_wrap=column != "optimizer")
     for _, row in overall[overall["board"] == "main"].iterrows():
+        mark = notes.get(row.get("caveat", ""), "")
         table.add_row(f"{int(row['position'])}", escape(str(row["optimizer"])),
                       f"{row['mean_rank']:.3g}", f"{row['rank_lo']:.3g}-{row['rank_hi']:.3g}",
-                      str(row["coverage"]), *((escape(str(row["caveat"])),) if caveats else ()))
+                      str(row["coverage"]), *((f"[{mark}]" if mark else "",) if notes else ()))
     return table
 
 
+def _say_caveats(console: Console, overall) -> None:
+    """The optimizers of the partial table (ranked on too few tasks for the main board), so
+    that none goes unmentioned, then the footnotes of both (caveats, marked ``[n]``)."""
+    notes = _footnotes(overall)
+    partial = overall[overall["board"] != "main"]
+    if not partial.empty:
+        marks = [notes.get(row.get("caveat", "")) for _, row in partial.iterrows()]
+        listed = ", ".join(f"{row['optimizer']} ({row['coverage']}){f' [{m}]' if m else ''}"
+                           for (_, row), m in zip(partial.iterrows(), marks))
+        console.print(f"partial coverage (ranked on too few tasks for the main board; see "
+                      f"overall.csv): {listed}", markup=False)
+    for text, mark in notes.items():
+        console.print(f"[{mark}] {text} (the suite's caveat; see its claim)", markup=False)
+
+
 def _results_table(written: dict) -> Table:
-    """What the run found, at a glance: each task's winner (rank 1 by its primary metric's
-    median over seeds) and the optimizer's place on the overall main board."""
+    """What the run found, at a glance: each task's winners (every optimizer at rank 1 by
+    its primary metric's median over seeds: ties are named, not just the first) and their
+    places on the overall main board."""
     overall = written["overall"]
     position = {row["optimizer"]: row["position"] for _, row in overall.iterrows()
                 if row.get("board") == "main"}
     table = Table(title="Winners (median over seeds; overall position on the main board)",
                   title_justify="left")
-    for column in ("task", "winner", "metric", "median", "overall"):
-        table.add_column(column)
+    for column in ("task", "winner (overall position)", "metric", "median"):
+        table.add_column(column, no_wrap=column in ("median",))
     for label, frame in written["tasks"].items():
         best = frame[frame["rank"] == 1]
+        if "counted" in best:
+            best = best[best["counted"].astype(bool)]
         if best.empty:
             continue
+        names = []
+        for _, row in best.iterrows():
+            place = position.get(row["optimizer"])
+            names.append(f"{row.get('spec', row['optimizer'])} "
+                         f"({'-' if place is None or place is pd.NA else int(place)})")
         row = best.iloc[0]
-        name = row["optimizer"]
-        place = position.get(name)
-        table.add_row(escape(label), escape(str(row.get("spec", name))),
-                      escape(f"{row['metric']} ({row['direction']})"), f"{row['median']:.4g}",
-                      "-" if place is None else f"{int(place)}")
+        table.add_row(escape(label), escape(", ".join(names)),
+                      escape(f"{row['metric']} ({row['direction']})"), f"{row['median']:.4g}")
     return table
 
 
@@ -196,6 +249,7 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    key = _instance_key(args)  # first: no worker process is started with it in its environment
     registry = load_registry(args)
     entries, seeds, device, declarations = _resolve(args, registry)
     device, devices = _devices(device)
@@ -205,17 +259,19 @@ def main(args: argparse.Namespace) -> int:
         _check_dependencies(entries, registry)
     else:  # a suite runs what is installed and says what it skipped
         entries = _installed_only(entries, registry, console)
-    runs = harness.plan(entries, seeds, device)
+    runs = harness.on_instances(harness.plan(entries, seeds, device), key)
     _check_unique(runs)
     out = Path(args.out)
     ResultStore(out).check_writable()
+    _check_instance_set(out, key)
+    del key  # the runs carry their derived seeds: no reference to the key is left here
     for folder in ("artifacts", "quarantine") + (() if args.no_leaderboard else ("leaderboard",)):
         outputs.checked(out, out / folder)  # a symbolic link there: refused before any run
     if declarations is not None:
         declared.save(out, declarations)
     try:
         with executor if hasattr(executor, "__enter__") else nullcontext():  # stops workers
-            summary = harness.run_all(runs, registry, out, executor, RichReporter(console),
+            summary = harness.run_all(runs, registry, out, executor, reporter_for(console),
                                       rerun_stale=args.rerun_stale)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
@@ -229,15 +285,40 @@ def main(args: argparse.Namespace) -> int:
     if not args.no_leaderboard and runs:
         planned = {(run.task.canonical, run.optimizer.canonical) for run in runs}
         written = leaderboard.write(out, out / "leaderboard", planned=planned)
-        console.print(_overall_table(written["overall"]))
-        console.print(_results_table(written))
+        tables = summary_console(console)
+        tables.print(_results_table(written))
+        tables.print(_overall_table(written["overall"]))
+        _say_caveats(tables, written["overall"])
         console.print(f"leaderboard: {out / 'leaderboard'} ({len(written['tasks'])} tasks)",
-                      markup=False)
+                      markup=False, soft_wrap=True)
     if args.report and runs:
         from zgbench import report
 
-        console.print(f"report: {report.build(out, args.report)}", markup=False)
+        console.print(f"report: {report.build(out, args.report)}", markup=False,
+                      soft_wrap=True)  # a path cut in two cannot be pasted
     return 1 if args.strict and summary.failed else 0
+
+
+def _instance_key(args: argparse.Namespace) -> seeding.InstanceKey | None:
+    """The organizer's key for ``--instances secret`` (read once, then dropped from the
+    environment: see :func:`zgbench.seeding.load_instance_key`); ``None`` for public."""
+    if getattr(args, "instances", "public") != "secret":
+        if getattr(args, "instance_key_file", None):
+            raise UsageError("--instance-key-file is the key of secret instances: add "
+                             "--instances secret")
+        return None
+    return seeding.load_instance_key(args.out, args.instance_key_file)
+
+
+def _check_instance_set(out: Path, key: seeding.InstanceKey | None) -> None:
+    """Refuse to add runs on one instance set to a results folder of another: its boards
+    rank one set (:func:`zgbench.seeding.instance_set`)."""
+    planned = seeding.PUBLIC if key is None else f"{seeding.SECRET}:{key.id}"
+    there = {seeding.record_instances(r) for r in ResultStore(out)} - {planned}
+    if there:
+        raise UsageError(f"{out} holds runs on other instances ({', '.join(sorted(there))}) "
+                         f"than these ({planned}): boards rank one instance set, so give "
+                         "these runs their own --out folder")
 
 
 def _declarations(args: argparse.Namespace, suite, registry) -> declared.Declarations | None:
@@ -262,9 +343,8 @@ def _resolve(args: argparse.Namespace, registry):
     optimizers = ([specs.resolve_optimizer(registry, o) for o in specs.split_list(args.optimizers)]
                   if args.optimizers else None)
     if args.tasks:
-        tasks = [specs.resolve_task(registry, t) for t in specs.split_list(args.tasks)]
-        entries = [(t, registry.task(t.name).cls.default_budget.override(**budget_override),
-                    optimizers) for t in tasks]
+        entries = [_task_entry(text, suite, registry, optimizers, budget_override)
+                   for text in specs.split_list(args.tasks)]
     else:
         entries = [(t.spec, t.budget.override(**budget_override),
                     optimizers or t.optimizers or suite.optimizers) for t in suite.tasks]
@@ -275,6 +355,33 @@ def _resolve(args: argparse.Namespace, registry):
         raise UsageError(f"--seeds must be at least 1, got {seeds}.")
     device = args.device or (suite.device if suite else "cpu")
     return entries, seeds, device, _declarations(args, suite, registry)
+
+
+def _task_entry(text: str, suite, registry, optimizers, budget_override: dict):
+    """One ``--tasks`` entry: with ``--suite``, a task the suite names (the same instance, or
+    the suite's only instance of that name) keeps the suite's budget and optimizer list, as
+    in the suite's own run; any other task gets its default budget. ``--evals`` and the like
+    replace either."""
+    task = specs.resolve_task(registry, text)
+    named = _in_suite(task, suite, bare="[" not in text)
+    budget = named.budget if named else registry.task(task.name).cls.default_budget
+    if named and task.canonical != named.spec.canonical:
+        task = named.spec  # `--tasks step` means the suite's step instance
+    chosen = optimizers or (named.optimizers if named else None) or (
+        suite.optimizers if suite else None)
+    return task, budget.override(**budget_override), chosen
+
+
+def _in_suite(task: specs.Spec, suite, bare: bool):
+    """The suite's entry for ``task``: the same instance, else the only instance of its
+    name when ``task`` was given by bare name; None where the suite does not name it."""
+    if suite is None:
+        return None
+    same = [t for t in suite.tasks if t.spec.canonical == task.canonical]
+    if same:
+        return same[0]
+    by_name = [t for t in suite.tasks if t.spec.name == task.name]
+    return by_name[0] if bare and len(by_name) == 1 else None
 
 
 def _devices(text: str) -> tuple[str, list[str]]:

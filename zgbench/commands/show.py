@@ -51,7 +51,8 @@ HELP = "write target-vs-result contact sheets (PNG) per task from a results fold
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("results", help="results folder written by zgbench run")
+    parser.add_argument("results", nargs="?", default="results",
+                        help="results folder written by zgbench run (default: results, as run)")
     parser.add_argument("-o", "--out", help="output folder (default: RESULTS/pictures)")
     parser.add_argument("--tasks", help="only these tasks: names or specs, comma separated")
     parser.add_argument("--optimizers", help="only these optimizers: names or specs")
@@ -81,9 +82,7 @@ def main(args: argparse.Namespace) -> int:
             skipped.append(record)
         else:
             by_task[record["task"]["label"]].append((record, picture))
-    for record in skipped:
-        console.print(f"skipped {escape(_describe(record))}: no stored picture or parameter "
-                      "vector (re-run it with this version to store them)", highlight=False)
+    _say_skipped(console, skipped, registry)
     if not by_task:
         raise UsageError(f"no run in {results} has a picture: tasks that draw their result "
                          "(mesh-fit, procedural) store one per run; run them with zgbench run.")
@@ -91,6 +90,35 @@ def main(args: argparse.Namespace) -> int:
         path = contact_sheet(label, runs, out / f"{leaderboard.slug(label)}.png")
         console.print(f"{escape(label)}: {len(runs)} runs -> {escape(str(path))}", highlight=False)
     return 0
+
+
+def draws_pictures(registry: Registry, task_name: str) -> bool:
+    """Whether the task overrides :meth:`~zgbench.Task.artifacts` (a task not installed here
+    counts as drawing: its runs may have pictures this version could store)."""
+    from zgbench.task import Task
+
+    try:
+        cls = registry.task(task_name).cls
+    except (KeyError, UsageError):
+        return True
+    return getattr(cls, "artifacts", Task.artifacts) is not Task.artifacts
+
+
+def _say_skipped(console: Console, skipped: list[dict[str, Any]], registry: Registry) -> None:
+    """Name each skipped run of a task that draws pictures (re-running stores them); the
+    runs of tasks that draw none (sphere, step...) get one line, with no advice to re-run:
+    re-running would store no picture either."""
+    silent: dict[str, int] = defaultdict(int)
+    for record in skipped:
+        if not draws_pictures(registry, record["task"]["name"]):
+            silent[record["task"]["name"]] += 1
+            continue
+        console.print(f"skipped {escape(_describe(record))}: no stored picture or parameter "
+                      "vector (re-run it with this version to store them)", highlight=False)
+    if silent:
+        names = ", ".join(f"{name} ({count} runs)" for name, count in sorted(silent.items()))
+        console.print(f"no pictures for tasks that draw none: {escape(names)}",
+                      highlight=False, soft_wrap=True)
 
 
 def _overrides(items: list[str]) -> dict[str, str]:

@@ -33,35 +33,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from zgbench import Optimizer, Param, Problem, UsageError, hookimpl
+from zgbench import Optimizer, Param, Problem, UsageError, WorstForNaN, hookimpl
 
 #: From this dimension on, ``diagonal=auto`` uses sep-CMA.
 AUTO_DIAGONAL_DIM = 1000
-
-
-class WorstForNaN:
-    """Replace NaN and +inf losses by a finite value worse than every finite loss seen so far.
-
-    Rank-based searchers then rank a failed candidate last, which is the usual reading of a
-    failed simulation or render. (pycma would set NaN to the batch median, ranking failures as
-    average; Nevergrad clips NaN to 5e20 with a warning per candidate, a constant far off the
-    loss's scale for its model-based optimizers.) Works on a list of floats, what pycma and
-    Nevergrad take, so that the batch crosses from torch in one ``tolist()``.
-    """
-
-    def __init__(self) -> None:
-        self.worst = -math.inf
-
-    def __call__(self, values: list[float]) -> list[float]:
-        if all(map(math.isfinite, values)):  # the common path: a few µs for a batch
-            self.worst = max(self.worst, max(values))
-            return values
-        bad = [v != v or v == math.inf for v in values]
-        good = [v for v, b in zip(values, bad) if not b]
-        if good:
-            self.worst = max(self.worst, max(good))
-        base = self.worst if math.isfinite(self.worst) else 0.0
-        return [base + 1.0 + abs(base) if b else v for v, b in zip(values, bad)]
 
 
 def evals_spent(problem: Problem) -> bool:

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from zgbench import Budget, ContractError, Param, Task, UsageError, cache_dir, hookimpl
+from zgbench import Cost
 from zgbench.tasks import _anchors, _cifar, _nets
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -69,6 +70,8 @@ class Classify(Task):
 
     name = "classify"
     provides = frozenset({"grad", "layers"})
+    #: a trace is one forward pass, a restart of B rows B (partial) forward passes
+    costs = {"grad": Cost(grads=1), "layers": Cost(evals=1)}
     needs = ("sklearn",)
     extra = "learn"
     metrics = {"accuracy": "max", "test_loss": "min"}

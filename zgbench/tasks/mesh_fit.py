@@ -79,6 +79,7 @@ import numpy as np
 import torch
 
 from zgbench import Budget, MissingExtra, Param, Task, UsageError, hookimpl
+from zgbench import Cost
 from zgbench.tasks import _anchors, _meshes, _raster, _softras
 
 DISTANCE, FOV = 3.0, 45.0
@@ -105,6 +106,7 @@ class MeshFit(Task):
 
     name = "mesh-fit"
     provides = frozenset({"grad"})
+    costs = {"grad": Cost(grads=1)}
     scale_note = "half the start mesh's mean edge length (0.053 at 642 vertices)"
     reference_note = (f"Adam on the soft rasterizer's loss (SoftRas-style, same cameras and "
                       f"shading), {REF_STEPS} steps of {REF_LR} x scale from the start")

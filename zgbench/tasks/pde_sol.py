@@ -46,6 +46,7 @@ from typing import Any, ClassVar
 import torch
 
 from zgbench import Budget, Param, Task, UsageError, atomic_write, cache_dir, cache_key, hookimpl
+from zgbench import Cost
 from zgbench.tasks import _anchors
 
 #: Bump when the stored reference changes meaning (physics, layout).
@@ -62,6 +63,8 @@ class PdeSol(Task):
     needs = ("phi",)
     extra = "pde"
     provides = frozenset({"grad", "pairs"})
+    #: a pairs row is one autodiff gradient of the one-step surrogate
+    costs = {"grad": Cost(grads=1), "pairs": Cost(grads=1)}
     metrics = {"rollout_mae": "min", "coarse_mae": "min", "relative_mae": "min"}
     primary_metric = "rollout_mae"
     family = "pde"

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from zgbench import Budget, Param, Task, UsageError, hookimpl
+from zgbench import Cost
 from zgbench.tasks import _anchors, _mitsuba
 from zgbench.tasks._gridenc import GridEncoding
 from zgbench.tasks._scenes import RHS_UNIFORMS, SCENES, Queries, Tracer, reference
@@ -145,6 +146,8 @@ class Radiosity(Task):
 
     name = "radiosity"
     provides = frozenset({"grad", "residual"})
+    #: a residual call is one gradient evaluation, whatever the number of RHS estimates
+    costs = {"grad": Cost(grads=1), "residual": Cost(grads=1, per="call")}
     needs = ("mitsuba",)
     extra = "graphics"
     metrics = {"relmse": "min", "mape": "min", "mse": "min"}

@@ -20,6 +20,7 @@ import math
 import torch
 
 from zgbench import Budget, Param, Task, UsageError, hookimpl
+from zgbench import Cost
 
 
 class Synthetic(Task):
@@ -84,6 +85,7 @@ class Sphere(Synthetic):
 
     name = "sphere"
     provides = frozenset({"grad"})
+    costs = {"grad": Cost(grads=1)}
 
     def f(self, z):
         return (z * z).sum(-1)
@@ -94,6 +96,7 @@ class Rosenbrock(Synthetic):
 
     name = "rosenbrock"
     provides = frozenset({"grad"})
+    costs = {"grad": Cost(grads=1)}
     dim = Param(2, "number of coordinates (at least 2)")
     min_dim = 2
 
@@ -107,6 +110,7 @@ class Rastrigin(Synthetic):
 
     name = "rastrigin"
     provides = frozenset({"grad"})
+    costs = {"grad": Cost(grads=1)}
 
     def f(self, z):
         return 10.0 * z.shape[-1] + (z * z - 10.0 * torch.cos(2 * math.pi * z)).sum(-1)
