@@ -714,14 +714,25 @@ def draw(plots: list[Plot], workers: int | None = None) -> int:
             _draw(plot)
         return len(todo)
     from concurrent.futures import ProcessPoolExecutor
-    import multiprocessing
 
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(min(workers, len(todo)),
-                             mp_context=multiprocessing.get_context(method)) as pool:
+    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=_pool_context()) as pool:
         for _ in pool.map(_draw, todo):  # the first error raises here, as in this process
             pass
     return len(todo)
+
+
+def _pool_context():
+    """Fork where this process has one thread: the workers start with pandas and matplotlib
+    already imported (a forkserver's import them anew, which took as long as a third of the
+    figures on the quick suite); forking a process with other threads risks a lock held by one
+    of them, so then a forkserver (spawn where there is none)."""
+    import multiprocessing
+    import threading
+
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
 def _draw(plot: Plot) -> None:
