@@ -6,7 +6,7 @@ This is the real thing, not a monkeypatched import: it builds the wheel, creates
 and installs into it (about 45 s with pip's cache, then 30 s for the run). The venv gets no
 pip of its own (this pip installs into it with --python) and pip compiles no bytecode ahead
 (--no-compile: Python compiles what the run imports, a fraction of torch's files): the same
-install, sooner."""
+install without ensurepip and without compiling every installed file."""
 
 from __future__ import annotations
 
