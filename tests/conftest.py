@@ -8,6 +8,15 @@ import torch
 from zgbench import plugins
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """``--benchmark-enable`` runs in one process (as ``-n 0``): the suite's default two
+    (pytest-xdist, pyproject.toml) would turn the benchmarks off, and would time them against
+    each other."""
+    if config.getoption("benchmark_enable", False) and getattr(config.option, "numprocesses", 0):
+        config.option.numprocesses = 0
+
+
 @pytest.fixture(scope="session")
 def registry():
     return plugins.load()

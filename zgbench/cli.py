@@ -14,16 +14,17 @@ import pkgutil
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 
 import zgbench
-from zgbench import commands, plugins, watchdog
+from zgbench import commands, watchdog
 from zgbench.errors import UsageError
-from zgbench.fingerprint import StaleWarning
-from zgbench.plugins import Registry
-from zgbench.store import RecordWarning
+
+if TYPE_CHECKING:  # the plugins (and torch) are imported by the commands that need them
+    from zgbench.plugins import Registry
 
 console = Console(stderr=True)
 
@@ -55,14 +56,24 @@ def add_baseline_argument(parser: argparse.ArgumentParser) -> None:
                              "(default: the suite's `baseline`; the quick suite: random-search)")
 
 
-def load_registry(args: argparse.Namespace) -> Registry:
-    """The registry with the plugins blocked by ``-p no:NAME``; warns about broken plugins."""
+def load_registry(args: argparse.Namespace, described: bool = False) -> Registry:
+    """The registry with the plugins blocked by ``-p no:NAME``; warns about broken plugins.
+
+    ``described=True`` (``zgbench list``): the classes may be stand-ins read from the metadata
+    cache (:mod:`zgbench.registry_cache`), enough to list them but not to run them."""
     blocked = []
     for option in getattr(args, "plugin_options", []):
         if not option.startswith("no:") or len(option) <= 3:
             raise UsageError(f"-p {option}: only -p no:NAME (disable a plugin) is supported.")
         blocked.append(option[3:])
-    registry = plugins.load(blocked=blocked)
+    if described:
+        from zgbench import registry_cache
+
+        registry = registry_cache.load(tuple(blocked))
+    else:
+        from zgbench import plugins
+
+        registry = plugins.load(blocked=blocked)
     for error in registry.errors:
         console.print(f"[yellow]warning:[/yellow] {escape(str(error))}", highlight=False)
     return registry
@@ -96,11 +107,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Where the warnings about the user's data are defined (module, class).
+_DATA_WARNINGS = (("zgbench.store", "RecordWarning"), ("zgbench.fingerprint", "StaleWarning"))
+
+
+def _data_warnings() -> tuple[type[Warning], ...]:
+    """The data warning classes whose modules are loaded: a warning of one of the others
+    cannot have been raised, and importing them here would slow every command down."""
+    return tuple(getattr(sys.modules[module], name) for module, name in _DATA_WARNINGS
+                 if module in sys.modules)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None,
                   _default=warnings.showwarning) -> None:
     """Warnings about the user's data (a broken record, stale results) as one plain line,
     not a source line."""
-    if issubclass(category, (RecordWarning, StaleWarning)):
+    if issubclass(category, _data_warnings()):
         console.print(f"[yellow]warning:[/yellow] {escape(str(message))}", highlight=False,
                       soft_wrap=True)
     else:

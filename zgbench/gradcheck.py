@@ -57,6 +57,7 @@ from zgbench.store import atomic_write
 from zgbench.budget import Budget
 from zgbench.errors import UsageError
 from zgbench.estimator import EstimatesGradient
+from zgbench.gradcheck_settings import Settings
 from zgbench.optimizer import skip_reason
 from zgbench.plugins import Registry
 from zgbench.problem import Problem
@@ -65,30 +66,6 @@ from zgbench.specs import Spec
 
 #: Loss vectors per call when estimating the smoothed reference.
 REFERENCE_CHUNK = 4096
-
-
-@dataclass
-class Settings:
-    """What ``zgbench gradcheck`` measures; the defaults are its command-line defaults."""
-
-    evals: Sequence[int] = (100,)
-    samples: int = 20
-    points: int = 3
-    radius: float = 0.5
-    sigma: float = 0.25
-    reference_samples: int = 20_000
-    seed: int = 0
-    device: str = "cpu"
-
-    def check(self) -> None:
-        if not self.evals or any(e < 1 for e in self.evals):
-            raise UsageError(f"--evals must be positive integers, got {list(self.evals)}.")
-        if self.samples < 2:
-            raise UsageError(f"--samples must be at least 2 (a variance needs two), got {self.samples}.")
-        if self.points < 1:
-            raise UsageError(f"--points must be at least 1, got {self.points}.")
-        if self.radius < 0 or self.sigma <= 0 or self.reference_samples < 1:
-            raise UsageError("--radius must be >= 0, --sigma > 0 and --reference-samples >= 1.")
 
 
 @dataclass

@@ -54,11 +54,16 @@ interval of the mean rank; ``stats.csv`` holds every task table in one long tabl
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
+import functools
+import hashlib
 import json
 import math
-import functools
+import os
+import pickle
 import re
+import struct
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -538,18 +543,24 @@ def write(results: str | Path, out: str | Path, baseline: str | None = None,
     atomic_write_text(out / "machine.json", json.dumps(machines(records), indent=1))
     atomic_write_text(out / "stats.csv", computed["stats"].to_csv(index=False))
     counted = set(zip(runs.loc[runs["counted"], "task_id"], runs.loc[runs["counted"], "spec"]))
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        if (r["task"]["canonical"], r["optimizer"]["label"]) in counted:
+            by_task.setdefault(r["task"]["canonical"], []).append(r)
+    plots = []
     spend: dict[str, float] = {}  # each task's largest spend on its axis
-    for label, table in tables.items():
+    for label in tables:
         task_id = computed["task_ids"][label]
         group = runs[runs["task_id"] == task_id]
-        task_records = [r for r in records if (r["task"]["canonical"], r["optimizer"]["label"])
-                        in counted and r["task"]["canonical"] == task_id]
+        task_records = by_task.get(task_id, [])
         axis = stats.spend_axis(r for r in task_records if r["status"] == "ok")
-        plot_task(label, group["metric"].iloc[0], group["direction"].iloc[0],
-                  curves(task_records), out / f"{slug(label)}.png", anchors(group), axis)
+        plots.append(Plot("plot_task", out / f"{slug(label)}.png", dict(
+            label=label, metric=group["metric"].iloc[0], direction=group["direction"].iloc[0],
+            data=curves(task_records), anchors=anchors(group), axis=axis)))
         spend[label] = _most_spent(task_records, axis)
-    _write_stats(out, list(tables), computed["analysis"], board_order(computed["overall"]),
-                 spend)
+    plots += _write_stats(out, list(tables), computed["analysis"],
+                          board_order(computed["overall"]), spend)
+    draw(plots)
     from zgbench import analysis as field_analysis  # targets/ and significance/ (issue 26)
     field_analysis.write(out, computed)
     analysis = computed["analysis"]
@@ -614,21 +625,25 @@ def write_tracks(default: str | Path, tuned: str | Path, out: str | Path,
 
 def _write_stats(out: Path, labels: list[str], analysis: stats.Analysis,
                  order: list[str] | None = None,
-                 budgets: dict[str, float] | None = None) -> None:
-    """The statistics files; ``order``: the board's optimizers best first (the win-rate
-    matrix's order), ``budgets``: each task label's largest spend on its axis (where its
-    runtime ECDF's x axis ends)."""
+                 budgets: dict[str, float] | None = None) -> list[Plot]:
+    """The statistics tables, and their plots to :func:`draw`; ``order``: the board's
+    optimizers best first (the win-rate matrix's order), ``budgets``: each task label's
+    largest spend on its axis (where its runtime ECDF's x axis ends)."""
     atomic_write_text(out / "win_rate.csv", analysis.win_rate.to_csv())
-    plot_win_rate(analysis.win_rate, out / "win_rate.png", order)
     atomic_write_text(out / "profiles.csv", analysis.profiles.to_csv(index=False))
+    plots = [Plot("plot_win_rate", out / "win_rate.png", dict(rate=analysis.win_rate,
+                                                               order=order))]
     overall = analysis.profiles[analysis.profiles["scope"] == "all"]
-    plot_profile(overall, "all tasks", "fraction of the budget spent", out / "profiles.png",
-                 right=1.0)
+    plots.append(Plot("plot_profile", out / "profiles.png", dict(
+        frame=overall, scope="all tasks", xlabel="fraction of the budget spent", right=1.0)))
     for label in labels:
         frame = analysis.profiles[analysis.profiles["scope"] == label]
         if not frame.empty:
-            plot_profile(frame, label, stats.SPEND_AXES.get(frame["x_kind"].iloc[0], "spend"),
-                         out / f"{slug(label)}.profile.png", right=(budgets or {}).get(label))
+            plots.append(Plot("plot_profile", out / f"{slug(label)}.profile.png", dict(
+                frame=frame, scope=label,
+                xlabel=stats.SPEND_AXES.get(frame["x_kind"].iloc[0], "spend"),
+                right=(budgets or {}).get(label))))
+    return plots
 
 
 def board_order(overall: pd.DataFrame) -> list[str]:
@@ -642,7 +657,197 @@ def board_order(overall: pd.DataFrame) -> list[str]:
 
 
 def _save(fig, path: Path) -> None:
-    outputs.save_figure(fig, path, bbox_inches="tight")
+    """Save a plot, with plain-text log ticks and, when :func:`draw` draws it, the key of
+    what it shows (a PNG text chunk) so that the next :func:`draw` can skip it."""
+    for ax in fig.axes:
+        _plain_log_ticks(ax)
+    key = _DRAWING.get()
+    outputs.save_figure(fig, path, bbox_inches="tight",
+                        **({"metadata": {_KEY_CHUNK: key}} if key else {}))
+
+
+# --------------------------------------------------------------------------- drawing plots
+#
+# Plotting is most of a leaderboard's time (28 figures on the quick suite: about three
+# quarters of `zgbench leaderboard`). Each figure is therefore described first (a Plot: the
+# function and its arguments), and :func:`draw` skips the figures whose PNG already shows the
+# same arguments drawn by the same code (the key, kept in the PNG), and draws the others in
+# parallel, one process per core.
+
+#: The PNG text chunk holding a plot's key.
+_KEY_CHUNK = "zgbench-plot"
+#: The key of the plot being drawn (set by :func:`_draw`, read by :func:`_save`).
+_DRAWING: contextvars.ContextVar[str | None] = contextvars.ContextVar("drawing", default=None)
+#: Figures per worker below which a pool is not worth its start (a worker imports matplotlib
+#: and pandas, about as long as drawing one or two figures).
+PLOTS_PER_WORKER = 4
+
+
+@dataclasses.dataclass
+class Plot:
+    """One figure to draw: ``function`` (a plot function of this module, by name) called
+    with ``arguments`` and ``path=path``."""
+
+    function: str
+    path: Path
+    arguments: dict[str, Any]
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            # the arguments and the drawing code: equal keys, equal pictures (a DataFrame
+            # equal in value but pickled differently only costs a redraw)
+            data = pickle.dumps((self.function, self.arguments), protocol=4)
+            self.key = hashlib.blake2b(data + _code_version().encode(),
+                                       digest_size=16).hexdigest()
+
+
+def draw(plots: list[Plot], workers: int | None = None) -> int:
+    """Draw the plots whose file does not already hold the same key; in a process pool of
+    ``workers`` (default: one per core, when there are :data:`PLOTS_PER_WORKER` figures
+    each) or in this process. Returns how many were drawn."""
+    todo = [plot for plot in plots if _stored_key(plot.path) != plot.key]
+    if workers is None:
+        workers = min(_cores(), len(todo) // PLOTS_PER_WORKER)
+    if workers <= 1 or len(todo) <= 1:
+        for plot in todo:
+            _draw(plot)
+        return len(todo)
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=_pool_context()) as pool:
+        for _ in pool.map(_draw, todo):  # the first error raises here, as in this process
+            pass
+    return len(todo)
+
+
+def _pool_context():
+    """Fork where this process has one thread: the workers start with pandas and matplotlib
+    already imported (a forkserver's import them anew, which took as long as a third of the
+    figures on the quick suite); forking a process with other threads risks a lock held by one
+    of them, so then a forkserver (spawn where there is none)."""
+    import multiprocessing
+    import threading
+
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def _draw(plot: Plot) -> None:
+    token = _DRAWING.set(plot.key)
+    try:
+        globals()[plot.function](**plot.arguments, path=plot.path)
+    finally:
+        _DRAWING.reset(token)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+@functools.cache
+def _code_version() -> str:
+    """What draws the plots: this module's and outputs.py's source, matplotlib's version and
+    settings (a changed matplotlibrc redraws)."""
+    import matplotlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    for module in (__file__, outputs.__file__):
+        digest.update(Path(module).read_bytes())
+    # by key: reading rcParams["backend"] would pick a backend, importing pyplot
+    settings = [(k, matplotlib.rcParams[k]) for k in sorted(matplotlib.rcParams)
+                if not k.startswith("backend")]
+    digest.update(f"{matplotlib.__version__}{settings}".encode())
+    return digest.hexdigest()
+
+
+def _stored_key(path: Path) -> str | None:
+    """The key in a PNG written by :func:`_save` (its text chunks come before the image
+    data), or None (no file, not a PNG, no key)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != b"\x89PNG\r\n\x1a\n":
+                return None
+            while header := f.read(8):
+                length, kind = struct.unpack(">I4s", header)
+                if kind in (b"IDAT", b"IEND"):
+                    return None
+                body = f.read(length + 4)[:length]  # + its CRC
+                if kind == b"tEXt":
+                    name, _, value = body.partition(b"\0")
+                    if name == _KEY_CHUNK.encode():
+                        return value.decode("latin-1")
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+#: What matplotlib's log formatters write: $\mathdefault{-2\times10^{-3}}$, ...{10^{4}}, ...{0}.
+_MATHTEXT = re.compile(r"\$\\mathdefault\{(-?)(?:(\d+(?:\.\d+)?)\\times)?"
+                       r"(?:(\d+)\^\{(-?\d+)\}|(\d+(?:\.\d+)?))\}\$")
+
+
+def plain_tick(text: str) -> str:
+    """A log axis's mathtext tick label as plain text (``10⁻³``, ``2×10¹``, ``−10⁴``), the
+    same characters without the mathtext parser, whose per-figure parsing (pyparsing) took a
+    quarter of the leaderboard's time; anything else as it is."""
+    match = _MATHTEXT.fullmatch(text)
+    if not match:
+        return text
+    sign, coefficient, base, exponent, number = match.groups()
+    body = number if number is not None else base + exponent.translate(_SUPERSCRIPT)
+    return ("\u2212" if sign else "") + (f"{coefficient}×" if coefficient else "") + body
+
+
+def _plain_log_ticks(ax) -> None:
+    """Swap the log (and symlog) axes' mathtext tick formatters for :func:`plain_tick`."""
+    from matplotlib.ticker import LogFormatterMathtext
+
+    for axis in (ax.xaxis, ax.yaxis):
+        for get, put in ((axis.get_major_formatter, axis.set_major_formatter),
+                         (axis.get_minor_formatter, axis.set_minor_formatter)):
+            formatter = get()
+            if isinstance(formatter, LogFormatterMathtext):
+                put(_plain_formatter()(formatter))
+
+
+@functools.cache
+def _plain_formatter() -> type:
+    """The formatter class :func:`_plain_log_ticks` puts in place (made on first use, as
+    matplotlib is imported only to draw)."""
+    from matplotlib.ticker import Formatter
+
+    class PlainLogFormatter(Formatter):
+        """Another log formatter's labels through :func:`plain_tick`; its choice of which
+        ticks to label (``set_locs``) is kept."""
+
+        def __init__(self, inner: Formatter) -> None:
+            self.inner = inner
+
+        def set_axis(self, axis) -> None:
+            super().set_axis(axis)
+            self.inner.set_axis(axis)
+
+        def set_locs(self, locs) -> None:
+            super().set_locs(locs)
+            self.inner.set_locs(locs)
+
+        def __call__(self, x, pos=None) -> str:
+            return plain_tick(self.inner(x, pos))
+
+        def format_data(self, value) -> str:
+            return plain_tick(self.inner.format_data(value))
+
+        def format_data_short(self, value) -> str:
+            return self.inner.format_data_short(value)
+
+    return PlainLogFormatter
 
 
 def plot_win_rate(rate: pd.DataFrame, path: Path, order: list[str] | None = None) -> None:

@@ -17,13 +17,16 @@ import pkgutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pluggy
 
 import zgbench
 from zgbench import hookspecs
-from zgbench.contracts import Component, Optimizer, Task, validate_class
 from zgbench.errors import unknown
+
+if TYPE_CHECKING:  # the contracts import torch: loaded with the plugins, not with this module
+    from zgbench.contracts import Component
 
 BUILTIN_PACKAGES = ("zgbench.tasks", "zgbench.optimizers")
 
@@ -154,6 +157,8 @@ def _did_you_mean(name: str, known: list[str]) -> str:
 
 
 def _collect(registry: Registry, versions: dict[str, str]) -> None:
+    from zgbench.contracts import Optimizer, Task
+
     for hook, base, table in (
         ("zgbench_tasks", Task, registry.tasks),
         ("zgbench_optimizers", Optimizer, registry.optimizers),
@@ -198,6 +203,8 @@ def _as_list(classes: object) -> list[object]:
 
 def _add(registry: Registry, table: dict[str, Entry], cls: object, base: type, plugin: str,
          version: str) -> None:
+    from zgbench.contracts import validate_class
+
     problem = validate_class(cls, base)
     if problem:
         registry.errors.append(PluginError(plugin, problem))

@@ -102,12 +102,11 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-if TYPE_CHECKING:  # typing has it from Python 3.11; annotations are not evaluated here
-    from typing_extensions import NotRequired
-
-import torch
-
 import zgbench
+
+if TYPE_CHECKING:  # typing has NotRequired from Python 3.11; annotations are not evaluated here
+    import torch
+    from typing_extensions import NotRequired
 
 #: The schema records are written in.
 SCHEMA = 2
@@ -256,6 +255,8 @@ def environment(device: torch.device) -> dict[str, Any]:
     """The machine and versions a run ran on (``machine.json`` lists the distinct ones): CPU
     model, cores and memory, and the versions of torch and of the libraries that move results
     (pycma, Nevergrad, Mitsuba, PhiFlow; None where not installed)."""
+    import torch  # here, not at the top: reading records (store, leaderboard) needs no torch
+
     name = platform.processor() or platform.machine()
     if device.type == "cuda" and torch.cuda.is_available():
         name = torch.cuda.get_device_name(device)

@@ -22,10 +22,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from zgbench import claims as claimlib
-from zgbench import harness
 from zgbench.cli import load_registry
+from zgbench.lazy import lazy
 from zgbench.store import ResultStore
+
+claimlib = lazy("zgbench.claims")
+harness = lazy("zgbench.harness")
 
 HELP = "check the seed papers' claims (tasks/claims.toml): effect, interval, verdict"
 

@@ -24,14 +24,18 @@ import json
 import math
 from pathlib import Path
 
-import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from zgbench import declared, leaderboard, stats
+from zgbench import declared
 from zgbench.errors import UsageError
+from zgbench.lazy import lazy
 from zgbench.store import ResultStore
+
+pd = lazy("pandas")
+leaderboard = lazy("zgbench.leaderboard")
+stats = lazy("zgbench.stats")
 
 HELP = "regression gate: exit 1 if a task/optimizer median moved beyond its confidence interval"
 

@@ -26,15 +26,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from zgbench import gradcheck, specs
+from zgbench import specs
 from zgbench.cli import load_registry
 from zgbench.errors import UsageError
+from zgbench.gradcheck_settings import Settings
+from zgbench.lazy import lazy
+
+gradcheck = lazy("zgbench.gradcheck")
 
 HELP = "measure each estimator's gradient quality (cosine, bias, variance) at equal evaluations"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = gradcheck.Settings()
+    defaults = Settings()
     parser.add_argument("--tasks", required=True, help='task specs, comma separated: "sphere[dim=8]",step')
     parser.add_argument("--optimizers",
                         help="optimizer specs, comma separated (default: every optimizer with "
@@ -70,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
         optimizers = [specs.resolve_optimizer(registry, name)
                       for name, entry in sorted(registry.optimizers.items())
                       if gradcheck.has_estimator(entry.cls)]
-    settings = gradcheck.Settings(
+    settings = Settings(
         evals=_integers(args.evals), samples=args.samples, points=args.points,
         radius=args.radius, sigma=args.sigma, reference_samples=args.reference_samples,
         seed=args.seed, device=_device(args.device))

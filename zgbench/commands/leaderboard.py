@@ -14,13 +14,15 @@ import argparse
 import math
 from pathlib import Path
 
-import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from zgbench import leaderboard
 from zgbench.cli import add_baseline_argument
+from zgbench.lazy import lazy
+
+pd = lazy("pandas")
+leaderboard = lazy("zgbench.leaderboard")
 
 HELP = "write per-task ranked CSVs, convergence plots and overall.csv from a results folder"
 

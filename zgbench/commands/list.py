@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    registry = load_registry(args)
+    registry = load_registry(args, described=True)  # from the metadata cache if fresh
     console = Console(width=max(Console().width, 140))
     if args.what not in (None, "tasks", "optimizers"):
         console.print(_details(registry, args.what))

@@ -15,7 +15,9 @@ from rich.console import Console
 from zgbench import specs
 from zgbench import suite as suites
 from zgbench.cli import load_registry
-from zgbench.harness import task_seed
+from zgbench.lazy import lazy
+
+harness = lazy("zgbench.harness")
 
 HELP = "pre-compute the cached data of tasks (references, data sets) for a suite or task list"
 
@@ -41,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
         for r in range(seeds):
             start = time.perf_counter()
             # the harness's task seed, so the cached instances are the ones runs use
-            cls(device=device, seed=task_seed(spec, r), **spec.kwargs)
+            cls(device=device, seed=harness.task_seed(spec, r), **spec.kwargs)
             console.print(f"{spec.label} seed {r}: ready in {time.perf_counter() - start:.1f} s",
                           markup=False)
     return 0

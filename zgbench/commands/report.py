@@ -18,9 +18,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from zgbench import report
 from zgbench.cli import add_baseline_argument
 from zgbench.errors import UsageError
+from zgbench.lazy import lazy
+
+report = lazy("zgbench.report")
 
 HELP = "write an HTML report (sortable tables, interactive plots, pictures) from a results folder"
 

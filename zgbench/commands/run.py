@@ -50,19 +50,23 @@ import os
 from contextlib import nullcontext
 from pathlib import Path
 
-import pandas as pd
-import torch
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from zgbench import declared, harness, leaderboard, outputs, seeding, specs, watchdog
+from zgbench import declared, outputs, seeding, specs, watchdog
 from zgbench import suite as suites
 from zgbench.cli import add_baseline_argument, load_registry
 from zgbench.errors import UsageError
-from zgbench.executors import InProcessExecutor, PoolExecutor, RayExecutor, import_ray
+from zgbench.lazy import lazy
 from zgbench.progress import reporter_for
 from zgbench.store import ResultStore
+
+pd = lazy("pandas")
+torch = lazy("torch")
+harness = lazy("zgbench.harness")
+leaderboard = lazy("zgbench.leaderboard")
+executors = lazy("zgbench.executors")
 
 HELP = "run tasks × optimizers × seeds (default: the quick suite) and store the records"
 
@@ -469,17 +473,17 @@ def _executor(args: argparse.Namespace, devices: list[str], per_core: bool = Fal
             raise UsageError("the in-process executor runs one run at a time: drop --executor "
                              "inprocess to run --workers/--device lists in a pool.")
         torch.set_num_threads(args.threads)
-        return InProcessExecutor(timeout=timeout)
+        return executors.InProcessExecutor(timeout=timeout)
     if kind == "pool":  # the default: one worker, with the threads an in-process run has
         one = not listed and (workers or 1) == 1
-        return PoolExecutor(workers=workers if listed else workers or 1,
+        return executors.PoolExecutor(workers=workers if listed else workers or 1,
                             devices=devices if listed else None, isolate=isolate,
                             memory=memory, timeout=timeout, threads=args.threads if one else None)
     if listed:
         raise UsageError("with --executor ray give --device cuda (or cpu): Ray assigns each run "
                          "its GPU.")
-    import_ray()  # a missing extra stops here, before anything runs
-    return RayExecutor(address=args.address, num_cpus=workers, max_in_flight=workers,
+    executors.import_ray()  # a missing extra stops here, before anything runs
+    return executors.RayExecutor(address=args.address, num_cpus=workers, max_in_flight=workers,
                        timeout=timeout)
 
 

@@ -25,23 +25,27 @@ import textwrap
 import warnings
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
 from rich.console import Console
 from rich.markup import escape
 
 from zgbench import outputs, specs
 from zgbench.cli import load_registry
 from zgbench.errors import UsageError
-from zgbench.harness import RECOMMENDATION
-from zgbench.leaderboard import slug
-from zgbench.plugins import Registry
-from zgbench.report import metric_caption
+from zgbench.lazy import lazy
 from zgbench.paths import UnsafePath, inside
 from zgbench.record import repetition
 from zgbench.store import RecordWarning, ResultStore
+
+if TYPE_CHECKING:
+    from zgbench.plugins import Registry
+
+np = lazy("numpy")
+torch = lazy("torch")
+harness = lazy("zgbench.harness")
+leaderboard = lazy("zgbench.leaderboard")
+report = lazy("zgbench.report")
 
 HELP = "write target-vs-result contact sheets (PNG) per task from a results folder"
 
@@ -83,7 +87,7 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"no run in {results} has a picture: tasks that draw their result "
                          "(mesh-fit, procedural) store one per run; run them with zgbench run.")
     for label, runs in sorted(by_task.items()):
-        path = contact_sheet(label, runs, out / f"{slug(label)}.png")
+        path = contact_sheet(label, runs, out / f"{leaderboard.slug(label)}.png")
         console.print(f"{escape(label)}: {len(runs)} runs -> {escape(str(path))}", highlight=False)
     return 0
 
@@ -162,7 +166,7 @@ def _picture(record: dict[str, Any], results: Path, out: Path, registry: Registr
     if pngs and not render:
         return pngs[0]
     # theta.npy: where tasks themselves stored θ, before the harness did
-    thetas = [p for p in artifacts if p.name in (RECOMMENDATION, "theta.npy") and p.is_file()]
+    thetas = [p for p in artifacts if p.name in (harness.RECOMMENDATION, "theta.npy") and p.is_file()]
     if not thetas:
         return None
     task = _rebuild(record, registry, overrides)
@@ -229,7 +233,7 @@ def contact_sheet(label: str, runs: list[tuple[dict[str, Any], Path]], path: Pat
             record, image = images[(optimizer, seed)]
             ax.imshow(image, interpolation="nearest")
             ax.set_title(outputs.literal(textwrap.fill(f"{optimizer} · seed {seed}", 40))
-                         + f"\n{metric_caption(record)}", fontsize=8)
+                         + f"\n{report.metric_caption(record)}", fontsize=8)
     fig.suptitle(outputs.literal(textwrap.fill(label, int(cell_w * len(seeds) * 11))),
                  fontsize=10)
     fig.tight_layout()

@@ -20,16 +20,18 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
 from rich.console import Console
 from rich.markup import escape
 
-from zgbench import tuning
 from zgbench.cli import add_baseline_argument, load_registry
 from zgbench.commands import run as run_command
 from zgbench.errors import UsageError
-from zgbench.executors import InProcessExecutor, PoolExecutor
+from zgbench.lazy import lazy
 from zgbench.store import atomic_write_text
+
+torch = lazy("torch")
+tuning = lazy("zgbench.tuning")
+executors = lazy("zgbench.executors")
 
 HELP = "give every optimizer the same number of tuning trials per task; write a tuned suite"
 
@@ -82,7 +84,8 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     console = Console(stderr=True)
     results, tuned_entries, started = [], [], time.perf_counter()
-    with (InProcessExecutor() if args.in_process else PoolExecutor(workers=1, threads=1)) as ex:
+    with (executors.InProcessExecutor() if args.in_process
+          else executors.PoolExecutor(workers=1, threads=1)) as ex:
         _tune(args, registry, plans, out, device, console, ex, results, tuned_entries)
     seconds = time.perf_counter() - started
     suite_out = Path(args.suite_out) if args.suite_out else out / "tuned.toml"
