@@ -58,6 +58,7 @@ import contextvars
 import dataclasses
 import functools
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -656,14 +657,18 @@ def board_order(overall: pd.DataFrame) -> list[str]:
     return list(frame.sort_values(by, na_position="last")["optimizer"])
 
 
-def _save(fig, path: Path) -> None:
+def save_plot(fig, path: Path, tight: bool = True) -> None:
     """Save a plot, with plain-text log ticks and, when :func:`draw` draws it, the key of
-    what it shows (a PNG text chunk) so that the next :func:`draw` can skip it."""
+    what it shows (a PNG text chunk) so that the next :func:`draw` can skip it. Plot
+    functions of other modules drawn through :func:`draw` save with this too."""
     for ax in fig.axes:
         _plain_log_ticks(ax)
     key = _DRAWING.get()
-    outputs.save_figure(fig, path, bbox_inches="tight",
+    outputs.save_figure(fig, path, **({"bbox_inches": "tight"} if tight else {}),
                         **({"metadata": {_KEY_CHUNK: key}} if key else {}))
+
+
+_save = save_plot
 
 
 # --------------------------------------------------------------------------- drawing plots
@@ -685,8 +690,9 @@ PLOTS_PER_WORKER = 4
 
 @dataclasses.dataclass
 class Plot:
-    """One figure to draw: ``function`` (a plot function of this module, by name) called
-    with ``arguments`` and ``path=path``."""
+    """One figure to draw: ``function`` (a plot function of this module, by name, or of
+    another module as ``"zgbench.targets:plot"``) called with ``arguments`` and
+    ``path=path``; the function saves with :func:`save_plot`."""
 
     function: str
     path: Path
@@ -698,7 +704,8 @@ class Plot:
             # the arguments and the drawing code: equal keys, equal pictures (a DataFrame
             # equal in value but pickled differently only costs a redraw)
             data = pickle.dumps((self.function, self.arguments), protocol=4)
-            self.key = hashlib.blake2b(data + _code_version().encode(),
+            module = self.function.partition(":")[0] if ":" in self.function else ""
+            self.key = hashlib.blake2b(data + _code_version(module).encode(),
                                        digest_size=16).hexdigest()
 
 
@@ -738,9 +745,16 @@ def _pool_context():
 def _draw(plot: Plot) -> None:
     token = _DRAWING.set(plot.key)
     try:
-        globals()[plot.function](**plot.arguments, path=plot.path)
+        _plot_function(plot.function)(**plot.arguments, path=plot.path)
     finally:
         _DRAWING.reset(token)
+
+
+def _plot_function(name: str):
+    if ":" not in name:
+        return globals()[name]
+    module, _, attr = name.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def _cores() -> int:
@@ -751,14 +765,16 @@ def _cores() -> int:
 
 
 @functools.cache
-def _code_version() -> str:
-    """What draws the plots: this module's and outputs.py's source, matplotlib's version and
-    settings (a changed matplotlibrc redraws)."""
+def _code_version(module: str = "") -> str:
+    """What draws the plots: this module's and outputs.py's source (and ``module``'s, the
+    plot function's own where it lives elsewhere), matplotlib's version and settings (a
+    changed matplotlibrc redraws)."""
     import matplotlib
 
     digest = hashlib.blake2b(digest_size=16)
-    for module in (__file__, outputs.__file__):
-        digest.update(Path(module).read_bytes())
+    extra = [importlib.import_module(module).__file__] if module else []
+    for module_file in (__file__, outputs.__file__, *extra):
+        digest.update(Path(module_file).read_bytes())
     # by key: reading rcParams["backend"] would pick a backend, importing pyplot
     settings = [(k, matplotlib.rcParams[k]) for k in sorted(matplotlib.rcParams)
                 if not k.startswith("backend")]

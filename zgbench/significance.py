@@ -228,7 +228,9 @@ def plot_cd(result: Friedman, path: Path, alpha: float = ALPHA) -> None:
     ax.set_title(f"{outputs.literal(result.scope)}: mean rank over {len(result.tasks)} tasks "
                  f"(1 = best); Friedman p = {result.p:.2g}; bars join optimizers Nemenyi "
                  f"does not separate (alpha {alpha:g})", fontsize=8, pad=4)
-    outputs.save_figure(fig, path, bbox_inches="tight")
+    from zgbench.leaderboard import save_plot
+
+    save_plot(fig, path)
 
 
 # ----------------------------------------------------------------------------- files
@@ -294,10 +296,11 @@ def write(out: str | Path, tables: dict[str, pd.DataFrame], runs: pd.DataFrame,
         path = folder / f"nemenyi_{slug(scope)}.csv"
         atomic_write_text(path, result.nemenyi.to_csv())
         files.append(path)
-    for scope, result in computed["friedman"].items():
-        if not result.reason:
-            path = folder / f"cd_{slug(scope)}.png"
-            plot_cd(result, path, alpha)
-            files.append(path)
-    computed["files"] = files
+    from zgbench.leaderboard import Plot, draw
+
+    plots = [Plot("zgbench.significance:plot_cd", folder / f"cd_{slug(scope)}.png",
+                  {"result": result, "alpha": alpha})
+             for scope, result in computed["friedman"].items() if not result.reason]
+    draw(plots)  # keyed: an unchanged diagram is not drawn again
+    computed["files"] = files + [p.path for p in plots]
     return computed

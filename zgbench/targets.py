@@ -267,20 +267,33 @@ def write(out: str | Path, records: list[dict[str, Any]],
         atomic_write_text(path, computed[name].to_csv(index=False))
         files.append(path)
     art, ecdf = computed["art"], computed["ecdf"]
+    plots = []
     for rt in computed["runtimes"].values():
-        path = folder / f"{_slug(rt.task)}.png"
-        plot(rt.task, ecdf[(ecdf["scope_kind"] == "task") & (ecdf["scope"] == rt.task)],
-             art[art["task"] == rt.task], path, len(rt.targets))
-        files.append(path)
+        plots.append(_plot(folder / f"{_slug(rt.task)}.png", rt.task,
+                           ecdf[(ecdf["scope_kind"] == "task") & (ecdf["scope"] == rt.task)],
+                           art[art["task"] == rt.task], len(rt.targets)))
     for family in sorted({rt.family for rt in computed["runtimes"].values()}):
-        path = folder / f"family_{_slug(family)}.png"
         tasks = [rt for rt in computed["runtimes"].values() if rt.family == family]
-        plot(f"family {family} ({len(tasks)} task{'s' if len(tasks) > 1 else ''})",
-             ecdf[(ecdf["scope_kind"] == "family") & (ecdf["scope"] == family)], None, path,
-             N_TARGETS)
-        files.append(path)
-    computed["files"] = files
+        plots.append(_plot(folder / f"family_{_slug(family)}.png",
+                           f"family {family} ({len(tasks)} task{'s' if len(tasks) > 1 else ''})",
+                           ecdf[(ecdf["scope_kind"] == "family") & (ecdf["scope"] == family)],
+                           None, N_TARGETS))
+    # through the leaderboard's keyed drawing: a figure whose PNG already shows the same data
+    # is not drawn again (most of a rerun's time otherwise), the rest in parallel
+    from zgbench.leaderboard import draw
+
+    draw(plots)
+    computed["files"] = files + [p.path for p in plots]
     return computed
+
+
+def _plot(path: Path, title: str, ecdf: pd.DataFrame, art: pd.DataFrame | None,
+          n_targets: int):
+    from zgbench.leaderboard import Plot
+
+    return Plot("zgbench.targets:plot", path, {
+        "title": title, "ecdf": ecdf.reset_index(drop=True),
+        "art": None if art is None else art.reset_index(drop=True), "n_targets": n_targets})
 
 
 def _slug(text: str) -> str:
@@ -327,7 +340,9 @@ def plot(title: str, ecdf: pd.DataFrame, art: pd.DataFrame | None, path: Path,
                ncol=max(1, math.ceil(len(names) / 18)))
     fig.suptitle(f"{outputs.literal(title)}: fixed-target runtimes, {n_targets} targets "
                  f"log-spaced from the start to the reference", fontsize=9)
-    outputs.save_figure(fig, path)
+    from zgbench.leaderboard import save_plot
+
+    save_plot(fig, path, tight=False)
 
 
 def _floor(values: np.ndarray, axis: str) -> float:

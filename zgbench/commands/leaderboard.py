@@ -43,16 +43,21 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.results) / "leaderboard"
     written = (leaderboard.write_tracks(args.results, args.tuned, out, args.baseline)
                if args.tuned else leaderboard.write(args.results, out, args.baseline))
-    console = Console()
+    from zgbench.commands.run import caveat_footnotes, summary_console
+
+    console = summary_console(Console())  # 100 columns at most, as run's summary
     overall = written["overall"]
     if overall.empty:
         console.print("no ranked optimizer")
     else:
-        console.print(overall_rich(overall[overall["board"] == "main"]))
+        notes = caveat_footnotes(overall)
+        console.print(overall_rich(overall[overall["board"] == "main"], notes=notes))
         partial = overall[overall["board"] == "partial"]
         if not partial.empty:
             console.print(overall_rich(partial, "Partial coverage (ranked on fewer than half "
-                                                "the tasks; not comparable overall)"))
+                                                "the tasks; not comparable overall)", notes))
+        for text, mark in notes.items():
+            console.print(f"[{mark}] {text}", markup=False)
     if args.tuned:
         console.print(tracks_rich(written["tracks"]))
     if args.markdown:
@@ -61,19 +66,29 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-#: The columns shown on the terminal; overall.csv holds every column.
-SHOWN = ("position", "optimizer", "mean_rank", "rank_lo", "rank_hi", "coverage", "norm_score",
-         "wins", "n/a", "failed_tasks", "caveat")
+#: The columns shown on the terminal (header, overall.csv column); overall.csv holds every
+#: column. Caveats (sentences) are footnotes: as a column they wrapped each row to a dozen
+#: lines.
+SHOWN = (("pos", "position"), ("optimizer", "optimizer"), ("mean rank", "mean_rank"),
+         ("interval", None), ("coverage", "coverage"), ("norm score", "norm_score"),
+         ("wins", "wins"), ("n/a", "n/a"), ("failed", "failed_tasks"))
 
 
 def overall_rich(frame, title: str = "Overall (mean rank over tasks, 95% interval; lower is "
-                                     "better)") -> Table:
+                                     "better)", notes: dict[str, int] | None = None) -> Table:
     table = Table(title=title, title_justify="left")
-    columns = [c for c in SHOWN if c in frame.columns]
-    for column in columns:
-        table.add_column(str(column))
-    for _, row in frame[columns].iterrows():
-        table.add_row(*[escape(_fmt(v)) for v in row])
+    shown = [(h, c) for h, c in SHOWN if c is None or c in frame.columns]
+    for header, _ in shown:
+        table.add_column(header, no_wrap=header != "optimizer", min_width=None)
+    if notes:
+        table.add_column("note", no_wrap=True)
+    for _, row in frame.iterrows():
+        cells = [escape(f"{_fmt(row['rank_lo'])}-{_fmt(row['rank_hi'])}" if column is None
+                        else _fmt(row[column])) for _, column in shown]
+        if notes:
+            mark = notes.get(row.get("caveat", ""), "")
+            cells.append(f"[{mark}]" if mark else "")
+        table.add_row(*cells)
     return table
 
 

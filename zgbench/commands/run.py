@@ -115,7 +115,7 @@ def summary_console(console: Console) -> Console:
                    no_color=not console.is_terminal, highlight=False)
 
 
-def _footnotes(overall) -> dict[str, int]:
+def caveat_footnotes(overall) -> dict[str, int]:
     """Footnote number of each distinct caveat, in board order (caveats are long sentences:
     as a column they wrapped every row to 10-12 lines)."""
     notes: dict[str, int] = {}
@@ -129,7 +129,7 @@ def _overall_table(overall) -> Table:
     """The overall main board (optimizers ranked on enough tasks), as overall.csv has it;
     caveats as footnote marks (:func:`_say_caveats` prints the notes)."""
     table = Table(title="Overall (mean rank over tasks, 95% interval)", title_justify="left")
-    notes = _footnotes(overall)
+    notes = caveat_footnotes(overall)
     for column in ("pos", "optimizer", "mean rank", "interval", "coverage") + (
             ("note",) if notes else ()):
         table.add_column(column, no_wrap=column != "optimizer")
@@ -144,7 +144,7 @@ def _overall_table(overall) -> Table:
 def _say_caveats(console: Console, overall) -> None:
     """The optimizers of the partial table (ranked on too few tasks for the main board), so
     that none goes unmentioned, then the footnotes of both (caveats, marked ``[n]``)."""
-    notes = _footnotes(overall)
+    notes = caveat_footnotes(overall)
     partial = overall[overall["board"] != "main"]
     if not partial.empty:
         marks = [notes.get(row.get("caveat", "")) for _, row in partial.iterrows()]
