@@ -639,4 +639,5 @@ def html_section(results: Path, out: Path) -> str:
     return ('<section id="claims"><h2>Claims</h2><p class="note">Each seed paper\'s claim, '
             "judged by the rule declared in tasks/claims.toml before the run: measured effect "
             "with its 95% bootstrap interval over seeds, the paper's figure, the verdict.</p>"
-            f'<div class="scroll">{table}</div>{"".join(figures)}</section>')
+            f'<div class="scroll">{table}</div><div class="plots three">{"".join(figures)}'
+            "</div></section>")

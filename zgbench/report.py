@@ -72,8 +72,8 @@ KEY_COLUMNS = {
     "board": ["position", "optimizer", "mean_rank", "rank_lo", "rank_hi", "coverage", "wins",
               "n/a", "failed_tasks", "norm_score", "norm_score_lo", "norm_score_hi"],
     "task": ["rank", "optimizer", "spec", "median", "tied_with_best", "median_lo", "median_hi",
-             "final_over_start", "norm_score", "rank_lo", "rank_hi", "runs_ok", "runs_failed",
-             "evals", "grads", "seconds", "beats_start", "beats_baseline"],
+             "final_over_start", "norm_score", "runs_ok", "evals", "grads", "seconds",
+             "beats_start", "beats_baseline"],
 }
 #: A task table's columns that hold one value for the whole task: said once above the table.
 TASK_CONSTANTS = ["separates", "start_lo", "start_hi", "best_known", "baseline_median"]
