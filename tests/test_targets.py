@@ -135,3 +135,25 @@ def test_leaderboard_writes_the_analysis_folders(tmp_path):
         return
     assert titles[1] == "Significance"
     assert (tmp_path / "lb" / "significance" / "pairs.csv").is_file()
+
+
+def test_an_unchanged_leaderboard_rerun_skips_the_analyses_and_a_new_run_redoes_them(tmp_path):
+    """The analyses' files carry the key of their inputs: a rerun over the same records
+    writes nothing again; one more record rewrites them."""
+    import pandas as pd
+
+    from zgbench import leaderboard
+    from zgbench.store import ResultStore
+
+    store = ResultStore(tmp_path / "results")
+    for r in two_optimizers():
+        store.put({**r, "schema": 2, "environment": {"hostname": "h"}})
+    leaderboard.write(tmp_path / "results", tmp_path / "lb")
+    art = tmp_path / "lb" / "targets" / "art.csv"
+    art.write_text("sentinel")  # a rerun that wrote the analyses again would replace it
+    leaderboard.write(tmp_path / "results", tmp_path / "lb")
+    assert art.read_text() == "sentinel"
+    for r in two_optimizers("u"):
+        store.put({**r, "schema": 2, "environment": {"hostname": "h"}})
+    leaderboard.write(tmp_path / "results", tmp_path / "lb")
+    assert art.read_text() != "sentinel" and "u" in set(pd.read_csv(art)["task"])

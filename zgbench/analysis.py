@@ -34,13 +34,49 @@ def write(out: str | Path, computed: dict[str, Any]) -> list[Section]:
     keep = set(zip(counted["task_id"], counted["spec"]))
     records = [r for r in computed["records"]
                if (r["task"]["canonical"], r["optimizer"]["label"]) in keep]
+    available = significance.available()
+    key = _key(records, computed["tasks"], runs, available)
+    stamp = Path(out) / KEY_FILE
+    if stamp.is_file() and stamp.read_text(encoding="utf-8") == key:
+        return sections(out)  # the same inputs and code: the files there are these
+    stamp.unlink(missing_ok=True)  # until both folders are whole again
     targets.write(out, records, dict(zip(runs["task_id"], runs["family"])))
-    if significance.available():
+    if available:
         significance.write(out, computed["tasks"], runs, dict(zip(runs["task"], runs["family"])))
     else:
         warnings.warn(f"no significance tests (scikit-posthocs or scipy missing): pip install "
                       f"'zgbench[{significance.EXTRA}]'.", stacklevel=2)
+    from zgbench.store import atomic_write_text
+
+    atomic_write_text(stamp, key)
     return sections(out)
+
+
+#: Beside the two folders: the key of what they were computed from. An unchanged leaderboard
+#: rerun then skips the analyses (and importing the statistics libraries: most of its time).
+KEY_FILE = "analysis.key"
+
+
+def _key(records: list[dict[str, Any]], tables: dict[str, Any], runs: Any,
+         available: bool) -> str:
+    """What the analyses' files depend on: their inputs, this code and the libraries'
+    versions (read from the installed metadata, not imported)."""
+    import hashlib
+    import importlib.metadata
+    import pickle
+
+    from zgbench import significance, targets
+
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(pickle.dumps((records, tables, runs, available), protocol=4))
+    for module in (__file__, significance.__file__, targets.__file__):
+        digest.update(Path(module).read_bytes())
+    for dist in ("scipy", "scikit-posthocs", "matplotlib", "pandas", "numpy"):
+        try:
+            digest.update(f"{dist}={importlib.metadata.version(dist)}".encode())
+        except importlib.metadata.PackageNotFoundError:
+            digest.update(f"{dist}=none".encode())
+    return digest.hexdigest()
 
 
 def sections(out: str | Path) -> list[Section]:
