@@ -152,10 +152,7 @@ def write_coco(records: list[dict[str, Any]], out: str | Path, axis: str = "eval
     folders = []
     for name, rs in sorted(runs.items()):
         folder = out / slug(name)
-        by_task: dict[str, list[dict[str, Any]]] = {}
-        for r in rs:
-            by_task.setdefault(r["task"]["canonical"], []).append(r)
-        for canonical, task_runs in sorted(by_task.items()):
+        for canonical, task_runs in _by_task(rs):
             f = funcs[canonical]
             stem = f"data_f{f.fid}/bbobexp_f{f.fid}_DIM{f.dim}"
             lines, entries = [], []
@@ -180,6 +177,14 @@ def write_coco(records: list[dict[str, Any]], out: str | Path, axis: str = "eval
     return {"folders": folders, "skipped": skipped, "functions": funcs}
 
 
+def _by_task(records: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """One optimizer's runs grouped by task (canonical spec), in a stable order."""
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_task.setdefault(r["task"]["canonical"], []).append(r)
+    return sorted(by_task.items())
+
+
 # ----------------------------------------------------------------------------- IOHprofiler
 def write_ioh(records: list[dict[str, Any]], out: str | Path, axis: str = "evals"
               ) -> dict[str, Any]:
@@ -196,10 +201,7 @@ def write_ioh(records: list[dict[str, Any]], out: str | Path, axis: str = "evals
     folders = []
     for name, rs in sorted(runs.items()):
         folder = out / slug(name)
-        by_task: dict[str, list[dict[str, Any]]] = {}
-        for r in rs:
-            by_task.setdefault(r["task"]["canonical"], []).append(r)
-        for canonical, task_runs in sorted(by_task.items()):
+        for canonical, task_runs in _by_task(rs):
             f = funcs[canonical]
             data = f"data_f{f.fid}_{f.name}/IOHprofiler_f{f.fid}_DIM{f.dim}.dat"
             lines, meta = [], []
