@@ -166,3 +166,19 @@ def test_list_from_the_cache_is_the_same_and_sees_a_changed_or_blocked_plugin(tm
     assert code == 0 and "torch" in heavy and "depth=5" in changed, err
     code, warm, err, heavy = _zgbench(["list", "startup-probe"], cache, [site])
     assert code == 0 and heavy == [] and "depth" in warm and "how deep" in warm, err
+
+
+@pytest.mark.parametrize("args,says", [
+    (["run", "--tasks", "nosuch", "--optimizers", "cma-es"], "nosuch"),
+    (["run", "--tasks", "sphere[dim=abc]", "--optimizers", "cma-es"],
+     "expected an integer, got 'abc'"),
+    (["run", "--tasks", "sphere", "--optimizers", "no-such-optimizer"], "no-such-optimizer"),
+])
+def test_run_says_a_bad_name_or_parameter_before_importing_torch(tmp_path, args, says):
+    """With the registry's description cached (any earlier command), ``run`` checks names and
+    declared parameters against it before importing a plugin."""
+    code, _, err, heavy = _zgbench(["list"], tmp_path)  # fills the cache
+    assert code == 0, err
+    code, _, err, heavy = _zgbench([*args, "--out", str(tmp_path / "out")], tmp_path)
+    assert code == 2 and says in " ".join(err.split()), err
+    assert heavy == []

@@ -61,11 +61,7 @@ def load_registry(args: argparse.Namespace, described: bool = False) -> Registry
 
     ``described=True`` (``zgbench list``): the classes may be stand-ins read from the metadata
     cache (:mod:`zgbench.registry_cache`), enough to list them but not to run them."""
-    blocked = []
-    for option in getattr(args, "plugin_options", []):
-        if not option.startswith("no:") or len(option) <= 3:
-            raise UsageError(f"-p {option}: only -p no:NAME (disable a plugin) is supported.")
-        blocked.append(option[3:])
+    blocked = blocked_plugins(args)
     if described:
         from zgbench import registry_cache
 
@@ -77,6 +73,16 @@ def load_registry(args: argparse.Namespace, described: bool = False) -> Registry
     for error in registry.errors:
         console.print(f"[yellow]warning:[/yellow] {escape(str(error))}", highlight=False)
     return registry
+
+
+def blocked_plugins(args: argparse.Namespace) -> list[str]:
+    """The plugins ``-p no:NAME`` disables."""
+    blocked = []
+    for option in getattr(args, "plugin_options", []):
+        if not option.startswith("no:") or len(option) <= 3:
+            raise UsageError(f"-p {option}: only -p no:NAME (disable a plugin) is supported.")
+        blocked.append(option[3:])
+    return blocked
 
 
 def _command_modules():

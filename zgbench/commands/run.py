@@ -252,6 +252,8 @@ def main(args: argparse.Namespace) -> int:
     key = _instance_key(args)  # first: no worker process is started with it in its environment
     if args.isolate:
         _hide_from_optimizers(getattr(args, "instance_key_file", None))
+    if not args.isolate:
+        _precheck(args)
     registry = load_registry(args) if not args.isolate else _described_registry(args)
     entries, seeds, device, declarations = _resolve(args, registry)
     device, devices = _devices(device)
@@ -299,6 +301,31 @@ def main(args: argparse.Namespace) -> int:
         console.print(f"report: {report.build(out, args.report)}", markup=False,
                       soft_wrap=True)  # a path cut in two cannot be pasted
     return 1 if args.strict and summary.failed else 0
+
+
+def _precheck(args: argparse.Namespace) -> None:
+    """Usage errors before any plugin is imported: the specs resolved against the registry's
+    cached description (:mod:`zgbench.registry_cache`, as ``zgbench list`` reads it), so an
+    unknown name or a bad parameter is said in a fraction of a second instead of after
+    importing torch and every plugin. Valid input goes on to the real registry (a stand-in
+    that needs its class, e.g. for ``check_params``, imports it)."""
+    from zgbench import registry_cache
+    from zgbench.cli import blocked_plugins
+
+    _check_selection(args)
+    registry = registry_cache.load(tuple(blocked_plugins(args)))
+    for kind, text in (("task", args.tasks), ("optimizer", args.optimizers)):
+        for item in specs.split_list(text) if text else []:
+            name, params = specs.parse(item)
+            entry = registry.task(name) if kind == "task" else registry.optimizer(name)
+            specs.resolve(entry.cls, params, f"{kind} {name!r}")  # declared types and bounds
+
+
+def _check_selection(args: argparse.Namespace) -> None:
+    if not (args.suite or not (args.tasks or args.optimizers)) and not (
+            args.tasks and args.optimizers):
+        raise UsageError("give both --tasks and --optimizers, or a --suite "
+                         "(zgbench run with no arguments runs the quick suite).")
 
 
 def _described_registry(args: argparse.Namespace):
@@ -360,12 +387,10 @@ def _declarations(args: argparse.Namespace, suite, registry) -> declared.Declara
 
 
 def _resolve(args: argparse.Namespace, registry):
+    _check_selection(args)
     suite = None
     if args.suite or not (args.tasks or args.optimizers):
         suite = suites.load(args.suite or "quick", registry)
-    elif not (args.tasks and args.optimizers):
-        raise UsageError("give both --tasks and --optimizers, or a --suite "
-                         "(zgbench run with no arguments runs the quick suite).")
     budget_override = dict(evals=args.evals, grads=args.grads, steps=args.steps,
                            seconds=args.seconds)
     optimizers = ([specs.resolve_optimizer(registry, o) for o in specs.split_list(args.optimizers)]
