@@ -116,6 +116,21 @@ def test_bwrap_hides_folders_and_files(tmp_path, monkeypatch):
     assert command[command.index("--") - 1] != "--dev-bind"
 
 
+def test_a_checkout_below_tmp_is_bound_back_over_the_private_tmp(tmp_path, monkeypatch):
+    """A clone and venv under /tmp (as a CI job's may be) stay visible, read-only, to the
+    optimizer; a hidden folder inside them is still hidden; /tmp itself is never bound."""
+    if not str(tmp_path.resolve()).startswith("/tmp/"):
+        pytest.skip("pytest's tmp_path is not below /tmp here")
+    checkout = tmp_path
+    (checkout / "repo" / "results").mkdir(parents=True)
+    monkeypatch.setattr(sys, "path", [str(checkout / "repo"), "/tmp", *sys.path])
+    command = bwrap.wrap(["true"], [checkout / "repo" / "results"], gpu=False)
+    binds = [command[i + 1] for i, c in enumerate(command) if c == "--ro-bind"]
+    assert str((checkout / "repo").resolve()) in binds and "/tmp" not in binds[1:]
+    hidden = command.index(str((checkout / "repo" / "results").resolve()))
+    assert command[hidden - 1] == "--tmpfs" and hidden > command.index("--ro-bind", 3)
+
+
 def test_required_bwrap_that_does_not_work_is_a_usage_error(monkeypatch):
     from zgbench.errors import UsageError
 

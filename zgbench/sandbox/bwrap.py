@@ -17,6 +17,7 @@ import functools
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,6 +65,22 @@ def resolve(mode: str | None = None) -> tuple[str, str | None]:
     return "process", reason
 
 
+TMP = Path("/tmp")
+
+
+def needed_under_tmp() -> list[Path]:
+    """What the optimizer's Python needs that lies below /tmp (a checkout or a virtual
+    environment there, as a CI job's clone may be: the private /tmp would hide zgbench
+    itself): this interpreter's prefixes and import path entries below /tmp, outermost only,
+    to be bound back read-only. /tmp itself is never among them."""
+    found = set()
+    for entry in (sys.prefix, sys.exec_prefix, sys.base_prefix, *sys.path):
+        path = Path(entry or ".").resolve()
+        if TMP in path.parents and path.exists():
+            found.add(path)
+    return sorted(p for p in found if not any(q in p.parents for q in found))
+
+
 def wrap(argv: Sequence[str], hide: Sequence[str | Path], gpu: bool,
          exe: str | None = None) -> list[str]:
     """``argv`` under bwrap: read-only root, private /tmp, ``hide`` replaced by empty
@@ -72,9 +89,12 @@ def wrap(argv: Sequence[str], hide: Sequence[str | Path], gpu: bool,
     command = [exe or shutil.which("bwrap") or "bwrap", "--ro-bind", "/", "/",
                *(("--dev-bind", "/dev", "/dev") if gpu else ("--dev", "/dev")),
                "--proc", "/proc", "--tmpfs", "/tmp"]
+    bound = needed_under_tmp()
+    for path in bound:  # read-only, over the private /tmp
+        command += ["--ro-bind", str(path), str(path)]
     for path in hide:
         path = Path(path).resolve()
-        if Path("/tmp") in (path, *path.parents):
+        if TMP in (path, *path.parents) and not any(b in (path, *path.parents) for b in bound):
             continue  # the private /tmp hides it already
         if path.is_dir():
             command += ["--tmpfs", str(path)]
