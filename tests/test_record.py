@@ -148,7 +148,7 @@ def _registry(path, scale, monkeypatch):
     spec.loader.exec_module(module)
     fingerprint._file_hash.cache_clear()
     registry = plugins.load(extra_plugins=[module])
-    monkeypatch.setattr(run_command, "load_registry", lambda args: registry)
+    monkeypatch.setattr(run_command, "load_registry", lambda args, described=False: registry)
     return registry
 
 

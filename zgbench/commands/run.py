@@ -252,9 +252,13 @@ def main(args: argparse.Namespace) -> int:
     key = _instance_key(args)  # first: no worker process is started with it in its environment
     if args.isolate:
         _hide_from_optimizers(getattr(args, "instance_key_file", None))
-    if not args.isolate:
-        _precheck(args)
-    registry = load_registry(args) if not args.isolate else _described_registry(args)
+    if args.isolate:
+        registry = _described_registry(args)
+    else:
+        registry = load_registry(args, described=True)
+        _precheck(args, registry)
+        if registry.manager is None:  # stand-ins from the cache: now the plugins themselves
+            registry = load_registry(args)
     entries, seeds, device, declarations = _resolve(args, registry)
     device, devices = _devices(device)
     executor = _executor(args, devices, per_core=True)
@@ -303,17 +307,13 @@ def main(args: argparse.Namespace) -> int:
     return 1 if args.strict and summary.failed else 0
 
 
-def _precheck(args: argparse.Namespace) -> None:
-    """Usage errors before any plugin is imported: the specs resolved against the registry's
-    cached description (:mod:`zgbench.registry_cache`, as ``zgbench list`` reads it), so an
-    unknown name or a bad parameter is said in a fraction of a second instead of after
-    importing torch and every plugin. Valid input goes on to the real registry (a stand-in
-    that needs its class, e.g. for ``check_params``, imports it)."""
-    from zgbench import registry_cache
-    from zgbench.cli import blocked_plugins
-
+def _precheck(args: argparse.Namespace, registry) -> None:
+    """Usage errors before any plugin is imported: names and declared parameters checked
+    against ``registry``, the cached description (:mod:`zgbench.registry_cache`, as ``zgbench
+    list`` reads it) where it is fresh, so an unknown name or a bad parameter is said in a
+    fraction of a second instead of after importing torch and every plugin. Valid input goes
+    on to the real registry."""
     _check_selection(args)
-    registry = registry_cache.load(tuple(blocked_plugins(args)))
     for kind, text in (("task", args.tasks), ("optimizer", args.optimizers)):
         for item in specs.split_list(text) if text else []:
             name, params = specs.parse(item)
