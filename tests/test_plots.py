@@ -17,13 +17,13 @@ from tests.test_leaderboard import _record
 def figures(monkeypatch):
     """The figures the plot functions save (still holding their artists once closed)."""
     saved = []
-    original = leaderboard._save
+    original = leaderboard.save_plot
 
-    def capture(fig, path):
-        original(fig, path)  # draws it: legend and axes extents are laid out
+    def capture(fig, path, tight=True):
+        original(fig, path, tight)  # draws it: legend and axes extents are laid out
         saved.append(fig)
 
-    monkeypatch.setattr(leaderboard, "_save", capture)
+    monkeypatch.setattr(leaderboard, "save_plot", capture)
     return saved
 
 

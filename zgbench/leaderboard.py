@@ -304,15 +304,10 @@ def curves(records: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
     out = {}
     for optimizer, series in by_opt.items():
         grid = np.unique(np.concatenate([xs for xs, _ in series]))
-        stacked = np.stack([ys[np.clip(np.searchsorted(xs, grid, side="right") - 1, 0, None)]
-                            for xs, ys in series])
-        stacked = np.where(np.isfinite(stacked), stacked, math.nan)  # plots skip NaN / inf
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
-            out[optimizer] = pd.DataFrame({
-                "calls": grid, "median": np.nanmedian(stacked, 0),
-                "q25": np.nanquantile(stacked, 0.25, axis=0),
-                "q75": np.nanquantile(stacked, 0.75, axis=0)})
+        q25, median, q75 = stats.nanquantiles(stats.held_on_grid(series, grid),
+                                              (0.25, 0.5, 0.75))
+        out[optimizer] = pd.DataFrame({"calls": grid, "median": median, "q25": q25,
+                                       "q75": q75})
     return out
 
 
@@ -382,7 +377,7 @@ def plot_task(label: str, metric: str, direction: str, data: dict[str, pd.DataFr
     ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     _legend(ax, len(data) + len(lines))
-    _save(fig, path)
+    save_plot(fig, path)
 
 
 def _anchor_lines(ax, anchors: dict[str, Any], direction: str = "min") -> list[float]:
@@ -668,8 +663,6 @@ def save_plot(fig, path: Path, tight: bool = True) -> None:
                         **({"metadata": {_KEY_CHUNK: key}} if key else {}))
 
 
-_save = save_plot
-
 
 # --------------------------------------------------------------------------- drawing plots
 #
@@ -681,7 +674,7 @@ _save = save_plot
 
 #: The PNG text chunk holding a plot's key.
 _KEY_CHUNK = "zgbench-plot"
-#: The key of the plot being drawn (set by :func:`_draw`, read by :func:`_save`).
+#: The key of the plot being drawn (set by :func:`_draw`, read by :func:`save_plot`).
 _DRAWING: contextvars.ContextVar[str | None] = contextvars.ContextVar("drawing", default=None)
 #: Figures per worker below which a pool is not worth its start (a worker imports matplotlib
 #: and pandas, about as long as drawing one or two figures).
@@ -783,7 +776,7 @@ def _code_version(module: str = "") -> str:
 
 
 def _stored_key(path: Path) -> str | None:
-    """The key in a PNG written by :func:`_save` (its text chunks come before the image
+    """The key in a PNG written by :func:`save_plot` (its text chunks come before the image
     data), or None (no file, not a PNG, no key)."""
     try:
         with open(path, "rb") as f:
@@ -892,7 +885,7 @@ def plot_win_rate(rate: pd.DataFrame, path: Path, order: list[str] | None = None
     ax.set_title("win rate: row beats column (task x seed)\nin board order, best first: the "
                  "main board by position, then the partial board by mean rank", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046)
-    _save(fig, path)
+    save_plot(fig, path)
 
 
 def plot_profile(frame: pd.DataFrame, scope: str, xlabel: str, path: Path,
@@ -927,7 +920,7 @@ def plot_profile(frame: pd.DataFrame, scope: str, xlabel: str, path: Path,
     ax.set_title(f"{outputs.literal(scope)}: runtime ECDF over log-spaced targets", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     _legend(ax, frame["optimizer"].nunique())
-    _save(fig, path)
+    save_plot(fig, path)
 
 
 def machines(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -612,3 +612,33 @@ def _verdict(row: pd.Series) -> str:
     if new_m < old_lo and old_m > new_hi:
         return "improved"
     return "unchanged"
+
+
+# --------------------------------------------------------------------------- curves over runs
+def held_on_grid(series: list[tuple[np.ndarray, np.ndarray]], grid: np.ndarray) -> np.ndarray:
+    """Each run's values ``ys`` at its checkpoints ``xs`` held constant until its next
+    checkpoint, read at ``grid``: one row per run; a non-finite value becomes NaN (plots and
+    quantiles skip it). The convergence curves of the boards and of the report share it."""
+    stacked = np.stack([ys[np.clip(np.searchsorted(xs, grid, side="right") - 1, 0, None)]
+                        for xs, ys in series])
+    return np.where(np.isfinite(stacked), stacked, math.nan)
+
+
+def nanquantiles(stacked: np.ndarray, qs: Iterable[float]) -> list[np.ndarray]:
+    """Per column of ``stacked``, its quantiles ``qs`` over the rows that are not NaN
+    (linear interpolation, as :func:`numpy.nanquantile`; NaN where a column has none).
+    numpy's own takes a slow path per column once any NaN is present (3 s of the report)."""
+    ordered = np.sort(stacked, axis=0)  # NaN last
+    count = (~np.isnan(stacked)).sum(axis=0)
+    columns = np.arange(stacked.shape[1])
+    out = []
+    for q in qs:
+        position = q * np.maximum(count - 1, 0)
+        below = np.floor(position).astype(int)
+        above = np.minimum(below + 1, np.maximum(count - 1, 0))
+        low, high = ordered[below, columns], ordered[above, columns]
+        with np.errstate(invalid="ignore"):
+            value = low + (position - below) * (high - low)
+        value = np.where(position == below, low, value)  # no 0 * inf at whole positions
+        out.append(np.where(count > 0, value, math.nan))
+    return out
