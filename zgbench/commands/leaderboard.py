@@ -43,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.results) / "leaderboard"
     written = (leaderboard.write_tracks(args.results, args.tuned, out, args.baseline)
                if args.tuned else leaderboard.write(args.results, out, args.baseline))
-    from zgbench.commands.run import caveat_footnotes, summary_console
+    from zgbench.commands.run import caveat_footnotes, say_footnotes, summary_console
 
     console = summary_console(Console())  # 100 columns at most, as run's summary
     overall = written["overall"]
@@ -56,8 +56,7 @@ def main(args: argparse.Namespace) -> int:
         if not partial.empty:
             console.print(overall_rich(partial, "Partial coverage (ranked on fewer than half "
                                                 "the tasks; not comparable overall)", notes))
-        for text, mark in notes.items():
-            console.print(f"[{mark}] {text}", markup=False)
+        say_footnotes(console, notes)
     if args.tuned:
         console.print(tracks_rich(written["tracks"]))
     if args.markdown:
@@ -76,18 +75,19 @@ SHOWN = (("pos", "position"), ("optimizer", "optimizer"), ("mean rank", "mean_ra
 
 def overall_rich(frame, title: str = "Overall (mean rank over tasks, 95% interval; lower is "
                                      "better)", notes: dict[str, int] | None = None) -> Table:
+    from zgbench.commands.run import caveat_mark
+
     table = Table(title=title, title_justify="left")
     shown = [(h, c) for h, c in SHOWN if c is None or c in frame.columns]
     for header, _ in shown:
-        table.add_column(header, no_wrap=header != "optimizer", min_width=None)
+        table.add_column(header, no_wrap=header != "optimizer")
     if notes:
         table.add_column("note", no_wrap=True)
     for _, row in frame.iterrows():
         cells = [escape(f"{_fmt(row['rank_lo'])}-{_fmt(row['rank_hi'])}" if column is None
                         else _fmt(row[column])) for _, column in shown]
         if notes:
-            mark = notes.get(row.get("caveat", ""), "")
-            cells.append(f"[{mark}]" if mark else "")
+            cells.append(caveat_mark(notes, row))
         table.add_row(*cells)
     return table
 

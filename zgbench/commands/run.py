@@ -125,6 +125,18 @@ def caveat_footnotes(overall) -> dict[str, int]:
     return notes
 
 
+def caveat_mark(notes: dict[str, int], row) -> str:
+    """A board row's footnote mark (``[n]``), or "" where its optimizer has no caveat."""
+    mark = notes.get(row.get("caveat", ""), "")
+    return f"[{mark}]" if mark else ""
+
+
+def say_footnotes(console: Console, notes: dict[str, int]) -> None:
+    """The caveats the marks point to, one line each."""
+    for text, mark in notes.items():
+        console.print(f"[{mark}] {text} (the suite's caveat; see its claim)", markup=False)
+
+
 def _overall_table(overall) -> Table:
     """The overall main board (optimizers ranked on enough tasks), as overall.csv has it;
     caveats as footnote marks (:func:`_say_caveats` prints the notes)."""
@@ -134,10 +146,9 @@ def _overall_table(overall) -> Table:
             ("note",) if notes else ()):
         table.add_column(column, no_wrap=column != "optimizer")
     for _, row in overall[overall["board"] == "main"].iterrows():
-        mark = notes.get(row.get("caveat", ""), "")
         table.add_row(f"{int(row['position'])}", escape(str(row["optimizer"])),
                       f"{row['mean_rank']:.3g}", f"{row['rank_lo']:.3g}-{row['rank_hi']:.3g}",
-                      str(row["coverage"]), *((f"[{mark}]" if mark else "",) if notes else ()))
+                      str(row["coverage"]), *((caveat_mark(notes, row),) if notes else ()))
     return table
 
 
@@ -147,13 +158,11 @@ def _say_caveats(console: Console, overall) -> None:
     notes = caveat_footnotes(overall)
     partial = overall[overall["board"] != "main"]
     if not partial.empty:
-        marks = [notes.get(row.get("caveat", "")) for _, row in partial.iterrows()]
-        listed = ", ".join(f"{row['optimizer']} ({row['coverage']}){f' [{m}]' if m else ''}"
-                           for (_, row), m in zip(partial.iterrows(), marks))
+        listed = ", ".join(f"{row['optimizer']} ({row['coverage']}) {caveat_mark(notes, row)}"
+                           .rstrip() for _, row in partial.iterrows())
         console.print(f"partial coverage (ranked on too few tasks for the main board; see "
                       f"overall.csv): {listed}", markup=False)
-    for text, mark in notes.items():
-        console.print(f"[{mark}] {text} (the suite's caveat; see its claim)", markup=False)
+    say_footnotes(console, notes)
 
 
 def _results_table(written: dict) -> Table:
