@@ -149,40 +149,41 @@ def write_coco(records: list[dict[str, Any]], out: str | Path, axis: str = "eval
     out = Path(out)
     funcs = functions(records)
     runs, skipped = _runs(records, axis)
-    folders = []
-    for name, rs in sorted(runs.items()):
-        folder = out / slug(name)
-        for canonical, task_runs in _by_task(rs):
-            f = funcs[canonical]
-            stem = f"data_f{f.fid}/bbobexp_f{f.fid}_DIM{f.dim}"
-            lines, entries = [], []
-            for r in task_runs:
-                rows = _coco_rows(r, f, axis)
-                lines += _coco_lines(rows, f, repetition(r) + 1)
-                entries.append(f"{repetition(r) + 1}:{int(rows[-1, 0])}|{rows[-1, 2]:.1e}")
-            (folder / f"data_f{f.fid}").mkdir(parents=True, exist_ok=True)
-            text = "\n".join(lines) + "\n"
-            (folder / f"{stem}.dat").write_text(text)
-            (folder / f"{stem}.tdat").write_text(text)
-            header = (f"suite = '{COCO_SUITE}', funcId = {f.fid}, DIM = {f.dim}, "
-                      f"Precision = 1.000e-08, algId = '{name}', coco_version = 'zgbench', "
-                      f"logger = 'bbob', data_format = 'bbob-old'")
-            comment = (f"% zgbench task {f.canonical}; metric {f.metric} ({f.direction}), "
-                       f"exported as the gap to fopt {f.fopt:.6g} (oriented); evaluations = "
-                       f"{axis}; failed runs left out: {f.failed}")
-            with open(folder / f"bbobexp_f{f.fid}.info", "a") as info:
-                info.write(f"{header}\n{comment}\n{stem}.dat, {', '.join(entries)}\n")
-        folders.append(folder)
+    for name, folder, f, task_runs in _groups(runs, funcs, out):
+        stem = f"data_f{f.fid}/bbobexp_f{f.fid}_DIM{f.dim}"
+        lines, entries = [], []
+        for r in task_runs:
+            rows = _coco_rows(r, f, axis)
+            lines += _coco_lines(rows, f, repetition(r) + 1)
+            entries.append(f"{repetition(r) + 1}:{int(rows[-1, 0])}|{rows[-1, 2]:.1e}")
+        (folder / f"data_f{f.fid}").mkdir(parents=True, exist_ok=True)
+        text = "\n".join(lines) + "\n"
+        (folder / f"{stem}.dat").write_text(text)
+        (folder / f"{stem}.tdat").write_text(text)
+        header = (f"suite = '{COCO_SUITE}', funcId = {f.fid}, DIM = {f.dim}, "
+                  f"Precision = 1.000e-08, algId = '{name}', coco_version = 'zgbench', "
+                  f"logger = 'bbob', data_format = 'bbob-old'")
+        comment = (f"% zgbench task {f.canonical}; metric {f.metric} ({f.direction}), "
+                   f"exported as the gap to fopt {f.fopt:.6g} (oriented); evaluations = "
+                   f"{axis}; failed runs left out: {f.failed}")
+        with open(folder / f"bbobexp_f{f.fid}.info", "a") as info:
+            info.write(f"{header}\n{comment}\n{stem}.dat, {', '.join(entries)}\n")
     _write_tasks(out, funcs, axis)
+    folders = [out / slug(name) for name in sorted(runs)]
     return {"folders": folders, "skipped": skipped, "functions": funcs}
 
 
-def _by_task(records: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """One optimizer's runs grouped by task (canonical spec), in a stable order."""
-    by_task: dict[str, list[dict[str, Any]]] = {}
-    for r in records:
-        by_task.setdefault(r["task"]["canonical"], []).append(r)
-    return sorted(by_task.items())
+def _groups(runs: dict[str, list[dict[str, Any]]], funcs: dict[str, Any], out: Path):
+    """(optimizer name, its folder under ``out``, function, its runs on that function) for
+    every optimizer and task, in a stable order: the layout both formats share."""
+    from zgbench.leaderboard import slug
+
+    for name, records in sorted(runs.items()):
+        by_task: dict[str, list[dict[str, Any]]] = {}
+        for r in records:
+            by_task.setdefault(r["task"]["canonical"], []).append(r)
+        for canonical, task_runs in sorted(by_task.items()):
+            yield name, out / slug(name), funcs[canonical], task_runs
 
 
 # ----------------------------------------------------------------------------- IOHprofiler
@@ -198,33 +199,29 @@ def write_ioh(records: list[dict[str, Any]], out: str | Path, axis: str = "evals
     funcs = functions(records)
     runs, skipped = _runs(records, axis)
     others = [a for a in (*AXES, "seconds") if a != axis]
-    folders = []
-    for name, rs in sorted(runs.items()):
-        folder = out / slug(name)
-        for canonical, task_runs in _by_task(rs):
-            f = funcs[canonical]
-            data = f"data_f{f.fid}_{f.name}/IOHprofiler_f{f.fid}_DIM{f.dim}.dat"
-            lines, meta = [], []
-            for r in task_runs:
-                spend, y, counters = _series(r, f, axis)
-                lines.append(" ".join(["evaluations", "raw_y", *others]))
-                for i in range(len(y)):
-                    lines.append(" ".join([str(int(round(spend[i]))), _num(y[i]),
-                                           *(_num(counters[a][i]) for a in others)]))
-                meta.append(_ioh_run(repetition(r) + 1, spend, y, f.direction))
-            (folder / data).parent.mkdir(parents=True, exist_ok=True)
-            (folder / data).write_text("\n".join(lines) + "\n")
-            index = {"version": __version__, "suite": "zgbench", "function_id": f.fid,
-                     "function_name": f.name, "maximization": f.direction == "max",
-                     "algorithm": {"name": name, "info": f"zgbench task {f.canonical}; "
-                                                         f"raw_y = {f.metric}; evaluations = "
-                                                         f"{axis}"},
-                     "attributes": ["evaluations", "raw_y", *others],
-                     "scenarios": [{"dimension": f.dim, "path": data, "runs": meta}]}
-            (folder / f"IOHprofiler_f{f.fid}_{f.name}.json").write_text(
-                json.dumps(index, indent=1))
-        folders.append(folder)
+    for name, folder, f, task_runs in _groups(runs, funcs, out):
+        data = f"data_f{f.fid}_{f.name}/IOHprofiler_f{f.fid}_DIM{f.dim}.dat"
+        lines, meta = [], []
+        for r in task_runs:
+            spend, y, counters = _series(r, f, axis)
+            lines.append(" ".join(["evaluations", "raw_y", *others]))
+            for i in range(len(y)):
+                lines.append(" ".join([str(int(round(spend[i]))), _num(y[i]),
+                                       *(_num(counters[a][i]) for a in others)]))
+            meta.append(_ioh_run(repetition(r) + 1, spend, y, f.direction))
+        (folder / data).parent.mkdir(parents=True, exist_ok=True)
+        (folder / data).write_text("\n".join(lines) + "\n")
+        index = {"version": __version__, "suite": "zgbench", "function_id": f.fid,
+                 "function_name": f.name, "maximization": f.direction == "max",
+                 "algorithm": {"name": name, "info": f"zgbench task {f.canonical}; "
+                                                     f"raw_y = {f.metric}; evaluations = "
+                                                     f"{axis}"},
+                 "attributes": ["evaluations", "raw_y", *others],
+                 "scenarios": [{"dimension": f.dim, "path": data, "runs": meta}]}
+        (folder / f"IOHprofiler_f{f.fid}_{f.name}.json").write_text(
+            json.dumps(index, indent=1))
     _write_tasks(out, funcs, axis)
+    folders = [out / slug(name) for name in sorted(runs)]
     return {"folders": folders, "skipped": skipped, "functions": funcs}
 
 
