@@ -203,9 +203,10 @@ class Ledger:
         self._installed = False
 
     # ------------------------------------------------------------ the metered calls
-    def loss(self, thetas: torch.Tensor, key: int, owned: bool) -> torch.Tensor:
-        """Evaluate a batch the front has checked and cut: count, time, observe. (The hot
-        path: the budget check and the timing are written out, not called.)"""
+    def loss(self, thetas: torch.Tensor, key: int) -> torch.Tensor:
+        """Evaluate a batch the front has checked, cut and copied (its own plain tensor, so
+        the best row is kept without cloning): count, time, observe. (The hot path: the
+        budget check and the timing are written out, not called.)"""
         n = thetas.shape[0]
         limit = self.budget.evals
         if (limit is not None and self.evals + n > limit) or self._limit_seconds is not None:
@@ -233,7 +234,7 @@ class Ledger:
                 or not values.is_floating_point()
                 or (not values.is_cpu if self._cpu else not self._on_device(values))):
             raise self._task_failed("loss", n, 0, self._bad_result("loss", values, (n,)))
-        self._observe(thetas, values, owned)
+        self._observe(thetas, values, owned=True)
         return values
 
     def grad(self, thetas: torch.Tensor, key: int) -> tuple[torch.Tensor, torch.Tensor]:

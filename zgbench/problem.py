@@ -229,7 +229,7 @@ class Problem:
         (all or nothing) it raises BudgetExhausted before anything is evaluated or charged,
         for an optimizer that cannot use part of a generation (vectorised differential
         evolution)."""
-        thetas, owned = self._batch(thetas)
+        thetas = self._batch(thetas)
         n = self._allowed(thetas.shape[0], self._budget.evals, self._evals, "evaluation")
         if whole and n < thetas.shape[0]:
             raise self._not_whole(thetas.shape[0], n, "evaluation")
@@ -239,9 +239,9 @@ class Problem:
         key = self.new_key() if key is None else plain_key(key)
         if torch.is_grad_enabled():  # a black box: no autograd graph, whatever the task does
             with torch.no_grad():
-                values = self._ledger_loss(thetas, key, owned)
+                values = self._ledger_loss(thetas, key)
         else:  # the optimizer already runs without autograd: skip the context's cost
-            values = self._ledger_loss(thetas, key, owned)
+            values = self._ledger_loss(thetas, key)
         self._evals += n
         self._after_call(cut=cut)
         return values
@@ -251,7 +251,7 @@ class Problem:
         """``(loss[B], grad[B, dim])`` from the task's autodiff; counts ``B`` gradients
         (``whole``: all or nothing, as for :meth:`loss`)."""
         self._require("grad")
-        thetas, _ = self._batch(thetas)
+        thetas = self._batch(thetas)
         n = self._allowed(thetas.shape[0], self._grad_limit, self._grads, "gradient")
         if whole and n < thetas.shape[0]:
             raise self._not_whole(thetas.shape[0], n, "gradient")
@@ -382,25 +382,25 @@ class Problem:
                 f"task {self._name!r} does not provide {capability!r} "
                 f"(it provides {sorted(self._provides) or 'nothing beyond loss'})")
 
-    def _batch(self, thetas: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, bool]:
+    def _batch(self, thetas: torch.Tensor | np.ndarray) -> torch.Tensor:
         """``thetas`` checked, as the problem's own plain tensor (a copy: exact type
-        ``torch.Tensor``, no storage shared with the caller) on the task's device and dtype,
-        and whether it is the problem's own copy (always, now: kept for the ledger's API)."""
+        ``torch.Tensor``, no storage shared with the caller) on the task's device and dtype
+        (so the ledger may keep a row of it without cloning)."""
         if type(thetas) is torch.Tensor:  # the common path: checks, then one copy
             self._check_shape(thetas)
             if thetas.requires_grad:
                 thetas = thetas.detach()
             # `.to` is a dispatch even when it has nothing to do: skip it on the common path
             if thetas.dtype != self._dtype or thetas.device != self._device:
-                return thetas.to(device=self._device, dtype=self._dtype, copy=True), True
-            return thetas.clone(), True
+                return thetas.to(device=self._device, dtype=self._dtype, copy=True)
+            return thetas.clone()
         if isinstance(thetas, np.ndarray):
             batch = plain_array(thetas, self._np_dtype)  # always a copy, base class
             self._check_shape(batch)
             tensor = torch.from_numpy(batch)
             if self._device.type == "cpu" and tensor.dtype == self._dtype:
-                return tensor, True
-            return tensor.to(self._device, self._dtype), True
+                return tensor
+            return tensor.to(self._device, self._dtype)
         if isinstance(thetas, torch.Tensor):  # a subclass: copied without its code first
             return self._batch(plain_tensor(thetas))
         raise self._shape_error(thetas)
